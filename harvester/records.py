@@ -1,0 +1,108 @@
+"""Typed records shared by the stages: photos as parsed from search results, and their outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class PhotoStatus(StrEnum):
+    """Where a photo stands in the store."""
+
+    CLAIMED = "claimed"  # found by a search, not yet harvested
+    DONE = "done"  # file durably written and committed
+    SKIPPED = "skipped"  # dropped by policy (too small, no usable size, ...): not retried
+    FAILED = "failed"  # an error (download, corrupt image, ...): retried by --retry-failed
+
+
+@dataclass(frozen=True, slots=True)
+class SizeVariant:
+    """One downloadable size of a photo, from a url_X extra (or built from originalsecret)."""
+
+    label: str  # the extra's suffix: "l" for url_l, "o" for url_o, "k", "c", ...
+    url: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoRecord:
+    """A photo as flickr.photos.search returns it with harvest's extras, types normalised."""
+
+    id: str
+    owner: str
+    secret: str
+    server: str
+    farm: int = 0
+    title: str = ""
+    description: str = ""
+    owner_name: str = ""
+    tags: tuple[str, ...] = ()
+    license: int = 0
+    date_upload: int = 0  # unix seconds, UTC
+    date_taken: str | None = None  # "YYYY-MM-DD HH:MM:SS", owner's local time
+    date_taken_granularity: int = 0
+    latitude: float | None = None  # None when not geotagged (Flickr sends 0/0/0)
+    longitude: float | None = None
+    accuracy: int | None = None
+    views: int | None = None
+    original_secret: str | None = None
+    original_format: str | None = None
+    o_width: int | None = None
+    o_height: int | None = None
+    media: str = "photo"
+    sizes: tuple[SizeVariant, ...] = field(default=())
+
+    def size(self, label: str) -> SizeVariant | None:
+        """The size with this url_X label, if the search returned it."""
+        for variant in self.sizes:
+            if variant.label == label:
+                return variant
+        return None
+
+    @property
+    def is_geotagged(self) -> bool:
+        """True when the photo has a real geotag (Flickr reports 0,0 for none)."""
+        return self.latitude is not None and self.longitude is not None
+
+
+class DateField(StrEnum):
+    """Which date a search window cuts on."""
+
+    UPLOAD = "upload"
+    TAKEN = "taken"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """One flickr.photos.search call, in harvest's terms; the client maps it to API parameters.
+
+    Dates are unix seconds and both bounds are inclusive, as Flickr's are. For taken dates the
+    client sends them as MySQL datetimes (Flickr's taken dates are owner-local, no time zone).
+    """
+
+    min_date: int
+    max_date: int
+    text: str | None = None
+    tags: tuple[str, ...] = ()
+    tag_mode: str = "any"
+    date_field: DateField = DateField.UPLOAD
+    licenses: tuple[int, ...] = ()
+    bbox: tuple[float, float, float, float] | None = None
+    has_geo: bool | None = None
+    user_id: str | None = None
+    accuracy: int | None = None
+    sort: str = "date-posted-asc"
+    page: int = 1
+    per_page: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of search results; `total`/`pages` are None when Flickr sent "" or nothing."""
+
+    page: int
+    pages: int | None
+    per_page: int
+    total: int | None
+    photos: tuple[PhotoRecord, ...]
