@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_RNG = random.Random()
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -31,10 +33,11 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
         """Wait before try `attempt + 1` (from 1): capped exponential, full jitter."""
-        ceiling = min(self.cap_s, self.base_s * (2 ** (attempt - 1)))
+        ceiling = min(self.cap_s, self.base_s * (2.0 ** (attempt - 1)))
         if not self.jitter or ceiling <= 0:
             return max(0.0, ceiling)
-        return (rng or random).uniform(0.0, ceiling)
+        source = rng or _RNG
+        return source.uniform(0.0, ceiling)
 
 
 async def no_sleep(_seconds: float) -> None:
