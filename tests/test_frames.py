@@ -1,0 +1,90 @@
+"""Frame detection: harvest's detector vs Berg/Hays on the labelled real-photo set, and units."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from imagesets import add_frame, base_photos, evaluate, labelled_set
+
+from harvester.frames import CropBox, coarse_borders, hays_borders, luma, refine_borders
+from harvester.imaging import FrameMethod, ImagePolicy, ProcessedImage, process_image
+from harvester.provenance import Provenance
+from harvester.records import PhotoRecord
+
+PROV = Provenance.from_record(
+    PhotoRecord(id="1", owner="1@N01", secret="ab", server="1"),
+    keywords=("t",),
+    size_label="l",
+    source_url="",
+    harvested_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
+
+
+def _detector(method: FrameMethod):  # type: ignore[no-untyped-def]
+    policy = ImagePolicy(min_side=1, frame_method=method)
+
+    def predict(data: bytes) -> CropBox | None:
+        result = process_image(data, PROV, policy)
+        assert isinstance(result, ProcessedImage), result
+        return result.crop
+
+    return predict
+
+
+@pytest.fixture(scope="module")
+def scores():  # type: ignore[no-untyped-def]
+    items = labelled_set()
+    return evaluate(_detector("harvest"), items), evaluate(_detector("hays"), items)
+
+
+def test_labelled_set_is_balanced_and_real() -> None:
+    items = labelled_set()
+    positives = [i for i in items if i.box is not None]
+    assert len(positives) >= 40
+    assert len(items) - len(positives) >= 15
+
+
+def test_harvest_detector_reaches_target_f1_and_beats_hays(scores) -> None:  # type: ignore[no-untyped-def]
+    ours, hays = scores
+    assert ours.f1 >= 0.95, ours
+    assert ours.f1 > hays.f1, (ours, hays)
+    assert ours.precision >= hays.precision
+
+
+def test_harvest_crop_box_is_within_two_pixels(scores) -> None:  # type: ignore[no-untyped-def]
+    ours, hays = scores
+    assert ours.mae_px <= 1.0
+    assert ours.max_err_px <= 2
+    assert ours.mae_px < hays.mae_px
+
+
+def test_coarse_then_refine_finds_an_asymmetric_frame_exactly() -> None:
+    photo = base_photos()[0][1]
+    framed, box = add_frame(photo, (21, 43, 9, 66), (250, 250, 250))
+    gray = luma(framed)
+    small = gray[4::8, 4::8]
+    coarse = coarse_borders(small)
+    assert coarse is not None
+    fine = refine_borders(gray, coarse, (small.shape[0], small.shape[1]))
+    assert fine.box(*gray.shape) == box
+
+
+@pytest.mark.parametrize("level", [0, 255])
+def test_a_single_uniform_side_is_not_a_frame(level: int) -> None:
+    photo = luma(base_photos()[1][1]).copy()
+    photo[:120] = level  # sky (or a wall) along the top edge only
+    assert coarse_borders(photo[4::8, 4::8]) is None
+
+
+def test_hays_baseline_crops_deepest_ring_plus_twelve_symmetrically() -> None:
+    photo = luma(base_photos()[2][1])
+    framed, _ = add_frame(np.dstack([photo] * 3), (30, 30, 30, 30), (255, 255, 255))
+    found = hays_borders(framed[:, :, 0])
+    assert found is not None
+    assert found.widths() == (42, 42, 42, 42)
+
+
+def test_hays_baseline_sees_nothing_on_a_plain_photo() -> None:
+    assert hays_borders(luma(base_photos()[2][1])) is None

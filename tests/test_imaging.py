@@ -1,0 +1,241 @@
+"""process_image end to end on real photographs: splice, unframe, downscale, reject, stamp."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from imagesets import add_frame, base_photos, flickr_jpeg, jpeg
+from PIL import Image
+
+from harvester import jpegmeta
+from harvester.frames import CropBox
+from harvester.imaging import ImagePolicy, ProcessedImage, Rejected, process_image
+from harvester.provenance import Provenance, strip_query
+from harvester.records import PhotoRecord, PhotoStatus
+
+RECORD = PhotoRecord(
+    id="53574198477",
+    owner="12345678@N00",
+    secret="fba34d20ca",
+    server="65535",
+    title="Café ☕ 東京 — Zoë's trip",
+    description="<b>Long</b> day",
+    owner_name="Zoë",
+    tags=("paris", "café"),
+    license=4,
+    date_taken="2024-02-03 10:11:12",
+    latitude=48.8584,
+    longitude=-2.2945,
+    accuracy=16,
+    views=42,
+)
+PROV = Provenance.from_record(
+    RECORD,
+    keywords=("paris",),
+    size_label="l",
+    source_url="https://live.staticflickr.com/65535/53574198477_fba34d20ca_b.jpg?api_key=SECRETKEY",
+    harvested_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+)
+POLICY = ImagePolicy()
+
+
+def _ok(data: bytes, policy: ImagePolicy = POLICY) -> ProcessedImage:
+    result = process_image(data, PROV, policy)
+    assert isinstance(result, ProcessedImage), result
+    return result
+
+
+def test_large_without_frame_is_spliced_not_reencoded() -> None:
+    data = flickr_jpeg()
+    result = _ok(data)
+    out = result.to_bytes()
+    assert not result.reencoded
+    assert result.crop is None
+    assert bytes(jpegmeta.image_data(out)) == bytes(jpegmeta.image_data(data))
+    assert (result.width, result.height) == (799, 533)
+
+
+def test_record_round_trips_through_com_and_user_comment() -> None:
+    result = _ok(flickr_jpeg())
+    image = Image.open(io.BytesIO(result.to_bytes()))
+    record = json.loads(image.info["comment"])
+    assert record == json.loads(result.record_json)
+    assert record["title"] == RECORD.title
+    assert record["license"]["name"] == "CC BY 2.0"
+    assert record["stored"] == {"width": 799, "height": 533}
+    assert record["keywords"] == ["paris"]
+    assert "SECRETKEY" not in result.to_bytes().decode("latin-1")
+    assert record["source_url"] == strip_query(PROV.source_url)
+
+
+@pytest.mark.skipif(
+    shutil.which("exiftool") is None, reason="exiftool not installed (libimage-exiftool-perl)"
+)
+def test_exiftool_reads_every_tag(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "a.jpg"
+    path.write_bytes(_ok(flickr_jpeg()).to_bytes())
+    tags = ["-Artist", "-Copyright", "-ImageDescription", "-DateTimeOriginal", "-UserComment"]
+    gps = ["-GPSLatitude", "-GPSLongitude", "-GPSLatitudeRef", "-GPSLongitudeRef", "-Comment"]
+    out = subprocess.run(
+        ["exiftool", "-j", "-n", *tags, *gps, str(path)], capture_output=True, check=True, text=True
+    )
+    got = json.loads(out.stdout)[0]
+    assert got["Artist"] == "Zoë (12345678@N00)"
+    assert got["Copyright"] == "CC BY 2.0 (https://creativecommons.org/licenses/by/2.0/)"
+    assert got["ImageDescription"] == RECORD.title
+    assert got["DateTimeOriginal"] == "2024:02:03 10:11:12"
+    assert got["GPSLatitude"] == pytest.approx(48.8584, abs=1e-5)
+    assert got["GPSLongitude"] == pytest.approx(-2.2945, abs=1e-5)
+    assert json.loads(got["UserComment"])["title"] == RECORD.title
+    assert json.loads(got["Comment"])["tags"] == ["paris", "café"]
+
+
+def test_framed_image_comes_out_unframed() -> None:
+    photo = base_photos()[0][1]
+    framed, box = add_frame(photo, (37, 51, 23, 64), (255, 255, 255))
+    result = _ok(jpeg(framed, 90))
+    assert result.reencoded
+    assert result.crop is not None
+    assert all(abs(a - b) <= 2 for a, b in zip(result.crop.as_tuple(), box.as_tuple(), strict=True))
+    assert abs(result.width - box.width) <= 2
+    assert abs(result.height - box.height) <= 2
+    assert json.loads(result.record_json)["crop"] == list(result.crop.as_tuple())
+    out = np.asarray(Image.open(io.BytesIO(result.to_bytes())).convert("L"), dtype=np.int16)
+    assert np.abs(out[0] - 255).mean() > 20  # the first row is content, not frame
+
+
+def test_original_over_max_side_is_downscaled_with_long_side_1024() -> None:
+    big = np.asarray(
+        Image.fromarray(base_photos()[1][1]).resize((2400, 1600), Image.Resampling.LANCZOS)
+    )
+    result = _ok(jpeg(big, 92))
+    assert (result.width, result.height) == (1024, 683)
+    assert (result.source_width, result.source_height) == (2400, 1600)
+    assert Image.open(io.BytesIO(result.to_bytes())).size == (1024, 683)
+
+
+def test_framed_original_is_unframed_and_downscaled() -> None:
+    big = np.asarray(Image.fromarray(base_photos()[0][1]).resize((2000, 1334)))
+    framed, box = add_frame(big, (100, 100, 80, 80), (0, 0, 0))
+    result = _ok(jpeg(framed, 92))
+    assert result.crop is not None
+    assert all(abs(a - b) <= 3 for a, b in zip(result.crop.as_tuple(), box.as_tuple(), strict=True))
+    assert result.width == 1024
+
+
+def test_exif_orientation_is_applied_to_pixels_and_not_written_again() -> None:
+    image = Image.fromarray(base_photos()[2][1])  # 900x600
+    exif = image.getexif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    result = _ok(buffer.getvalue())
+    out = Image.open(io.BytesIO(result.to_bytes()))
+    assert out.size == (600, 900)
+    assert out.getexif().get(0x0112) in (None, 1)
+
+
+def test_small_image_is_skipped_with_reason() -> None:
+    small = jpeg(np.asarray(Image.fromarray(base_photos()[0][1]).resize((400, 300))))
+    result = process_image(small, PROV, POLICY)
+    assert result == Rejected(PhotoStatus.SKIPPED, "too small: 400x300 < 500")
+
+
+def test_image_too_small_after_frame_removal_is_skipped() -> None:
+    photo = np.asarray(Image.fromarray(base_photos()[0][1]).resize((600, 450)))
+    framed, _ = add_frame(photo, (60, 60, 60, 60), (255, 255, 255))
+    result = process_image(jpeg(framed), PROV, POLICY)
+    assert isinstance(result, Rejected)
+    assert result.status is PhotoStatus.SKIPPED
+    assert "after frame" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "mangle"),
+    [
+        ("truncated", lambda d: d[: len(d) // 2]),
+        ("corrupt", lambda d: d[:2000] + bytes(range(256)) * 40 + d[12240:]),
+        ("non-image", lambda d: b"<html>429 Too Many Requests</html>"),
+        ("empty", lambda d: b""),
+        ("truncated png", lambda d: _png()[:500]),
+    ],
+)
+def test_bad_input_is_a_failure_not_an_exception(name: str, mangle) -> None:  # type: ignore[no-untyped-def]
+    result = process_image(mangle(flickr_jpeg()), PROV, POLICY)
+    assert isinstance(result, Rejected), name
+    assert result.status is PhotoStatus.FAILED
+    assert result.reason
+
+
+def test_truncated_jpeg_fails_even_without_frame_detection() -> None:
+    data = flickr_jpeg()
+    result = process_image(data[: len(data) - 5000], PROV, ImagePolicy(strip_frames=False))
+    assert isinstance(result, Rejected)
+    assert result.status is PhotoStatus.FAILED
+
+
+def test_decompression_bombs_fail_from_the_header() -> None:
+    bomb = Image.new("L", (20000, 20000))  # 400 MP of zeros: a few hundred KB as PNG
+    buffer = io.BytesIO()
+    bomb.save(buffer, "PNG")
+    result = process_image(buffer.getvalue(), PROV, POLICY)
+    assert isinstance(result, Rejected)
+    assert result.status is PhotoStatus.FAILED
+    assert "bomb" in result.reason
+    jpeg_bomb = process_image(flickr_jpeg(), PROV, ImagePolicy(max_pixels=100_000))
+    assert isinstance(jpeg_bomb, Rejected)
+    assert "bomb" in jpeg_bomb.reason
+
+
+def _png(mode: str = "RGBA") -> bytes:
+    image = Image.fromarray(base_photos()[0][1]).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG-RGBA", "PNG-P", "GIF", "JPEG-CMYK", "JPEG-L"])
+def test_other_formats_become_rgb_jpeg(fmt: str) -> None:
+    kind, mode = fmt.split("-") if "-" in fmt else (fmt, "P")
+    image = Image.fromarray(base_photos()[0][1]).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, kind)
+    result = _ok(buffer.getvalue())
+    out = Image.open(io.BytesIO(result.to_bytes()))
+    assert (out.format, out.mode, out.size) == ("JPEG", "RGB", (799, 533))
+    assert result.reencoded
+
+
+def test_huge_description_is_truncated_deterministically() -> None:
+    long = PhotoRecord(
+        **{**{f: getattr(RECORD, f) for f in RECORD.__slots__}, "description": "日本" * 40000}
+    )
+    prov = Provenance.from_record(
+        long, keywords=("x",), size_label="l", source_url="", harvested_at=datetime(2026, 1, 1)
+    )
+    first = process_image(flickr_jpeg(), prov, POLICY)
+    again = process_image(flickr_jpeg(), prov, POLICY)
+    assert isinstance(first, ProcessedImage)
+    assert isinstance(again, ProcessedImage)
+    record = json.loads(first.record_json)
+    assert record["truncated"] is True
+    assert 0 < len(record["description"]) < 80000
+    assert first.sha256 == again.sha256
+    assert json.loads(Image.open(io.BytesIO(first.to_bytes())).info["comment"]) == record
+
+
+def test_hays_and_none_methods() -> None:
+    framed, box = add_frame(base_photos()[0][1], (40, 40, 40, 40), (255, 255, 255))
+    data = jpeg(framed)
+    assert _ok(data, ImagePolicy(frame_method="none")).crop is None
+    hays = _ok(data, ImagePolicy(frame_method="hays")).crop
+    assert hays is not None
+    assert hays.left == hays.top
+    assert hays != box
+    assert isinstance(box, CropBox)
