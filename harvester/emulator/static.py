@@ -1,0 +1,192 @@
+"""The static image host: /{server}/{id}_{secret}[_{suffix}][_d].{ext}, served from a byte cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+from aiohttp import web
+
+from harvester.emulator.config import EmulatorConfig
+from harvester.emulator.corpus import Corpus
+from harvester.emulator.faults import TOO_MANY_REQUESTS, Stats, unit
+from harvester.emulator.images import RenderSpec, encode, render
+from harvester.emulator.photojson import geom, original_format, secret_for
+from harvester.emulator.sizes import BY_SUFFIX, MIME, SizeClass, dims, exists
+
+log = logging.getLogger(__name__)
+
+_PATH = re.compile(
+    r"^/(\d+)/(\d+)_([0-9a-f]{10})(?:_(s|q|t|m|n|w|z|c|b|h|k|3k|4k|5k|6k|o))?(_d)?\.(jpg|png|gif)$"
+)
+_HEADERS = {
+    "Cache-Control": "public, max-age=31536000",
+    "Access-Control-Allow-Origin": "*",
+    "Server": "Jubilee",
+    "Last-Modified": "Fri, 08 Mar 2024 15:54:33 GMT",
+}
+
+
+def spec_for(corpus: Corpus, row: int, size: SizeClass) -> RenderSpec:
+    """What to draw for one size of one photo."""
+    c = corpus.cols
+    w, h = dims(size, int(c["o_w"][row]), int(c["o_h"][row]))
+    fw = c["frame_w"][row]
+    return RenderSpec(
+        look=int(c["look"][row]),
+        width=w,
+        height=h,
+        rotated=bool(c["dup_rot"][row]) and not size.square,
+        frame_permille=(int(fw[0]), int(fw[1]), int(fw[2]), int(fw[3])),
+        frame_color=int(c["frame_color"][row]),
+        grain_phase=int(c["id"][row]) % 1_000_003,
+    )
+
+
+class ImageStore:
+    """Encoded images by (row, suffix): an in-memory LRU under a byte budget, an optional disk
+    cache, and one render per key however many requests race for it."""
+
+    def __init__(self, corpus: Corpus, seed: int, max_bytes: int, disk: str | None) -> None:
+        self.corpus, self.seed, self.max_bytes = corpus, seed, max_bytes
+        self.disk = Path(disk) / f"seed{seed}" if disk else None
+        self._lru: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+        self._bytes = 0
+        self._inflight: dict[tuple[int, str], asyncio.Future[bytes]] = {}
+        self.renders = 0
+
+    def render_now(self, row: int, size: SizeClass) -> bytes:
+        """Render and encode synchronously (no cache)."""
+        self.renders += 1
+        fmt = original_format(self.corpus, row) if size.extra == "o" else "jpg"
+        return encode(render(self.seed, spec_for(self.corpus, row, size)), fmt)
+
+    async def get(self, row: int, size: SizeClass) -> bytes:
+        """The bytes of one image, from memory, disk, or a fresh render in a worker thread."""
+        key = (row, size.suffix)
+        if (hit := self._lru.get(key)) is not None:
+            self._lru.move_to_end(key)
+            return hit
+        if (pending := self._inflight.get(key)) is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            data = await asyncio.to_thread(self._load_or_render, row, size)
+            fut.set_result(data)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            raise
+        finally:
+            del self._inflight[key]
+        self._remember(key, data)
+        return data
+
+    def _load_or_render(self, row: int, size: SizeClass) -> bytes:
+        path = self.disk / f"{self.corpus.photo_id(row)}_{size.suffix}" if self.disk else None
+        if path is not None and path.exists():
+            return path.read_bytes()
+        data = self.render_now(row, size)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return data
+
+    def _remember(self, key: tuple[int, str], data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        self._lru[key] = data
+        self._bytes += len(data)
+        while self._bytes > self.max_bytes:
+            _, old = self._lru.popitem(last=False)
+            self._bytes -= len(old)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held in memory."""
+        return self._bytes
+
+
+class StaticHost:
+    """Resolves image paths against the corpus, checking server, secret, size and format."""
+
+    def __init__(self, corpus: Corpus, config: EmulatorConfig, stats: Stats) -> None:
+        self.corpus, self.config, self.stats = corpus, config, stats
+        self.store = ImageStore(
+            corpus, config.seed, config.image_cache_bytes, config.image_cache_dir
+        )
+        self._count = 0
+        self._streak = 0
+        self._resolved: dict[str, tuple[int, SizeClass, dict[str, str]]] = {}
+
+    def resolve(self, path: str) -> tuple[int, SizeClass, bool] | None:
+        """(row, size, download) for a valid image path, else None."""
+        m = _PATH.match(path)
+        if m is None:
+            return None
+        server, pid, secret, suffix, download, ext = m.groups()
+        row = self.corpus.row_of_id(int(pid))
+        size = BY_SUFFIX.get(suffix or "")
+        if row is None or size is None or int(self.corpus.cols["server"][row]) != int(server):
+            return None
+        want_ext = original_format(self.corpus, row) if size.extra == "o" else "jpg"
+        ok = secret == secret_for(self.corpus, row, size) and ext == want_ext
+        return (
+            (row, size, download is not None)
+            if ok and exists(size, geom(self.corpus, row))
+            else None
+        )
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """GET one image."""
+        if self._throttled():
+            return self._done(
+                web.Response(status=429, body=TOO_MANY_REQUESTS, content_type="text/html")
+            )
+        hit = self._resolved.get(request.path) or self._resolve_headers(request.path)
+        if hit is None:
+            return self._done(web.Response(status=404, body=b"", content_type="text/html"))
+        row, size, headers = hit
+        data = await self.store.get(row, size)
+        return self._done(web.Response(body=data, headers=headers))
+
+    def _resolve_headers(self, path: str) -> tuple[int, SizeClass, dict[str, str]] | None:
+        found = self.resolve(path)
+        if found is None:
+            return None
+        row, size, download = found
+        w, h = dims(size, int(self.corpus.cols["o_w"][row]), int(self.corpus.cols["o_h"][row]))
+        ext = original_format(self.corpus, row) if size.extra == "o" else "jpg"
+        headers = {
+            **_HEADERS,
+            "Content-Type": MIME[ext],
+            "imagewidth": str(w),
+            "imageheight": str(h),
+            "ETag": f'"{self.corpus.photo_id(row)}{size.suffix}.1"',
+        }
+        if download:
+            name = path.rsplit("/", 1)[1].replace("_d.", ".")
+            headers["Content-Disposition"] = f"attachment; filename={name}"
+        if len(self._resolved) > 200_000:  # bounded: a crawl of millions must not grow it forever
+            self._resolved.clear()
+        self._resolved[path] = (row, size, headers)
+        return self._resolved[path]
+
+    def _throttled(self) -> bool:
+        rate = float(self.config.image_429_rate or 0)
+        if rate <= 0:
+            return False
+        self._count += 1
+        hit = unit(self.config.seed, self._count, 11) < rate and self._streak < 3
+        self._streak = self._streak + 1 if hit else 0
+        return hit
+
+    def _done(self, resp: web.Response) -> web.Response:
+        body = resp.body
+        self.stats.image(resp.status, len(body) if isinstance(body, bytes) else 0)
+        return resp
