@@ -1,0 +1,426 @@
+"""Adaptive time-window planner: a pure state machine deciding which search page to ask next.
+
+One `KeywordPlan` per keyword cuts its date range `[start, end)` into half-open windows on a
+`floor_s` grid (Flickr's date floor: narrower windows act like the enclosing bucket) and pages
+through each with an ascending date sort, so the first page of a window is its probe.
+
+- Widths: `window_target / rate`, the rate a decaying ratio estimate over recent windows, at
+  most `max_growth` times the last width (so empty stretches grow geometrically).
+- The cap: a window the 4,000 results cannot finish is paged to the cap and truncated by
+  keyset: everything before the grid bucket of the last photo returned is complete, and the
+  next window starts at that bucket. Paging on to the cap costs nothing (every page is full
+  and new), so the default target fills windows to the cap rather than stopping short of it.
+- A bucket holding more than the cap is split by licence; one licence over the cap in one
+  bucket is recorded as capped, with its estimated loss.
+- If the API ignores the sort, the plan stops trusting it: windows over the cap are abandoned
+  and retried narrower (`unsorted_target`), as the Berg/Hays and Openverse searches do.
+- Short pages mid-list are refetched once (photos dropped for one call), and a nearly full
+  page never ends a window (`pages` follows the under-reported total).
+
+The plan holds counts and dates only, never photos; `now` is the caller's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from harvester.licenses import ALL_IDS
+from harvester.records import DateField
+from harvester.windows import (
+    Checkpoint,
+    Coverage,
+    Decision,
+    DoneWindow,
+    PageObservation,
+    PageRequest,
+    PlannerConfig,
+    Window,
+    WindowCapped,
+    WindowDone,
+    WindowSplit,
+    record_date,
+)
+
+__all__ = [
+    "DEFAULT_SINCE",
+    "DEFAULT_TAKEN_SINCE",
+    "Checkpoint",
+    "Decision",
+    "DoneWindow",
+    "KeywordPlan",
+    "PageObservation",
+    "PageRequest",
+    "PlannerConfig",
+    "Window",
+    "WindowCapped",
+    "WindowDone",
+    "WindowSplit",
+    "plan_range",
+    "record_date",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SINCE = 1072915200  # 2004-01-01T00:00:00Z: Flickr opened in February 2004
+DEFAULT_TAKEN_SINCE = -2208988800  # 1900-01-01T00:00:00Z
+
+
+def plan_range(
+    since: int | None,
+    until: int | None,
+    now: int,
+    floor_s: int,
+    date_field: DateField = DateField.UPLOAD,
+) -> tuple[int, int]:
+    """A keyword's grid-aligned range: `[since or the default start, until or now)`.
+
+    The default start is 2004-01-01 for upload dates (Flickr opened in February 2004) and
+    1900-01-01 for taken dates (scans of old photos). `since` and `until` round outwards (the
+    search loop drops photos outside them); `now` rounds down, so the bucket still receiving
+    uploads is left for a later run. Empty years cost little: the first window spans the
+    whole range and is paged to the cap.
+    """
+    default = DEFAULT_SINCE if date_field is DateField.UPLOAD else DEFAULT_TAKEN_SINCE
+    start = default if since is None else since
+    start -= start % floor_s
+    end = now - now % floor_s
+    if until is not None:
+        end = min(end, until + (-until) % floor_s)
+    return start, max(start, end)
+
+
+@dataclass(slots=True)
+class _Active:
+    """The window being paged: counts and the last date seen, never the photos."""
+
+    window: Window
+    page: int = 1
+    fetched: int = 0
+    last_date: int | None = None
+    sorted_ok: bool = True
+    reported_total: int | None = None
+    last_before: int | None = None  # last_date before the current page (for a refetch)
+    short: tuple[int, int] | None = None  # (count, in_window) of a short page being refetched
+    refetched_page: int = 0
+
+
+class KeywordPlan:
+    """The search plan of one keyword: `next_request`, then `observe` its page, until None."""
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        config: PlannerConfig | None = None,
+        licenses: Iterable[int] = (),
+        done: Iterable[Checkpoint] = (),
+    ) -> None:
+        self.config = cfg = config or PlannerConfig()
+        self.start = start - start % cfg.floor_s
+        self.end = max(self.start, end - end % cfg.floor_s)
+        self.licenses: tuple[int, ...] = tuple(sorted(set(licenses))) or ALL_IDS
+        self.per_page = cfg.per_page
+        self.calls = 0
+        self.trust_sort = True
+        self.refetch_short = cfg.refetch_short_pages
+        self._useless_refetches = 0
+        self._cursor = self.start
+        self._active: _Active | None = None
+        self._split: list[int] = []  # licences still to search in the bucket at _cursor
+        self._split_found = 0
+        self._done = Coverage(cfg.floor_s, self.licenses)
+        self._rate_num = 0.0
+        self._rate_den = 0.0
+        self._last_width = 0
+        self._forced_width = 0  # set by a shrink: the next window's width, used once
+        self._windows_done = 0
+        self._resume(done)
+
+    @classmethod
+    def resume(
+        cls,
+        start: int,
+        end: int,
+        done_windows: Iterable[Checkpoint],
+        config: PlannerConfig | None = None,
+        licenses: Iterable[int] = (),
+    ) -> KeywordPlan:
+        """A plan that skips the windows already done (from the store) and seeds its rate."""
+        return cls(start, end, config, licenses, done_windows)
+
+    def __repr__(self) -> str:
+        return (
+            f"<KeywordPlan [{self.start},{self.end}) cursor={self._cursor} calls={self.calls} "
+            f"done={self._windows_done} rate={self.rate:.3g}/s trust_sort={self.trust_sort}>"
+        )
+
+    # -- public state ----------------------------------------------------------------------
+
+    @property
+    def rate(self) -> float:
+        """Estimated matching photos per second near the cursor (0 when unknown)."""
+        return self._rate_num / self._rate_den if self._rate_den > 0 else 0.0
+
+    @property
+    def coverage(self) -> float:
+        """Share of the date range searched so far, 0..1."""
+        return self._done.share(self.start, self.end)
+
+    @property
+    def windows_planned(self) -> int:
+        """Windows done so far plus an estimate of those still to come."""
+        rate = self.rate
+        if rate <= 0:
+            return self._windows_done + (0 if self.coverage >= 1.0 else 1)
+        remaining = (1.0 - self.coverage) * (self.end - self.start) * rate
+        return self._windows_done + int(-(-remaining // self.config.window_target))
+
+    # -- the state machine -----------------------------------------------------------------
+
+    def next_request(self) -> PageRequest | None:
+        """The page to fetch next, or None when the keyword is finished."""
+        if self._active is None and not self._open_next():
+            return None
+        assert self._active is not None
+        return PageRequest(self._active.window, self._active.page, self.per_page)
+
+    def observe(self, request: PageRequest, obs: PageObservation) -> list[Decision]:
+        """Take in the page answering `request`; say which windows are now done, capped or split.
+
+        A window ends on an empty page, or on a short page unless `page < pages` (Flickr sends
+        short pages mid-list). A full page always asks for the next one, as `pages` follows the
+        under-reported total. At the last page under the cap the window overflows (`_overflow`).
+        """
+        act = self._active
+        if act is None or request.window != act.window or request.page != act.page:
+            raise ValueError(f"observation for {request} does not answer the active request")
+        self.calls += 1
+        if act.short is not None:
+            self._settle_refetch(act, obs)
+        act.last_before = act.last_date
+        self._take(act, obs)
+        if self._refetch_wanted(act, obs):
+            act.short = (obs.count, obs.in_window)
+            return []
+        if self._window_ends(act, obs):
+            return self._finish(act)
+        if act.page >= self._max_pages():
+            return self._overflow(act, obs)
+        if self._hopeless(act, obs):
+            return self._shrink(act, max(obs.total or 0, act.fetched))
+        act.page += 1
+        return []
+
+    # -- observing -------------------------------------------------------------------------
+
+    def _take(self, act: _Active, obs: PageObservation) -> None:
+        if obs.per_page and obs.per_page < self.per_page and act.page == 1:
+            self.per_page = obs.per_page  # the API clamped it (geo queries: 250)
+        floor = self.config.floor_s
+        if obs.first_date is not None and act.last_date is not None:
+            act.sorted_ok &= obs.first_date // floor >= act.last_date // floor
+        act.sorted_ok &= obs.ascending
+        if not act.sorted_ok and self.trust_sort:
+            log.info("search results are not in ascending date order; windows will shrink")
+            self.trust_sort = False
+        act.fetched += obs.in_window
+        if obs.last_date is not None:
+            act.last_date = obs.last_date
+        if obs.total is not None:
+            act.reported_total = max(obs.total, act.reported_total or 0)
+
+    def _refetch_wanted(self, act: _Active, obs: PageObservation) -> bool:
+        """A short page before `pages` may have dropped photos for this call only: ask again.
+
+        Flickr (and the emulator) sometimes leave a few photos out of a page mid-list; they
+        would be lost, since the next page starts after them. Each page is refetched at most
+        once. The two fetches are merged by the caller, so a refetch that is short again
+        (elsewhere) still helps; only `refetch_give_up` refetches in a row that bring no new
+        photo turn refetching off (such short pages are permanent: hidden photos).
+        """
+        full = min(self.per_page, obs.per_page or self.per_page)
+        return (
+            self.refetch_short
+            and act.refetched_page != act.page
+            and 0 < obs.count < full
+            and obs.pages is not None
+            and act.page < obs.pages
+        )
+
+    def _settle_refetch(self, act: _Active, obs: PageObservation) -> None:
+        assert act.short is not None
+        count, in_window = act.short
+        useful = obs.count > count if obs.new is None else obs.new > 0
+        self._useless_refetches = 0 if useful else self._useless_refetches + 1
+        if self._useless_refetches >= self.config.refetch_give_up:
+            log.info("refetched short pages came back no fuller; not refetching any more")
+            self.refetch_short = False
+        act.fetched -= in_window  # the refetch replaces the short page in the counts
+        act.last_date = act.last_before
+        act.short, act.refetched_page = None, act.page
+
+    def _window_ends(self, act: _Active, obs: PageObservation) -> bool:
+        """An empty page ends a window; a short one too, unless `pages` or its size say no.
+
+        A nearly full page is not trusted as the end either: hidden photos make pages a
+        little short, and `pages` follows an under-reported total, so together they would
+        end a window early. One more call settles it.
+        """
+        if obs.count == 0:
+            return True
+        full = min(self.per_page, obs.per_page or self.per_page)
+        if obs.count >= full * self.config.nearly_full:
+            return False
+        return not (obs.pages is not None and act.page < obs.pages)
+
+    def _hopeless(self, act: _Active, obs: PageObservation) -> bool:
+        """Without a trusted sort, a window reporting more than the cap is re-cut at once."""
+        return (
+            not self.trust_sort
+            and act.window.license is None
+            and (obs.total or 0) > self.config.cap_trigger
+            and act.window.end - act.window.start > self.config.floor_s
+        )
+
+    # -- window outcomes -------------------------------------------------------------------
+
+    def _finish(self, act: _Active) -> list[Decision]:
+        self._close(act)
+        return [WindowDone(act.window, act.fetched, act.reported_total)]
+
+    def _close(self, act: _Active) -> None:
+        """Book a window as done: advance the cursor, or the licence split it belongs to."""
+        self._active = None
+        self._windows_done += 1
+        if act.window.license is None:
+            self._advance(act.window.end, act.fetched)
+            return
+        self._split.pop(0)
+        self._split_found += act.fetched
+        if not self._split:
+            self._close_bucket()
+
+    def _overflow(self, act: _Active, obs: PageObservation) -> list[Decision]:
+        """The cap is reached: truncate by keyset, shrink, split by licence, or record a loss."""
+        window = act.window
+        if window.license is not None:
+            return self._capped(act)
+        floor = self.config.floor_s
+        if self.trust_sort and act.last_date is not None:
+            cut = act.last_date - act.last_date % floor
+            if cut > window.start:
+                return self._truncate(act, min(cut, window.end))
+            # sorted, and the first `max_results` all fall in the first bucket: it alone
+            # holds more than the cap, so narrowing cannot help
+            return self._split_licences(act)
+        if window.end - window.start > floor:
+            return self._shrink(act, max(obs.total or 0, act.fetched))
+        return self._split_licences(act)
+
+    def _truncate(self, act: _Active, cut: int) -> list[Decision]:
+        self._active = None
+        self._windows_done += 1
+        done = Window(act.window.start, cut)
+        self._advance(cut, act.fetched)
+        return [WindowDone(done, act.fetched, act.reported_total, truncated=True)]
+
+    def _shrink(self, act: _Active, seen: int) -> list[Decision]:
+        """Abandon the window and retry its start with a narrower one (no trusted sort)."""
+        self._active = None
+        window = act.window
+        width = window.end - window.start
+        wanted = width * self._target() // max(1, seen)
+        self._forced_width = max(self.config.floor_s, self._align(min(wanted, width // 2)))
+        return [WindowSplit(window, reason=f"{seen} results exceed the cap")]
+
+    def _split_licences(self, act: _Active) -> list[Decision]:
+        self._active = None
+        bucket = Window(act.window.start, act.window.start + self.config.floor_s)
+        self._split = self._done.licences_left(bucket.start, self.licenses)
+        self._split_found = 0
+        self._cursor = bucket.start
+        log.info("bucket %s holds more than the cap: splitting by licence", bucket)
+        return [WindowSplit(bucket, reason="one date bucket exceeds the cap: split by licence")]
+
+    def _capped(self, act: _Active) -> list[Decision]:
+        lost = max(0, (act.reported_total or 0) - act.fetched)
+        self._close(act)
+        log.warning("%s capped at %d results, about %d lost", act.window, act.fetched, lost)
+        return [WindowCapped(act.window, act.fetched, act.reported_total, lost)]
+
+    def _close_bucket(self) -> None:
+        end = self._cursor + self.config.floor_s
+        self._done.partial.pop(self._cursor, None)
+        self._advance(end, self._split_found)
+
+    def _advance(self, end: int, found: int) -> None:
+        width = end - self._cursor
+        self._done.add(self._cursor, end)
+        self._add_rate(found, width)
+        self._last_width = width
+        self._cursor = end
+
+    # -- choosing the next window ----------------------------------------------------------
+
+    def _open_next(self) -> bool:
+        if self._split:
+            window = Window(self._cursor, self._cursor + self.config.floor_s, self._split[0])
+            self._active = _Active(window)
+            return True
+        pos = self._cursor = self._done.skip(self._cursor)
+        if pos >= self.end:
+            return False
+        if pos in self._done.partial:
+            self._split = self._done.licences_left(pos, self.licenses)
+            self._split_found = 0
+            return self._open_next()
+        width = self._next_width(self._done.room(pos, self.end))
+        self._active = _Active(Window(pos, pos + width))
+        return True
+
+    def _next_width(self, room: int) -> int:
+        """Target / rate on the grid; at most `max_growth` × the last width; within the room."""
+        cfg = self.config
+        if self._forced_width:
+            width, self._forced_width = self._forced_width, 0
+            return min(room, width)
+        if self._last_width <= 0:
+            return room  # nothing known yet: the first page measures the whole range
+        grown = int(self._last_width * cfg.max_growth)
+        rate = self.rate
+        wanted = grown if rate <= 0 else min(grown, int(self._target() / rate))
+        return min(room, max(cfg.floor_s, self._align(wanted)))
+
+    def _target(self) -> int:
+        """Photos a window aims for; small when only finished windows are safe (no sort)."""
+        cfg = self.config
+        return cfg.window_target if self.trust_sort else min(cfg.window_target, cfg.unsorted_target)
+
+    def _align(self, seconds: int) -> int:
+        return seconds - seconds % self.config.floor_s
+
+    def _add_rate(self, found: int, width: int) -> None:
+        """Ratio estimator over recent windows; older ones fade by `rate_decay` per window."""
+        if width <= 0:
+            return
+        decay = self.config.rate_decay
+        self._rate_num = self._rate_num * decay + found
+        self._rate_den = self._rate_den * decay + width
+
+    def _max_pages(self) -> int:
+        return max(1, self.config.max_results // self.per_page)
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def _resume(self, done: Iterable[Checkpoint]) -> None:
+        recent: list[Checkpoint] = []
+        for item in done:
+            whole = item.license is None or item.license < 0  # the store may say -1 for all
+            self._done.add(item.start, item.end, None if whole else item.license)
+            recent += [item] if whole else []
+            self._windows_done += 1
+        for item in sorted(recent, key=lambda w: w.end)[-8:]:
+            self._add_rate(item.found, item.end - item.start)
+            self._last_width = item.end - item.start
