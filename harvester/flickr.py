@@ -1,0 +1,278 @@
+"""The async Flickr REST client: budgeted, retried, typed, and careful never to leak the key.
+
+Calls are form-encoded POSTs (as flickrapi sends them), so the API key travels in the body and
+never in a URL that aiohttp could quote in an error. Each attempt takes one token from the
+`CallBudget` before it goes out; transient failures are retried under `RetryPolicy`
+(harvester/retry.py), permanent ones raise `FlickrError`, code 100 `InvalidApiKeyError`.
+Parsing of the loose JSON lives in harvester/flickr_parse.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tomllib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from harvester.config import FLICKR_REST_URL
+from harvester.exceptions import ConfigError, HarvestError, TransientApiError
+from harvester.flickr_parse import (
+    JsonObject,
+    as_int,
+    as_str,
+    decode_response,
+    parse_search_page,
+    search_params,
+)
+from harvester.licenses import License
+from harvester.ratelimit import CallBudget
+from harvester.records import SearchPage, SearchQuery, SizeVariant
+from harvester.retry import RetryPolicy, retry_async
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+API_KEY_ENV = "FLICKR_API_KEY"
+_KEY_MASK = "[api-key]"
+
+#: getSizes labels → the url_X suffix labels used everywhere else.
+_SIZE_LABELS = {
+    "Square": "sq",
+    "Large Square": "q",
+    "Thumbnail": "t",
+    "Small": "s",
+    "Small 320": "n",
+    "Small 400": "w",
+    "Medium": "m",
+    "Medium 640": "z",
+    "Medium 800": "c",
+    "Large": "l",
+    "Large 1600": "h",
+    "Large 2048": "k",
+    "X-Large 3K": "3k",
+    "X-Large 4K": "4k",
+    "X-Large 5K": "5k",
+    "X-Large 6K": "6k",
+    "Original": "o",
+}
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Live counters for the progress display: calls sent, retries and drops by reason."""
+
+    calls: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+    gave_up: int = 0
+    rejected_records: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def retries_total(self) -> int:
+        """All retries, whatever the reason."""
+        return sum(self.retries.values())
+
+
+class _NetworkError(TransientApiError):
+    """A timeout or connection failure, with the reason tag used in the retry tally."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FlickrClient:
+    """flickr.photos.search and friends over a shared aiohttp session; a `SearchBackend`."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_key: str,
+        budget: CallBudget,
+        *,
+        rest_url: str = FLICKR_REST_URL,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self._session = session
+        self._key = api_key
+        self._budget = budget
+        self._url = rest_url
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.stats = ClientStats()
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        """One page of flickr.photos.search with every extra later stages need."""
+        return await self._call(search_params(query), self._parse_search)
+
+    async def licenses(self) -> tuple[License, ...]:
+        """flickr.photos.licenses.getInfo, in the order Flickr returns them."""
+        params = {"method": "flickr.photos.licenses.getInfo"}
+        return await self._call(params, _parse_licenses)
+
+    async def echo(self) -> None:
+        """flickr.test.echo: the cheapest call that proves the key works (raises if not)."""
+        await self._call({"method": "flickr.test.echo"}, lambda _data: None)
+
+    async def get_sizes(self, photo_id: str) -> tuple[SizeVariant, ...]:
+        """flickr.photos.getSizes, for diagnostics only: the harvest itself never needs it."""
+        params = {"method": "flickr.photos.getSizes", "photo_id": photo_id}
+        return await self._call(params, _parse_sizes)
+
+    def _parse_search(self, data: JsonObject) -> SearchPage:
+        parsed = parse_search_page(data)
+        if parsed.rejected:
+            self.stats.rejected_records.update(parsed.rejected)
+            log.warning("dropped malformed photo records: %s", dict(parsed.rejected))
+        return parsed.page
+
+    async def _call(self, params: Mapping[str, str], parse: Callable[[JsonObject], T]) -> T:
+        form = {**params, "api_key": self._key, "format": "json", "nojsoncallback": "1"}
+        last_reason: list[str] = []
+
+        async def attempt() -> T:
+            if last_reason:
+                self.stats.retries[last_reason[-1]] += 1
+            try:
+                return parse(await self._post(form))
+            except TransientApiError as exc:
+                last_reason.append(_reason(exc))
+                raise
+            except HarvestError as exc:
+                raise _scrubbed(exc, self._key) from None
+
+        try:
+            return await retry_async(
+                attempt,
+                policy=self._policy,
+                retry_on=(TransientApiError,),
+                what=params["method"],
+                sleep=self._sleep,
+            )
+        except TransientApiError as exc:
+            self.stats.gave_up += 1
+            raise _scrubbed(exc, self._key) from None
+
+    async def _post(self, form: Mapping[str, str]) -> JsonObject:
+        await self._budget.acquire()
+        self.stats.calls += 1
+        try:
+            async with self._session.post(self._url, data=form, timeout=self._timeout) as resp:
+                body = await resp.read()
+                status = resp.status
+        except TimeoutError:
+            raise _NetworkError("Flickr API request timed out", "timeout") from None
+        except aiohttp.ClientPayloadError:
+            raise _NetworkError("Flickr API response cut short", "truncated") from None
+        except aiohttp.ClientError as exc:
+            text = _mask(f"{type(exc).__name__}: {exc}", self._key)
+            raise _NetworkError(f"Flickr API connection error ({text})", "connection") from None
+        return decode_response(status, body)
+
+    def __repr__(self) -> str:
+        budget = self._budget
+        left = max(0.0, budget.calls_per_hour - budget.used_last_hour())
+        return (
+            f"FlickrClient(calls={self.stats.calls}, retries={dict(self.stats.retries)}, "
+            f"gave_up={self.stats.gave_up}, budget_left={left:g}/{budget.calls_per_hour:g}/h)"
+        )
+
+
+def _reason(exc: TransientApiError) -> str:
+    if isinstance(exc, _NetworkError):
+        return exc.reason
+    if exc.status is not None:
+        return f"http_{exc.status}"
+    if exc.code is not None:
+        return f"code_{exc.code}"
+    return "bad_body"
+
+
+def _mask(text: str, key: str) -> str:
+    return text.replace(key, _KEY_MASK) if key else text
+
+
+def _scrubbed(exc: HarvestError, key: str) -> HarvestError:
+    """The same exception with the key masked wherever the server might have echoed it."""
+    exc.args = tuple(_mask(a, key) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(getattr(exc, "message", None), str):
+        exc.message = _mask(exc.message, key)  # type: ignore[attr-defined]
+    return exc
+
+
+def _parse_licenses(data: JsonObject) -> tuple[License, ...]:
+    block = data.get("licenses")
+    items = block.get("license") if isinstance(block, dict) else None
+    if not isinstance(items, list):
+        raise TransientApiError("stat=ok but no licence list in licenses.getInfo")
+    return tuple(
+        License(as_int(item.get("id")) or 0, as_str(item.get("name")), as_str(item.get("url")))
+        for item in items
+        if isinstance(item, dict)
+    )
+
+
+def _parse_sizes(data: JsonObject) -> tuple[SizeVariant, ...]:
+    block = data.get("sizes")
+    items = block.get("size") if isinstance(block, dict) else None
+    if not isinstance(items, list):
+        raise TransientApiError("stat=ok but no size list in photos.getSizes")
+    return tuple(_size_variant(item) for item in items if isinstance(item, dict))
+
+
+def _size_variant(item: Mapping[str, Any]) -> SizeVariant:
+    label = as_str(item.get("label"))
+    return SizeVariant(
+        label=_SIZE_LABELS.get(label, label),
+        url=as_str(item.get("source")),
+        width=as_int(item.get("width")) or 0,
+        height=as_int(item.get("height")) or 0,
+    )
+
+
+# --- the key ---------------------------------------------------------------------------------
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """~/.config/harvest/config.toml, honouring XDG_CONFIG_HOME."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "harvest" / "config.toml"
+
+
+def load_api_key(environ: Mapping[str, str] | None = None, config_path: Path | None = None) -> str:
+    """The API key from FLICKR_API_KEY, else `api_key` in the config file; ConfigError if none."""
+    env = os.environ if environ is None else environ
+    key = env.get(API_KEY_ENV, "").strip()
+    if key:
+        return key
+    path = config_path or default_config_path(env)
+    key = _key_from_file(path)
+    if key:
+        return key
+    raise ConfigError(f'no Flickr API key: set {API_KEY_ENV} or put api_key = "..." in {path}')
+
+
+def _key_from_file(path: Path) -> str:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        # The decoder's message names a line and column, never the file's contents.
+        raise ConfigError(f"cannot read the config file {path}: {exc}") from None
+    value = data.get("api_key", "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: api_key must be a string")
+    return value.strip()

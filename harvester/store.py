@@ -1,0 +1,556 @@
+"""The harvest store: search checkpoints, photo claims and outcomes in one SQLite file.
+
+One `Store` per process; several processes may share the file (WAL, busy timeout, every
+write an IMMEDIATE transaction). The search checkpoint is `commit_window`: the window row,
+the photo claims (first keyword wins, across processes too) and the keyword associations go
+in one transaction, so after a kill a committed window is never searched again and none of
+its photos is lost. Download outcomes are buffered and written in batches. A later server
+store (PostgreSQL) would implement the same public methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from harvester.exceptions import StoreError
+from harvester.records import PhotoRecord, PhotoStatus
+from harvester.store_schema import (
+    PENDING_COLUMNS,
+    ClaimResult,
+    DoneWindow,
+    ExportRow,
+    KeywordSummary,
+    PendingPhoto,
+    StoredImage,
+    StoreSummary,
+    build_summary,
+    connect,
+    done_window,
+    export_row,
+    license_key,
+    pending_photo,
+    record_to_json,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+STORE_FILENAME = "harvest.sqlite"
+
+
+class _Span(Protocol):
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def license(self) -> int | None: ...
+
+
+class WindowOutcome(Protocol):
+    """A finished window as the search loop reports it (what `commit_result` needs)."""
+
+    @property
+    def keyword(self) -> str: ...
+    @property
+    def window(self) -> _Span: ...
+    @property
+    def photos(self) -> Sequence[PhotoRecord]: ...
+    @property
+    def reported_total(self) -> int | None: ...
+    @property
+    def capped(self) -> bool: ...
+
+
+def default_worker_id() -> str:
+    """host:pid, unique among live workers sharing a store."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_UPDATE_OUTCOME = """
+UPDATE photos SET status = ?, reason = ?, path = ?, sha256 = ?, width = ?, height = ?,
+    size_label = ?, attempts = attempts + 1, updated_at = ?, leased_by = NULL, leased_at = NULL
+WHERE id = ?
+"""
+_EXPORT_QUERY = (
+    "SELECT p.record, p.keyword, (SELECT group_concat(keyword, char(31))"
+    " FROM photo_keywords k WHERE k.photo_id = p.id), p.status, p.reason,"
+    " p.attempts, p.path, p.sha256, p.width, p.height, p.size_label"
+    " FROM photos p ORDER BY p.id"
+)
+
+
+class Store:
+    """The SQLite store of one output directory; thread-safe, one connection per instance."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        worker_id: str | None = None,
+        read_only: bool = False,
+        batch_size: int = 200,
+        flush_interval_s: float = 0.1,
+        lease_ttl_s: float = 1800.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self.path = path
+        self.worker_id = worker_id or default_worker_id()
+        self._db = connect(path, read_only=read_only)
+        self._lock = threading.RLock()
+        self._clock = clock
+        self._batch_size, self._flush_interval_s = batch_size, flush_interval_s
+        self._lease_ttl_s = lease_ttl_s
+        self._outcomes: list[tuple[Any, ...]] = []
+        self._last_flush = clock()
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False, **kwargs: Any) -> Store:
+        """Open (creating unless `readonly`) the store file at `path`."""
+        return cls(path, read_only=readonly, **kwargs)
+
+    @classmethod
+    def in_dir(cls, out_dir: Path, **kwargs: Any) -> Store:
+        """The store of an output directory (`OUT/harvest.sqlite`)."""
+        return cls(out_dir / STORE_FILENAME, **kwargs)
+
+    # --- transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, _translated():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may already have rolled back (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, _translated():
+            yield self._db
+
+    # --- runs --------------------------------------------------------------------------------
+
+    def start_run(self, config: Mapping[str, Any]) -> int:
+        """Record a run's start with its configuration (which never holds the API key)."""
+        blob = orjson.dumps(config, default=str).decode()
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO runs (worker, started_at, config) VALUES (?, ?, ?)",
+                (self.worker_id, self._clock(), blob),
+            )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, outcome: str, counts: Mapping[str, Any]) -> None:
+        """Record how a run ended."""
+        blob = orjson.dumps(counts, default=str).decode()
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, counts = ? WHERE id = ?",
+                (self._clock(), outcome, blob, run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Run history, oldest first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, worker, started_at, finished_at, outcome, config, counts FROM runs"
+            ).fetchall()
+        names = ("id", "worker", "started_at", "finished_at", "outcome", "config", "counts")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    # --- search checkpoints ------------------------------------------------------------------
+
+    def commit_window(
+        self,
+        keyword: str,
+        start: int,
+        end: int,
+        license: int | None,
+        photos: Sequence[PhotoRecord],
+        reported_total: int | None,
+        capped: bool,
+        *,
+        lease_new: bool = True,
+    ) -> ClaimResult:
+        """Checkpoint a searched window and claim its photos, in one transaction.
+
+        New photos are leased to this worker (`lease_new`) because the caller downloads them;
+        another worker sharing the file will not take them until the lease goes stale.
+        """
+        unique = list({photo.id: photo for photo in photos}.values())
+        now = self._clock()
+        with self._write() as db:
+            new = self._claim(db, keyword, unique, now, lease_new)
+            db.executemany(
+                "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
+                [(int(photo.id), keyword) for photo in unique],
+            )
+            row = (keyword, start, end, license_key(license), len(photos), len(new))
+            db.execute(
+                "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, reported_total, int(capped), now),
+            )
+        return ClaimResult(new=tuple(new), duplicates=len(photos) - len(new))
+
+    def commit_result(self, result: WindowOutcome) -> ClaimResult:
+        """`commit_window` for a search loop result (harvester.search.WindowResult)."""
+        w = result.window
+        return self.commit_window(
+            result.keyword,
+            w.start,
+            w.end,
+            w.license,
+            result.photos,
+            result.reported_total,
+            result.capped,
+        )
+
+    def _claim(
+        self,
+        db: sqlite3.Connection,
+        keyword: str,
+        photos: Iterable[PhotoRecord],
+        now: float,
+        lease: bool,
+    ) -> list[PhotoRecord]:
+        worker, leased_at = (self.worker_id, now) if lease else (None, None)
+        seq = self._next_seq(db, keyword)
+        new: list[PhotoRecord] = []
+        for photo in photos:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO photos (id, keyword, status, seq, record, claimed_at,"
+                " leased_by, leased_at) VALUES (?, ?, 'claimed', ?, ?, ?, ?, ?)",
+                (int(photo.id), keyword, seq, record_to_json(photo), now, worker, leased_at),
+            )
+            if cur.rowcount == 1:  # 0 when another keyword (or process) claimed it first
+                new.append(photo)
+                seq += 1
+        db.execute("UPDATE keywords SET next_seq = ? WHERE keyword = ?", (seq, keyword))
+        return new
+
+    @staticmethod
+    def _next_seq(db: sqlite3.Connection, keyword: str) -> int:
+        db.execute("INSERT OR IGNORE INTO keywords (keyword, next_seq) VALUES (?, 0)", (keyword,))
+        row = db.execute("SELECT next_seq FROM keywords WHERE keyword = ?", (keyword,)).fetchone()
+        return int(row[0])
+
+    def done_windows(self, keyword: str) -> list[DoneWindow]:
+        """The windows already searched for a keyword, in date order."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT keyword, start_s, end_s, license, found, new, reported_total, capped,"
+                " finished_at FROM windows WHERE keyword = ? ORDER BY start_s, end_s, license",
+                (keyword,),
+            ).fetchall()
+        return [done_window(row) for row in rows]
+
+    # --- the download queue ------------------------------------------------------------------
+
+    def pending(
+        self, limit: int, keywords: Sequence[str] | None = None, *, after: int = 0
+    ) -> list[PendingPhoto]:
+        """Claimed photos not yet harvested, by id after `after`, that this worker may take.
+
+        Read only: photos leased by another live worker are left out, this worker's own
+        leases (its fresh claims) and stale leases are included.
+        """
+        sql, args = self._pending_query("claimed", keywords, after, lease_filter=True)
+        with self._read() as db:
+            rows = db.execute(sql, [*args, limit]).fetchall()
+        return [pending_photo(row) for row in rows]
+
+    def lease(
+        self, limit: int, keywords: Sequence[str] | None = None, *, after: int = 0
+    ) -> list[PendingPhoto]:
+        """Take unleased (or stale) claimed photos for this worker so no other worker gets them."""
+        sql, args = self._pending_query("claimed", keywords, after, lease_filter=True, own=False)
+        with self._write() as db:
+            rows = db.execute(sql, [*args, limit]).fetchall()
+            db.executemany(
+                "UPDATE photos SET leased_by = ?, leased_at = ? WHERE id = ?",
+                [(self.worker_id, self._clock(), row[0]) for row in rows],
+            )
+        return [pending_photo(row) for row in rows]
+
+    def failed(
+        self, limit: int, keywords: Sequence[str] | None = None, *, after: int = 0
+    ) -> list[PendingPhoto]:
+        """Photos that failed (not those skipped by policy), for `--retry-failed`."""
+        sql, args = self._pending_query("failed", keywords, after, lease_filter=False)
+        with self._read() as db:
+            rows = db.execute(sql, [*args, limit]).fetchall()
+        return [pending_photo(row) for row in rows]
+
+    def _pending_query(
+        self,
+        status: str,
+        keywords: Sequence[str] | None,
+        after: int,
+        *,
+        lease_filter: bool,
+        own: bool = True,
+    ) -> tuple[str, list[Any]]:
+        sql = f"SELECT {PENDING_COLUMNS} FROM photos WHERE status = '{status}' AND id > ?"
+        args: list[Any] = [after]
+        if lease_filter:
+            sql += " AND (leased_by IS NULL OR leased_by = ? OR leased_at < ?)"
+            args += [self.worker_id if own else None, self._clock() - self._lease_ttl_s]
+        if keywords is not None:
+            sql += f" AND keyword IN ({','.join('?' * len(keywords))})"
+            args.extend(keywords)
+        return sql + " ORDER BY id LIMIT ?", args
+
+    def release_leases(self, worker_id: str | None = None) -> int:
+        """Free the leases of one worker, or of all (at start-up, before workers spawn)."""
+        sql = "UPDATE photos SET leased_by = NULL, leased_at = NULL WHERE leased_by IS NOT NULL"
+        args: tuple[str, ...] = ()
+        if worker_id is not None:
+            sql, args = sql + " AND leased_by = ?", (worker_id,)
+        with self._write() as db:
+            return int(db.execute(sql, args).rowcount)
+
+    def requeue_failed(self, keywords: Sequence[str] | None = None) -> int:
+        """Put failed photos back in the queue (`--retry-failed`); attempts are kept."""
+        sql = "UPDATE photos SET status = 'claimed', leased_by = NULL WHERE status = 'failed'"
+        args: list[str] = []
+        if keywords is not None:
+            sql += f" AND keyword IN ({','.join('?' * len(keywords))})"
+            args.extend(keywords)
+        with self._write() as db:
+            return int(db.execute(sql, args).rowcount)
+
+    # --- outcomes (batched) ------------------------------------------------------------------
+
+    def mark_done(
+        self, photo_id: str, path: str, image: StoredImage, size_label: str | None
+    ) -> None:
+        """Record a photo whose file is durably written (buffered; see `flush`)."""
+        facts = (path, image.sha256, image.width, image.height, size_label)
+        self._queue(photo_id, PhotoStatus.DONE, None, facts)
+
+    def mark_skipped(self, photo_id: str, reason: str) -> None:
+        """Record a deliberate drop (too small, no usable size...); never retried."""
+        self._queue(photo_id, PhotoStatus.SKIPPED, reason)
+
+    def mark_failed(self, photo_id: str, reason: str) -> None:
+        """Record an error; `--retry-failed` tries the photo again."""
+        self._queue(photo_id, PhotoStatus.FAILED, reason)
+
+    def _queue(
+        self,
+        photo_id: str,
+        status: PhotoStatus,
+        reason: str | None,
+        facts: tuple[Any, ...] = (None, None, None, None, None),
+    ) -> None:
+        with self._lock:
+            now = self._clock()
+            self._outcomes.append((status.value, reason, *facts, now, int(photo_id)))
+            overdue = now - self._last_flush >= self._flush_interval_s
+            if overdue or len(self._outcomes) >= self._batch_size:
+                self.flush()
+
+    def flush(self) -> int:
+        """Write buffered outcomes in one transaction; returns how many."""
+        with self._lock:
+            batch, self._outcomes = self._outcomes, []
+            self._last_flush = self._clock()
+            if not batch:
+                return 0
+            try:
+                with self._write() as db:
+                    db.executemany(_UPDATE_OUTCOME, batch)
+            except StoreError:
+                self._outcomes[:0] = batch  # keep them for the next try
+                raise
+        return len(batch)
+
+    # --- merging shard outputs (`harvest merge`) ----------------------------------------------
+
+    def all_windows(self) -> list[DoneWindow]:
+        """Every finished window of every keyword."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT keyword, start_s, end_s, license, found, new, reported_total, capped,"
+                " finished_at FROM windows ORDER BY keyword, start_s, end_s, license"
+            ).fetchall()
+        return [done_window(row) for row in rows]
+
+    def import_windows(self, windows: Iterable[DoneWindow]) -> int:
+        """Copy finished windows from another store (already present ones are kept)."""
+        rows = [_window_row(w) for w in windows]
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            return int(db.total_changes - before)
+
+    def photo_states(self, ids: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+        """(status, keyword, seq) of those of `ids` this store holds."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT id, status, keyword, seq FROM photos WHERE id IN ({marks})",
+                [int(i) for i in ids],
+            ).fetchall()
+        return {str(row[0]): (row[1], row[2], row[3]) for row in rows}
+
+    def add_keywords(self, photo_id: str, keywords: Iterable[str]) -> None:
+        """Record more keywords that found a photo."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
+                [(int(photo_id), k) for k in keywords],
+            )
+
+    def reserve_seq(self, keyword: str) -> int:
+        """The next sequence number of a keyword, taken (merge places a file before its row)."""
+        with self._write() as db:
+            seq = self._next_seq(db, keyword)
+            db.execute("UPDATE keywords SET next_seq = ? WHERE keyword = ?", (seq + 1, keyword))
+        return seq
+
+    def import_photo(self, row: ExportRow, seq: int, path: str | None) -> None:
+        """Insert (or, if ours is unfinished and `row` is done, replace) a photo from another store.
+
+        `path` is where the caller has already placed the file (for a done photo).
+        """
+        now = self._clock()
+        status = row.status if row.status != PhotoStatus.DONE.value or path else "claimed"
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO photos (id, keyword, status, reason, attempts, path, sha256, width,"
+                " height, size_label, record, seq, claimed_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+                " reason = excluded.reason, path = excluded.path, sha256 = excluded.sha256,"
+                " width = excluded.width, height = excluded.height,"
+                " size_label = excluded.size_label, updated_at = excluded.updated_at,"
+                " leased_by = NULL, leased_at = NULL",
+                (
+                    int(row.record.id),
+                    row.keyword,
+                    status,
+                    row.reason,
+                    row.attempts,
+                    path,
+                    row.sha256 if path else None,
+                    row.width if path else None,
+                    row.height if path else None,
+                    row.size_label if path else None,
+                    record_to_json(row.record),
+                    seq,
+                    now,
+                    now,
+                ),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
+                [(int(row.record.id), k) for k in row.keywords],
+            )
+
+    # --- reporting ---------------------------------------------------------------------------
+
+    def summary(self) -> StoreSummary:
+        """Counts by status, by keyword, and the tally of skip/failure reasons."""
+        with self._read() as db:
+            windows = db.execute(
+                "SELECT keyword, COUNT(*), SUM(found), SUM(new) FROM windows GROUP BY keyword"
+            ).fetchall()
+            by_status = db.execute(
+                "SELECT keyword, status, COUNT(*) FROM photos GROUP BY keyword, status"
+            ).fetchall()
+            reasons = db.execute(
+                "SELECT status, reason, COUNT(*) FROM photos"
+                " WHERE status IN ('skipped', 'failed') GROUP BY status, reason"
+            ).fetchall()
+        return build_summary(windows, by_status, reasons)
+
+    def iter_export(self, batch: int = 1000) -> Iterator[ExportRow]:
+        """Every photo with its keywords and outcome, streamed in id order.
+
+        Uses the connection without the lock while iterating: open a separate (read-only)
+        Store for exports rather than sharing the engine's.
+        """
+        with _translated():
+            cur = self._db.execute(_EXPORT_QUERY)
+            while rows := cur.fetchmany(batch):
+                yield from (export_row(row) for row in rows)
+
+    def journal_mode(self) -> str:
+        """The SQLite journal mode in force ("wal")."""
+        with self._read() as db:
+            return str(db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def close(self) -> None:
+        """Flush buffered outcomes and close the connection."""
+        with self._lock:
+            try:
+                if self._outcomes:
+                    self.flush()
+            finally:
+                self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.path}, worker={self.worker_id}, buffered={len(self._outcomes)})"
+
+
+def _window_row(w: DoneWindow) -> tuple[Any, ...]:
+    lic = license_key(w.license)
+    return (
+        w.keyword,
+        w.start,
+        w.end,
+        lic,
+        w.found,
+        w.new,
+        w.reported_total,
+        int(w.capped),
+        w.finished_at,
+    )
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """sqlite3 errors become StoreError here, the one boundary (a full disk included)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"store: {exc}") from exc
+
+
+__all__ = [
+    "STORE_FILENAME",
+    "ClaimResult",
+    "DoneWindow",
+    "ExportRow",
+    "KeywordSummary",
+    "PendingPhoto",
+    "Store",
+    "StoreSummary",
+    "StoredImage",
+    "WindowOutcome",
+]
