@@ -1,0 +1,10 @@
+# harvest: the same steps as the README's set-up (venv + pip install -e .), in an image.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY harvester ./harvester
+COPY queries ./queries
+RUN python3 -m venv /app/.venv && /app/.venv/bin/pip install -q -e .
+ENV PATH="/app/.venv/bin:${PATH}"
+ENTRYPOINT ["harvest"]
+CMD ["--help"]

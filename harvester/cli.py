@@ -1,0 +1,212 @@
+"""The `harvest` command line: parse, configure, set up logging, run, map outcomes to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harvester import __version__
+from harvester.config import FLICKR_REST_URL, RunConfig, ShardSpec, default_concurrency
+from harvester.exceptions import HarvestError
+from harvester.exit_codes import EXIT_INTERRUPTED, EXIT_OK, exit_code_for
+
+log = logging.getLogger("harvester")
+
+
+def _shard(text: str) -> ShardSpec:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 1/4, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: need 1 <= K <= N")
+    return ShardSpec(index=k - 1, count=n)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="harvest the photos matching a queries file")
+    p.add_argument("queries", type=Path, help="queries file (Berg/Hays format, see README)")
+    p.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
+    p.add_argument("--emulator", action="store_true", help="start the bundled Flickr emulator")
+    p.add_argument("--emulator-photos", type=_positive_int, default=10_000, metavar="N")
+    p.add_argument("--emulator-profile", default="realistic", choices=_PROFILES)
+    p.add_argument("--emulator-seed", type=int, default=0)
+    p.add_argument("--flickr-url", default=FLICKR_REST_URL, help="REST endpoint")
+    p.add_argument("--metadata-only", action="store_true", help="search and record, no images")
+    p.add_argument("--retry-failed", action="store_true", help="retry photos that failed")
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
+    p.add_argument("--shard", type=_shard, default=ShardSpec(), metavar="K/N")
+    p.add_argument("--calls-per-hour", type=float, default=3600.0, help="API budget per key")
+    p.add_argument("--window-target", type=_positive_int, default=4000, metavar="N")
+    p.add_argument("--date-field", choices=("upload", "taken"), default="upload")
+    p.add_argument("--send-negatives", action="store_true", help="also send -terms to Flickr")
+    p.add_argument("--size", choices=("large", "large2048", "original"), default="large")
+    p.add_argument("--max-side", type=_positive_int, default=1024)
+    p.add_argument("--min-side", type=int, default=500)
+    p.add_argument("--allow-smaller", action="store_true", help="fall back to smaller sizes")
+    p.add_argument("--no-frame-strip", action="store_true", help="keep uniform borders")
+    p.add_argument("--concurrency", type=_positive_int, default=default_concurrency())
+    p.add_argument("--threads", type=_positive_int, default=max(1, os.cpu_count() or 2))
+    p.add_argument("--image-rate", type=float, default=200.0, help="image requests per second")
+    p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, less durable)")
+    p.add_argument("--plain", action="store_true", help="log lines instead of live progress")
+    p.set_defaults(handler=_cmd_run)
+
+
+_PROFILES = ("ideal", "realistic", "hostile")
+
+
+def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("emulate", help="serve the local Flickr emulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8410)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photos", type=_positive_int, default=10_000)
+    p.add_argument("--profile", choices=_PROFILES, default="realistic")
+    p.add_argument("--time-scale", type=float, default=1.0, help="speed up the rate limit clock")
+    p.add_argument("--invalid-keys", default="", help="comma-separated keys to reject")
+    p.add_argument("--image-cache", default=None, metavar="DIR", help="cache rendered images")
+    p.add_argument("--public-url", default=None, help="base URL image links use (containers)")
+    p.set_defaults(handler=_cmd_emulate)
+
+
+def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="show a harvest's progress from its store")
+    p.add_argument("out", type=Path)
+    p.set_defaults(handler=_cmd_status)
+    p = sub.add_parser("export", help="write the photo records as JSONL or CSV")
+    p.add_argument("out", type=Path)
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--output", type=Path, default=None, help="file (default: stdout)")
+    p.set_defaults(handler=_cmd_export)
+    p = sub.add_parser("merge", help="join shard outputs into one, duplicates removed")
+    p.add_argument("sources", type=Path, nargs="+")
+    p.add_argument("--into", type=Path, required=True)
+    p.set_defaults(handler=_cmd_merge)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="harvest", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"harvest {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_emulate(sub)
+    _add_store_commands(sub)
+    return parser
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """Build the run configuration from parsed arguments."""
+    return RunConfig(
+        queries_path=args.queries,
+        out_dir=args.out,
+        flickr_url=args.flickr_url,
+        calls_per_hour=args.calls_per_hour,
+        window_target=args.window_target,
+        date_field=args.date_field,
+        send_negatives=args.send_negatives,
+        metadata_only=args.metadata_only,
+        retry_failed=args.retry_failed,
+        size=args.size,
+        max_side=args.max_side,
+        min_side=args.min_side,
+        allow_smaller=args.allow_smaller,
+        strip_frames=not args.no_frame_strip,
+        concurrency=args.concurrency,
+        threads=args.threads,
+        image_rate_per_s=args.image_rate,
+        fsync=not args.no_fsync,
+        workers=args.workers,
+        shard=args.shard,
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harvester.runner import run_command
+
+    return run_command(run_config(args), args)
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from harvester.emulator import EmulatorConfig, serve_forever
+
+    keys = frozenset(k for k in args.invalid_keys.split(",") if k)
+    serve_forever(
+        EmulatorConfig(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            photos=args.photos,
+            profile=args.profile,
+            time_scale=args.time_scale,
+            invalid_keys=keys,
+            image_cache_dir=args.image_cache,
+            public_url=args.public_url,
+        )
+    )
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from harvester.runner import status_command
+
+    return status_command(args.out)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from harvester.runner import export_command
+
+    return export_command(args.out, args.format, args.output)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from harvester.merge import merge_outputs
+
+    merged = merge_outputs(list(args.sources), args.into)
+    log.info("merged %d photos into %s", merged, args.into)
+    return EXIT_OK
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 1 else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    if verbosity < 1:
+        for noisy in ("aiohttp.access", "aiohttp.server"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `harvest` console script."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except HarvestError as exc:
+        print(f"harvest: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        print("harvest: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Run configuration: small frozen dataclasses, every default in one place, units in names."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FLICKR_REST_URL = "https://api.flickr.com/services/rest/"
+
+
+def default_concurrency() -> int:
+    """Downloads in flight: network-bound, so several per core, capped for politeness."""
+    return min(64, 16 * (os.cpu_count() or 2))
+
+
+def default_threads() -> int:
+    """Image threads: the codecs release the GIL, so one per core."""
+    return max(1, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """Run only shard `index` (0-based) of `count`; keywords are assigned by a stable hash."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything `harvest run` needs, resolved from the command line and environment."""
+
+    queries_path: Path
+    out_dir: Path
+    flickr_url: str = FLICKR_REST_URL
+    calls_per_hour: float = 3600.0
+    window_target: int = 4000  # fill windows to the cap: fewest calls (see README, planner)
+    date_field: str = "upload"
+    send_negatives: bool = False
+    metadata_only: bool = False
+    retry_failed: bool = False
+    size: str = "large"
+    max_side: int = 1024
+    min_side: int = 500
+    allow_smaller: bool = False
+    strip_frames: bool = True
+    concurrency: int = field(default_factory=default_concurrency)
+    threads: int = field(default_factory=default_threads)
+    image_rate_per_s: float = 200.0
+    max_image_bytes: int = 64 * 1024 * 1024
+    fsync: bool = True
+    workers: int = 1
+    shard: ShardSpec = ShardSpec()
+    stop_grace_s: float = 5.0

@@ -1,0 +1,96 @@
+"""`harvest merge OUT1 OUT2 … --into OUT`: join shard outputs, each photo once.
+
+Shards run with `--shard K/N` own disjoint keywords, but one photo can match keywords of two
+shards. The merged output holds every photo once, under the keyword of the first source that
+harvested it (a harvested copy beats an unfinished one), with every keyword that found it, in
+the usual `OUT/<keyword>/<NNNNN>/` layout numbered afresh. Finished windows are merged too, so
+`harvest run` on the merged output resumes without searching them again.
+
+Files are hard-linked when the sources share the filesystem, copied otherwise, and placed
+(temporary name, fsync, rename) before their row is written: an interrupted merge is simply
+run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from harvester.exceptions import ConfigError
+from harvester.records import PhotoStatus
+from harvester.store import STORE_FILENAME, Store
+from harvester.store_schema import ExportRow
+from harvester.writer import photo_path
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+def merge_outputs(sources: list[Path], into: Path) -> int:
+    """Merge the harvest outputs `sources` into `into`; returns the photos added or upgraded."""
+    for src in sources:
+        if not (src / STORE_FILENAME).exists():
+            raise ConfigError(f"{src} holds no harvest (no {STORE_FILENAME})")
+        if src.resolve() == into.resolve():
+            raise ConfigError(f"{src} is the merge target; list only the other outputs")
+    into.mkdir(parents=True, exist_ok=True)
+    merged = 0
+    with Store.in_dir(into) as dest:
+        for src in sources:
+            with Store.open(src / STORE_FILENAME, readonly=True) as store:
+                windows = dest.import_windows(store.all_windows())
+                batch: list[ExportRow] = []
+                for row in store.iter_export():
+                    batch.append(row)
+                    if len(batch) >= BATCH:
+                        merged += _merge_batch(dest, src, into, batch)
+                        batch = []
+                merged += _merge_batch(dest, src, into, batch)
+            log.info("merged %s: %d windows", src, windows)
+    return merged
+
+
+def _merge_batch(dest: Store, src: Path, into: Path, rows: list[ExportRow]) -> int:
+    states = dest.photo_states([row.record.id for row in rows])
+    merged = 0
+    for row in rows:
+        done = row.status == PhotoStatus.DONE.value and row.path is not None
+        state = states.get(row.record.id)
+        if state is not None and (state[0] == PhotoStatus.DONE.value or not done):
+            dest.add_keywords(row.record.id, row.keywords)
+            continue
+        keyword, seq = (
+            (state[1], state[2]) if state else (row.keyword, dest.reserve_seq(row.keyword))
+        )
+        path: str | None = None
+        if done and row.path is not None:
+            target = photo_path(into, keyword, seq, row.record)
+            _place(src / row.path, target)
+            path = target.relative_to(into).as_posix()
+        dest.import_photo(_with_keyword(row, keyword), seq, path)
+        merged += 1
+    return merged
+
+
+def _with_keyword(row: ExportRow, keyword: str) -> ExportRow:
+    return replace(row, keyword=keyword)
+
+
+def _place(source: Path, target: Path) -> None:
+    """Hard-link (or copy) `source` to `target` atomically."""
+    if not source.is_file():
+        raise ConfigError(f"{source} is recorded as harvested but missing; run `harvest run` there")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temp.unlink(missing_ok=True)
+    try:
+        os.link(source, temp)
+    except OSError:
+        shutil.copyfile(source, temp)
+        with temp.open("rb") as fh:
+            os.fsync(fh.fileno())
+    os.replace(temp, target)

@@ -1,0 +1,357 @@
+"""The engine: the one place that knows queues, tasks, the thread pool and shutdown.
+
+    keywords ─► search_keyword (planner + client) ─► store.commit_result (checkpoint + claim)
+    store.lease ─► feeder ─► bounded queue ─► N download tasks ─► thread pool
+                                  (process_image + atomic write) ─► store.mark_done
+
+The downloader reads its work from the store, not from the searcher directly, so a fresh run
+and a resumed one are the same code path, and memory is bounded by the queue, not the job.
+Exactly once: a window's claims are committed with its checkpoint; a photo's file is renamed
+into place before its outcome is recorded, and its path is a pure function of (keyword, seq,
+record), so a photo redone after a kill lands on the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harvester.config import RunConfig
+from harvester.download import DownloadPolicy, Fetcher, NoSize, choose_size
+from harvester.exceptions import DownloadError, HarvestError, StoreError, UnsafeRecordError
+from harvester.imaging import ImagePolicy, ProcessedImage, Rejected, process_image
+from harvester.planner import PlannerConfig
+from harvester.progress import RunStats
+from harvester.provenance import Provenance
+from harvester.queries import KeywordQuery, QueryFile
+from harvester.records import PhotoStatus
+from harvester.search import SearchBackend, WindowResult, search_keyword
+from harvester.store import PendingPhoto, Store
+from harvester.writer import WritePolicy, photo_path, write_atomic
+
+log = logging.getLogger(__name__)
+
+MAX_KEYWORDS_IN_FLIGHT = 4  # keywords searched at once per worker (API calls overlap)
+IDLE_POLL_S = 1.0  # how long the feeder sleeps when the queue is empty and search goes on
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one photo: the engine turns it into one store update."""
+
+    photo_id: str
+    status: PhotoStatus
+    reason: str = ""
+    path: str | None = None
+    image: ProcessedImage | None = None
+    size_label: str | None = None
+
+
+class Engine:
+    """Runs one worker's share of a harvest until it is finished or asked to stop."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        queries: QueryFile,
+        keywords: Sequence[KeywordQuery],
+        store: Store,
+        backend: SearchBackend,
+        fetcher: Fetcher | None,
+        stats: RunStats,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cfg = cfg
+        self._queries = queries
+        self._keywords = tuple(keywords)
+        self._names = [k.keyword for k in self._keywords]
+        self._store = store
+        self._backend = backend
+        self._fetcher = fetcher
+        self._stats = stats
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._new_work = asyncio.Event()
+        self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="image")
+        self._plan_cfg = PlannerConfig(window_target=cfg.window_target)
+        self._image_policy = ImagePolicy(
+            max_side=cfg.max_side,
+            min_side=cfg.min_side,
+            strip_frames=cfg.strip_frames,
+            max_bytes=cfg.max_image_bytes,
+        )
+        self._write_policy = WritePolicy(fsync=cfg.fsync)
+        self._size_policy = DownloadPolicy.from_config(cfg)
+        self._in_hand: set[int] = set()  # photo ids queued or in flight
+        self.fatal: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Engine keywords={len(self._keywords)} in_hand={len(self._in_hand)} "
+            f"stopping={self._stop.is_set()} done={self._stats.done_count()}>"
+        )
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested (signal, fatal error)."""
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Stop searching and feeding; photos in hand finish within the grace period."""
+        if not self._stop.is_set():
+            log.info("stopping: finishing photos in flight (up to %.0fs)", self._cfg.stop_grace_s)
+        self._stop.set()
+        self._new_work.set()
+
+    def tick(self) -> None:
+        """Periodic housekeeping from the runner's display loop: flush buffered outcomes."""
+        try:
+            self._store.flush()
+        except StoreError as exc:
+            self._fail(exc)
+
+    async def run(self) -> None:
+        """Search every keyword and harvest every claimed photo of this worker's keywords.
+
+        Raises the first fatal error (rejected key, store or disk failure) unwrapped.
+        """
+        if self._cfg.retry_failed:
+            requeued = self._store.requeue_failed(self._names)
+            log.info("re-queued %d failed photos", requeued)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                search = tg.create_task(self._search_all(), name="search")
+                watch = tg.create_task(self._cancel_on_stop(search), name="stop-watch")
+                if self._cfg.metadata_only:
+                    await asyncio.wait([search])
+                else:
+                    await self._harvest_all(search)
+                watch.cancel()
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._store.flush()
+            self._store.release_leases(self._store.worker_id)
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _cancel_on_stop(self, search: asyncio.Task[None]) -> None:
+        """A window cut short by a stop is simply searched again next time: cancel at once."""
+        await self._stop.wait()
+        search.cancel()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+            log.error("fatal: %s", exc)
+        self.request_stop()
+
+    # -- search half -------------------------------------------------------------------------
+
+    async def _search_all(self) -> None:
+        gate = asyncio.Semaphore(MAX_KEYWORDS_IN_FLIGHT)
+        async with asyncio.TaskGroup() as tg:
+            for kq in self._keywords:
+                tg.create_task(self._search_one(kq, gate), name=f"search:{kq.keyword}")
+
+    async def _search_one(self, kq: KeywordQuery, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            if self._stop.is_set():
+                return
+            done = self._store.done_windows(kq.keyword)
+            stream = search_keyword(
+                kq,
+                self._backend,
+                self._plan_cfg,
+                done,
+                self._queries.negatives,
+                now=int(self._clock()),
+                send_negatives=self._cfg.send_negatives,
+            )
+            async with contextlib.aclosing(stream) as results:
+                async for result in results:
+                    self._commit_window(result)
+            self._stats.keyword(kq.keyword).search_done = True
+
+    def _commit_window(self, result: WindowResult) -> None:
+        claim = self._store.commit_result(result)
+        stats = self._stats.keyword(result.keyword)
+        stats.windows_done += 1
+        stats.windows_planned = max(stats.windows_planned, result.windows_planned)
+        stats.coverage = result.coverage
+        stats.found += len(result.photos)
+        stats.new += len(claim.new)
+        stats.duplicates += claim.duplicates
+        stats.negatives += result.filtered_negative
+        stats.capped_lost += result.lost_estimate
+        if claim.new:
+            self._new_work.set()
+
+    # -- harvest half ------------------------------------------------------------------------
+
+    async def _harvest_all(self, search: asyncio.Task[None]) -> None:
+        queue: asyncio.Queue[PendingPhoto | None] = asyncio.Queue(self._cfg.concurrency * 2)
+        workers = [
+            asyncio.create_task(self._download_worker(queue), name=f"download-{i}")
+            for i in range(self._cfg.concurrency)
+        ]
+        try:
+            await self._feed(queue, search)
+            for _ in workers:
+                await queue.put(None)
+            await self._join_workers(workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _join_workers(self, workers: list[asyncio.Task[None]]) -> None:
+        async def finished() -> bool:
+            await asyncio.gather(*workers)
+            return True
+
+        everything = asyncio.create_task(finished())
+        stop = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([everything, stop], return_when=asyncio.FIRST_COMPLETED)
+        if not everything.done():
+            # Stopping: give the photos in hand a grace period, then abandon them (still claimed).
+            await asyncio.wait([everything], timeout=self._cfg.stop_grace_s)
+        stop.cancel()
+        everything.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await everything
+
+    async def _feed(
+        self, queue: asyncio.Queue[PendingPhoto | None], search: asyncio.Task[None]
+    ) -> None:
+        """Move claimed photos into the queue until search has ended and none remain.
+
+        Reads walk photo ids upwards from `after`; claims committed meanwhile may have lower
+        ids, so an empty read rescans once from the start before waiting. Buffered outcomes
+        are flushed before each read and photos in hand are skipped, so none is taken twice.
+        """
+        after, fresh = 0, 0
+        batch_size = max(8, self._cfg.concurrency * 2)
+        while not self._stop.is_set():
+            searching = not search.done()
+            self._new_work.clear()
+            self._store.flush()
+            batch = self._store.pending(batch_size, self._names, after=after)
+            for item in batch:
+                after = item.rowid
+                if item.rowid not in self._in_hand:
+                    self._in_hand.add(item.rowid)
+                    fresh += 1
+                    await queue.put(item)
+            if batch:
+                continue
+            rescan, after, fresh = fresh > 0, 0, 0
+            if rescan:
+                continue
+            if not searching:
+                return  # a whole pass found nothing new and no claims can come
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_work.wait(), timeout=IDLE_POLL_S)
+
+    async def _download_worker(self, queue: asyncio.Queue[PendingPhoto | None]) -> None:
+        while (item := await queue.get()) is not None:
+            try:
+                if self._stop.is_set():
+                    continue
+                outcome = await self._harvest_one(item)
+                self._record(item, outcome)
+            except StoreError as exc:  # disk full, store unwritable: stop, lose nothing
+                self._fail(exc)
+            except Exception as exc:  # a bug must cost one photo, not the run
+                log.exception("photo %s: unexpected error", item.rowid)
+                self._record(item, Outcome(item.record.id, PhotoStatus.FAILED, f"internal: {exc}"))
+            finally:
+                self._in_hand.discard(item.rowid)
+
+    async def _harvest_one(self, item: PendingPhoto) -> Outcome:
+        record = item.record
+        try:
+            path = photo_path(self._cfg.out_dir, item.keyword, item.seq, record)
+        except UnsafeRecordError as exc:
+            return Outcome(record.id, PhotoStatus.FAILED, f"unsafe record: {exc}")
+        choice = choose_size(record, self._size_policy)
+        if isinstance(choice, NoSize):
+            return Outcome(record.id, PhotoStatus.SKIPPED, choice.reason)
+        if self._fetcher is None:
+            raise HarvestError("the engine has no fetcher but was asked to download")
+        try:
+            downloaded = await self._fetcher.fetch(choice)
+        except DownloadError as exc:
+            return Outcome(record.id, PhotoStatus.FAILED, f"download: {exc}")
+        self._stats.bytes_downloaded += len(downloaded.data)
+        prov = Provenance.from_record(
+            record,
+            keywords=item.keywords,
+            size_label=choice.label,
+            source_url=choice.url,
+            harvested_at=datetime.fromtimestamp(self._clock(), UTC),
+        )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self._process_and_write, path, downloaded.data, prov
+        )
+
+    def _process_and_write(self, path: Path, data: bytes, prov: Provenance) -> Outcome:
+        """Runs in the thread pool: decode, clean, stamp and write one image."""
+        result = process_image(data, prov, self._image_policy)
+        if isinstance(result, Rejected):
+            return Outcome(prov.id, result.status, result.reason, size_label=prov.size_label)
+        write_atomic(path, result.parts, self._write_policy)
+        return Outcome(
+            prov.id,
+            PhotoStatus.DONE,
+            path=path.relative_to(self._cfg.out_dir).as_posix(),
+            image=result,
+            size_label=prov.size_label,
+        )
+
+    def _record(self, item: PendingPhoto, outcome: Outcome) -> None:
+        stats = self._stats.keyword(item.keyword)
+        if outcome.status is PhotoStatus.DONE and outcome.image is not None:
+            path = outcome.path or ""
+            self._store.mark_done(item.record.id, path, outcome.image, outcome.size_label)
+            stats.downloaded += 1
+            return
+        # A photo that did not make it must not keep a file from an attempt cut off by a kill.
+        with contextlib.suppress(UnsafeRecordError, OSError):
+            photo_path(self._cfg.out_dir, item.keyword, item.seq, item.record).unlink(
+                missing_ok=True
+            )
+        if outcome.status is PhotoStatus.SKIPPED:
+            self._store.mark_skipped(item.record.id, outcome.reason)
+            stats.skipped += 1
+        else:
+            self._store.mark_failed(item.record.id, outcome.reason)
+            stats.failed += 1
+        self._stats.reasons[_reason_key(outcome)] += 1
+
+
+def _reason_key(outcome: Outcome) -> str:
+    """Group reasons for the summary: 'too small: 400x300 < 500' → 'skipped: too small'."""
+    head = outcome.reason.split(":", 1)[0].strip() or "unknown"
+    return f"{outcome.status.value}: {head}"
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error inside nested task-group exception groups."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+__all__ = ["Engine", "Outcome"]

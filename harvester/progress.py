@@ -1,0 +1,154 @@
+"""Live run statistics and their display: a rich table on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class KeywordStats:
+    """Counters for one keyword, updated by the engine."""
+
+    keyword: str
+    windows_done: int = 0
+    windows_planned: int = 0
+    coverage: float = 0.0  # share of the keyword's date range searched, 0..1
+    found: int = 0
+    new: int = 0
+    duplicates: int = 0
+    negatives: int = 0
+    downloaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    capped_lost: int = 0
+    search_done: bool = False
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters for the whole run; `rates` derive from a sliding window of samples."""
+
+    keywords: dict[str, KeywordStats] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+    api_calls: int = 0
+    api_retries: int = 0
+    budget_per_hour: float = 3600.0
+    bytes_downloaded: int = 0
+    pending_at_start: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    _samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=60))
+
+    def keyword(self, name: str) -> KeywordStats:
+        """The stats of one keyword, created on first use."""
+        stats = self.keywords.get(name)
+        if stats is None:
+            stats = self.keywords[name] = KeywordStats(name)
+        return stats
+
+    def total(self, attr: str) -> int:
+        """Sum of one integer counter over all keywords."""
+        return sum(int(getattr(k, attr)) for k in self.keywords.values())
+
+    def sample(self, now: float) -> None:
+        """Record a point for the images/s and MB/s rates."""
+        self._samples.append((now, self.total("downloaded"), self.bytes_downloaded))
+
+    def rates(self) -> tuple[float, float]:
+        """Images per second and MB per second over the recent samples."""
+        if len(self._samples) < 2:
+            return 0.0, 0.0
+        (t0, n0, b0), (t1, n1, b1) = self._samples[0], self._samples[-1]
+        span = max(t1 - t0, 1e-9)
+        return (n1 - n0) / span, (b1 - b0) / span / 1e6
+
+    def budget_left(self, now: float) -> float:
+        """Calls left in the current hour at the configured budget (an estimate)."""
+        elapsed_h = max(now - self.started_at, 1e-9) / 3600.0
+        used_this_hour = self.api_calls if elapsed_h <= 1 else self.api_calls / elapsed_h
+        return max(0.0, self.budget_per_hour - used_this_hour)
+
+    def eta_s(self) -> float | None:
+        """Seconds until the known queue of photos is harvested, at the current rate."""
+        images_s, _ = self.rates()
+        remaining = self.total("new") + self.pending_at_start - self.done_count()
+        if images_s <= 0 or remaining <= 0:
+            return None
+        return remaining / images_s
+
+    def done_count(self) -> int:
+        """Photos finished in any way (downloaded, skipped, failed)."""
+        return self.total("downloaded") + self.total("skipped") + self.total("failed")
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def render_table(stats: RunStats, now: float) -> Group:
+    """The live view: one row per keyword and a totals line."""
+    table = Table(expand=False, header_style="bold")
+    columns = ("keyword", "windows", "range", "found", "new", "dup", "neg", "done", "skip", "fail")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "keyword" else "right")
+    for k in stats.keywords.values():
+        windows = f"{k.windows_done}/{max(k.windows_planned, k.windows_done)}"
+        mark = "✓" if k.search_done else f"{k.coverage:.0%}"
+        row = (k.found, k.new, k.duplicates, k.negatives, k.downloaded, k.skipped, k.failed)
+        table.add_row(k.keyword, windows, mark, *(f"{v:,}" for v in row))
+    return Group(table, summary_line(stats, now))
+
+
+def summary_line(stats: RunStats, now: float) -> str:
+    """One line with the overall counters and rates."""
+    images_s, mb_s = stats.rates()
+    return (
+        f"found {stats.total('found'):,}  new {stats.total('new'):,}  "
+        f"downloaded {stats.total('downloaded'):,}  skipped {stats.total('skipped'):,}  "
+        f"failed {stats.total('failed'):,}  {images_s:.1f} img/s  {mb_s:.1f} MB/s  "
+        f"API calls {stats.api_calls:,} (retries {stats.api_retries:,}, "
+        f"budget left ~{stats.budget_left(now):,.0f}/h)  ETA {_fmt_eta(stats.eta_s())}"
+    )
+
+
+class ProgressDisplay:
+    """Shows RunStats: rich Live on a terminal, a log line every `interval_s` otherwise."""
+
+    def __init__(self, stats: RunStats, *, live: bool, interval_s: float = 10.0) -> None:
+        self._stats = stats
+        self._live: Live | None = None
+        self._interval_s = interval_s
+        self._last_line = 0.0
+        if live:
+            self._live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+
+    def __enter__(self) -> ProgressDisplay:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.update(final=True)
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def update(self, *, final: bool = False) -> None:
+        """Refresh the view (called about twice a second by the engine)."""
+        now = time.monotonic()
+        self._stats.sample(now)
+        if self._live is not None:
+            self._live.update(render_table(self._stats, now))
+        elif final or now - self._last_line >= self._interval_s:
+            self._last_line = now
+            log.info("%s", summary_line(self._stats, now))
