@@ -193,6 +193,7 @@ class Engine:
         stats.duplicates += claim.duplicates
         stats.negatives += result.filtered_negative
         stats.capped_lost += result.lost_estimate
+        stats.calls += result.calls
         if claim.new:
             self._new_work.set()
 

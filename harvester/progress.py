@@ -30,6 +30,7 @@ class KeywordStats:
     skipped: int = 0
     failed: int = 0
     capped_lost: int = 0
+    calls: int = 0  # API search calls for this keyword in this run
     search_done: bool = False
 
 
@@ -96,18 +97,31 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+COLUMNS = ("keyword", "windows", "range", "calls", "found", "new", "dup", "neg", "done", "skip")
+MAX_ROWS = 20  # a places file has hundreds of keywords; show the busy ones
+
+
+def _busy(k: KeywordStats) -> bool:
+    return not k.search_done or k.new > k.downloaded + k.skipped + k.failed
+
+
 def render_table(stats: RunStats, now: float) -> Group:
-    """The live view: one row per keyword and a totals line."""
+    """The live view: the busiest keywords, a count of the others, and a totals line."""
     table = Table(expand=False, header_style="bold")
-    columns = ("keyword", "windows", "range", "found", "new", "dup", "neg", "done", "skip", "fail")
-    for col in columns:
+    for col in (*COLUMNS, "fail"):
         table.add_column(col, justify="left" if col == "keyword" else "right")
-    for k in stats.keywords.values():
+    everything = list(stats.keywords.values())
+    shown = sorted(everything, key=lambda k: (not _busy(k), not k.windows_done))[:MAX_ROWS]
+    for k in shown:
         windows = f"{k.windows_done}/{max(k.windows_planned, k.windows_done)}"
         mark = "✓" if k.search_done else f"{k.coverage:.0%}"
-        row = (k.found, k.new, k.duplicates, k.negatives, k.downloaded, k.skipped, k.failed)
-        table.add_row(k.keyword, windows, mark, *(f"{v:,}" for v in row))
-    return Group(table, summary_line(stats, now))
+        counts: list[int] = [k.calls, k.found, k.new, k.duplicates, k.negatives]
+        counts += [k.downloaded, k.skipped, k.failed]
+        table.add_row(k.keyword, windows, mark, *(f"{v:,}" for v in counts))
+    hidden = len(everything) - len(shown)
+    finished = sum(1 for k in everything if not _busy(k))
+    more = f"… {hidden} more keywords ({finished} finished in all)" if hidden else ""
+    return Group(table, *([more] if more else []), summary_line(stats, now))
 
 
 def summary_line(stats: RunStats, now: float) -> str:

@@ -71,7 +71,9 @@ def bundled_emulator(photos: int, profile: str, seed: int) -> Iterator[str]:
     """Run `harvest emulate` in a child process on a free loopback port; yield its REST URL."""
     cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0", "--photos", str(photos)]
     cmd += ["--profile", profile, "--seed", str(seed), "--time-scale", "1000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    # Its own session: Ctrl-C in the terminal must stop the harvest gracefully, not cut the
+    # emulator from under the photos in flight; we stop it when the harvest is done.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()

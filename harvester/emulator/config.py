@@ -101,6 +101,10 @@ class EmulatorConfig:
     end_ts: int = 1_790_000_000  # "now" of the corpus (2026-09-21), fixed for determinism
     image_cache_bytes: int = 512 * 1024 * 1024
     image_cache_dir: str | None = None
+    # Load-test knobs (not Flickr behaviour): serve the pixels of `row % image_pool` for every
+    # photo so a million-photo crawl renders only a pool, and scale every image's sides.
+    image_pool: int = 0
+    image_scale: float = 1.0
     public_url: str | None = None  # base URL clients reach us at (docker: http://emulator:8410)
 
     def __post_init__(self) -> None:

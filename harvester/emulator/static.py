@@ -30,10 +30,12 @@ _HEADERS = {
 }
 
 
-def spec_for(corpus: Corpus, row: int, size: SizeClass) -> RenderSpec:
-    """What to draw for one size of one photo."""
+def spec_for(corpus: Corpus, row: int, size: SizeClass, scale: float = 1.0) -> RenderSpec:
+    """What to draw for one size of one photo (`scale` shrinks it, for load tests)."""
     c = corpus.cols
     w, h = dims(size, int(c["o_w"][row]), int(c["o_h"][row]))
+    if scale != 1.0:
+        w, h = max(16, round(w * scale)), max(16, round(h * scale))
     fw = c["frame_w"][row]
     return RenderSpec(
         look=int(c["look"][row]),
@@ -50,22 +52,36 @@ class ImageStore:
     """Encoded images by (row, suffix): an in-memory LRU under a byte budget, an optional disk
     cache, and one render per key however many requests race for it."""
 
-    def __init__(self, corpus: Corpus, seed: int, max_bytes: int, disk: str | None) -> None:
+    def __init__(
+        self,
+        corpus: Corpus,
+        seed: int,
+        max_bytes: int,
+        disk: str | None,
+        *,
+        pool: int = 0,
+        scale: float = 1.0,
+    ) -> None:
         self.corpus, self.seed, self.max_bytes = corpus, seed, max_bytes
-        self.disk = Path(disk) / f"seed{seed}" if disk else None
+        self.pool, self.scale = pool, scale
+        tag = "" if (pool, scale) == (0, 1.0) else f"-pool{pool}-scale{scale:g}"
+        self.disk = Path(disk) / f"seed{seed}{tag}" if disk else None
         self._lru: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._bytes = 0
         self._inflight: dict[tuple[int, str], asyncio.Future[bytes]] = {}
         self.renders = 0
+        self._pool_rows: dict[str, list[int]] = {}
 
     def render_now(self, row: int, size: SizeClass) -> bytes:
         """Render and encode synchronously (no cache)."""
         self.renders += 1
         fmt = original_format(self.corpus, row) if size.extra == "o" else "jpg"
-        return encode(render(self.seed, spec_for(self.corpus, row, size)), fmt)
+        return encode(render(self.seed, spec_for(self.corpus, row, size, self.scale)), fmt)
 
     async def get(self, row: int, size: SizeClass) -> bytes:
         """The bytes of one image, from memory, disk, or a fresh render in a worker thread."""
+        if self.pool:
+            row = self._pooled(row, size)
         key = (row, size.suffix)
         if (hit := self._lru.get(key)) is not None:
             self._lru.move_to_end(key)
@@ -84,6 +100,15 @@ class ImageStore:
             del self._inflight[key]
         self._remember(key, data)
         return data
+
+    def _pooled(self, row: int, size: SizeClass) -> int:
+        """A row below `pool` whose image stands in for `row`'s (same format for originals)."""
+        fmt = original_format(self.corpus, row) if size.extra == "o" else "jpg"
+        if not self._pool_rows:
+            for r in range(min(self.pool, len(self.corpus.cols["id"]))):
+                self._pool_rows.setdefault(original_format(self.corpus, r), []).append(r)
+        rows = self._pool_rows.get(fmt) or [row]
+        return rows[row % len(rows)]
 
     def _load_or_render(self, row: int, size: SizeClass) -> bytes:
         path = self.disk / f"{self.corpus.photo_id(row)}_{size.suffix}" if self.disk else None
@@ -118,7 +143,12 @@ class StaticHost:
     def __init__(self, corpus: Corpus, config: EmulatorConfig, stats: Stats) -> None:
         self.corpus, self.config, self.stats = corpus, config, stats
         self.store = ImageStore(
-            corpus, config.seed, config.image_cache_bytes, config.image_cache_dir
+            corpus,
+            config.seed,
+            config.image_cache_bytes,
+            config.image_cache_dir,
+            pool=config.image_pool,
+            scale=config.image_scale,
         )
         self._count = 0
         self._streak = 0

@@ -1,0 +1,61 @@
+"""Progress: the live table keeps to the busy keywords; the plain mode logs summary lines."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from rich.console import Console
+
+from harvester.progress import MAX_ROWS, ProgressDisplay, RunStats, render_table, summary_line
+
+
+def rendered(stats: RunStats) -> str:
+    console = Console(width=200, record=True)
+    console.print(render_table(stats, 0.0))
+    return console.export_text()
+
+
+def test_table_shows_busy_keywords_first_and_counts_the_rest() -> None:
+    stats = RunStats()
+    for i in range(MAX_ROWS + 10):
+        k = stats.keyword(f"kw{i:02d}")
+        k.search_done, k.windows_done, k.new, k.downloaded = True, 1, 5, 5  # finished
+    busy = stats.keyword("kw29")
+    busy.search_done, busy.calls, busy.found, busy.new = False, 7, 1234, 1200
+    text = rendered(stats)
+    assert "kw29" in text
+    assert "1,234" in text
+    assert "… 10 more keywords (29 finished in all)" in text
+    assert text.count("kw") == MAX_ROWS
+
+
+def test_summary_line_has_rates_budget_and_eta() -> None:
+    stats = RunStats(budget_per_hour=3600)
+    stats.keyword("a").new = 100
+    stats.keyword("a").downloaded = 10
+    stats.api_calls = 12
+    stats.sample(0.0)
+    stats.keyword("a").downloaded = 30
+    stats.bytes_downloaded = 4_000_000
+    stats.sample(2.0)
+    line = summary_line(stats, stats.started_at + 60)
+    assert "downloaded 30" in line
+    assert "10.0 img/s" in line
+    assert "2.0 MB/s" in line
+    assert "API calls 12" in line
+    assert "ETA 0m07s" in line
+
+
+def test_plain_mode_logs_lines(caplog: pytest.LogCaptureFixture) -> None:
+    stats = RunStats()
+    stats.keyword("a").found = 3
+    with (
+        caplog.at_level(logging.INFO, logger="harvester.progress"),
+        ProgressDisplay(stats, live=False, interval_s=3600) as display,
+    ):
+        display.update()  # the first line comes at once, then one per interval
+        display.update()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2  # one at the start, one final
+    assert all("found 3" in line for line in lines)
