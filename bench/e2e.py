@@ -1,0 +1,102 @@
+"""End-to-end throughput: does searching overlap with downloading and processing?
+
+In one run, against one emulator whose image cache is warmed first, the same photos are
+harvested twice by the real `harvest run`:
+
+- **image half**: the output is searched first with `--metadata-only`; the timed run then only
+  downloads, processes and writes the claimed photos (the engine's image path alone);
+- **end to end**: a fresh output, searched and harvested by one timed `harvest run`.
+
+The issue's target: end to end reaches at least 80% of the image half's images per second.
+
+    python bench/e2e.py [--photos 30000] [--keywords nature,sky]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CACHE = Path(tempfile.gettempdir()) / "harvest-e2e-image-cache"
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+def start_emulator(photos: int) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0", "--seed", "0"]
+    cmd += ["--photos", str(photos), "--profile", "ideal", "--time-scale", "1000000"]
+    cmd += ["--image-cache", str(CACHE)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        proc.kill()
+        raise SystemExit(f"emulator did not start: {url!r}")
+    return proc, url + "/services/rest/"
+
+
+def harvest(url: str, queries: Path, out: Path, *extra: str) -> float:
+    """Run `harvest run`; returns wall seconds."""
+    cmd = [sys.executable, "-m", "harvester.cli", "run", str(queries), "--out", str(out)]
+    cmd += ["--flickr-url", url, "--calls-per-hour", "10000000", "--plain", *extra]
+    started = time.monotonic()
+    subprocess.run(
+        cmd,
+        env={**os.environ, "FLICKR_API_KEY": KEY},
+        cwd=ROOT,
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.monotonic() - started
+
+
+def finished(out: Path) -> int:
+    with sqlite3.connect(out / "harvest.sqlite") as db:
+        return int(db.execute("SELECT COUNT(*) FROM photos WHERE status = 'done'").fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=30_000, help="emulator corpus size")
+    parser.add_argument("--keywords", default="nature,sky")
+    args = parser.parse_args()
+    emulator, url = start_emulator(args.photos)
+    try:
+        with tempfile.TemporaryDirectory(prefix="harvest-e2e-") as tmp:
+            work = Path(tmp)
+            queries = work / "q.txt"
+            queries.write_text("\n".join(args.keywords.split(",")) + "\n", encoding="utf-8")
+            harvest(url, queries, work / "warm")  # renders and caches every image once
+            harvest(url, queries, work / "half", "--metadata-only")
+            half_s = harvest(url, queries, work / "half")
+            half_n = finished(work / "half")
+            full_s = harvest(url, queries, work / "full")
+            full_n = finished(work / "full")
+    finally:
+        emulator.terminate()
+        emulator.wait()
+    result = {
+        "photos": full_n,
+        "image_half": {"images": half_n, "wall_s": round(half_s, 2), "img_s": half_n / half_s},
+        "end_to_end": {"images": full_n, "wall_s": round(full_s, 2), "img_s": full_n / full_s},
+    }
+    result["ratio"] = round(result["end_to_end"]["img_s"] / result["image_half"]["img_s"], 3)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(
+        f"image half: {half_n} images in {half_s:.1f} s = {half_n / half_s:.1f} img/s\n"
+        f"end to end: {full_n} images in {full_s:.1f} s = {full_n / full_s:.1f} img/s "
+        f"(search included)\nratio end-to-end / image half: {result['ratio']:.2f} (target >= 0.80)"
+    )
+
+
+if __name__ == "__main__":
+    main()
