@@ -8,13 +8,29 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn, cast
 
 from harvester import __version__
 from harvester.config import FLICKR_REST_URL, RunConfig, ShardSpec, default_concurrency
 from harvester.exceptions import HarvestError
-from harvester.exit_codes import EXIT_INTERRUPTED, EXIT_OK, exit_code_for
+from harvester.exit_codes import (
+    EXIT_BAD_KEY,
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_code_for,
+)
 
 log = logging.getLogger("harvester")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage text is what `--help` is for."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
 def _shard(text: str) -> ShardSpec:
@@ -28,9 +44,22 @@ def _shard(text: str) -> ShardSpec:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
 
 
@@ -47,7 +76,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--retry-failed", action="store_true", help="retry photos that failed")
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--shard", type=_shard, default=ShardSpec(), metavar="K/N")
-    p.add_argument("--calls-per-hour", type=float, default=3600.0, help="API budget per key")
+    p.add_argument(
+        "--calls-per-hour", type=_positive_float, default=3600.0, help="API budget per key"
+    )
     p.add_argument("--window-target", type=_positive_int, default=4000, metavar="N")
     p.add_argument("--date-field", choices=("upload", "taken"), default="upload")
     p.add_argument("--send-negatives", action="store_true", help="also send -terms to Flickr")
@@ -58,7 +89,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-frame-strip", action="store_true", help="keep uniform borders")
     p.add_argument("--concurrency", type=_positive_int, default=default_concurrency())
     p.add_argument("--threads", type=_positive_int, default=max(1, os.cpu_count() or 2))
-    p.add_argument("--image-rate", type=float, default=200.0, help="image requests per second")
+    p.add_argument(
+        "--image-rate", type=_positive_float, default=200.0, help="image requests per second"
+    )
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, less durable)")
     p.add_argument("--plain", action="store_true", help="log lines instead of live progress")
     p.set_defaults(handler=_cmd_run)
@@ -77,6 +110,8 @@ def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--time-scale", type=float, default=1.0, help="speed up the rate limit clock")
     p.add_argument("--invalid-keys", default="", help="comma-separated keys to reject")
     p.add_argument("--image-cache", default=None, metavar="DIR", help="cache rendered images")
+    p.add_argument("--image-pool", type=int, default=0, help="load tests: reuse N images")
+    p.add_argument("--image-scale", type=float, default=1.0, help="load tests: shrink images")
     p.add_argument("--public-url", default=None, help="base URL image links use (containers)")
     p.set_defaults(handler=_cmd_emulate)
 
@@ -98,10 +133,14 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="harvest", description=__doc__)
+    parser = _Parser(prog="harvest", description=__doc__)
     parser.add_argument("--version", action="version", version=f"harvest {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0)
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Subcommand parsers are _Parsers too (argparse uses the parent's class).
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True),
+    )
     _add_run(sub)
     _add_emulate(sub)
     _add_store_commands(sub)
@@ -155,6 +194,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             invalid_keys=keys,
             image_cache_dir=args.image_cache,
             public_url=args.public_url,
+            image_pool=args.image_pool,
+            image_scale=args.image_scale,
         )
     )
     return EXIT_OK
@@ -201,11 +242,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except HarvestError as exc:
-        print(f"harvest: {exc}", file=sys.stderr)
+        code = exit_code_for(exc)
+        print(f"harvest: {exc}{_HINTS.get(code, '')}", file=sys.stderr)
+        return code
+    except OSError as exc:  # a file named on the command line (export --output, merge --into)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"harvest: {where}{exc.strerror or exc}", file=sys.stderr)
         return exit_code_for(exc)
     except KeyboardInterrupt:
-        print("harvest: interrupted", file=sys.stderr)
+        print("harvest: interrupted; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+#: What to do next, for the errors whose message alone does not say.
+_HINTS = {
+    EXIT_BAD_KEY: "; check FLICKR_API_KEY or api_key in the config file",
+    EXIT_DISK_FULL: "; everything written so far is kept: free space and run the same command",
+}
 
 
 if __name__ == "__main__":

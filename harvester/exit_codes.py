@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from harvester.exceptions import ConfigError, InvalidApiKeyError
+import errno
+import sqlite3
+
+from harvester.exceptions import ConfigError, InvalidApiKeyError, StoreError
 from harvester.writer import DiskFullError
 
 EXIT_OK = 0
@@ -12,13 +15,28 @@ EXIT_BAD_KEY = 3  # Flickr rejected the API key
 EXIT_DISK_FULL = 4  # the output filesystem is full; everything written so far is kept
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM; the same command resumes
 
+_SQLITE_FULL = "database or disk is full"  # SQLite's message for SQLITE_FULL
+
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code for an error that ends a run."""
     if isinstance(exc, InvalidApiKeyError):
         return EXIT_BAD_KEY
-    if isinstance(exc, DiskFullError):
+    if is_disk_full(exc):
         return EXIT_DISK_FULL
     if isinstance(exc, ConfigError):
         return EXIT_USAGE
     return EXIT_FAILED
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether the error is a full disk: an image write, any OS call, or the store's SQLite."""
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    cause = exc.__cause__  # a StoreError is raised from the sqlite3 error...
+    if isinstance(cause, sqlite3.Error):
+        return cause.sqlite_errorcode == sqlite3.SQLITE_FULL
+    # ...but the engine re-raises task errors `from None`, which drops the cause.
+    return isinstance(exc, StoreError) and _SQLITE_FULL in str(exc)

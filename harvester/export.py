@@ -24,6 +24,7 @@ from harvester.store import ExportRow, Store
 FORMATS = ("jsonl", "csv")
 _RECORD_FIELDS = tuple(f.name for f in fields(PhotoRecord))
 _EXTRA_FIELDS = (
+    "dateupload",  # Flickr's name for date_upload (unix seconds), as the Openverse ingester reads
     "license_name",
     "license_url",
     "keyword",
@@ -59,6 +60,7 @@ def row_dict(row: ExportRow) -> dict[str, Any]:
     record = orjson.loads(orjson.dumps(row.record))  # dataclass → plain JSON types, fast
     lic = license_for(row.record.license)
     extra = (
+        row.record.date_upload,
         lic.name,
         lic.url,
         row.keyword,

@@ -7,8 +7,11 @@ the usual `OUT/<keyword>/<NNNNN>/` layout numbered afresh. Finished windows are 
 `harvest run` on the merged output resumes without searching them again.
 
 Files are hard-linked when the sources share the filesystem, copied otherwise, and placed
-(temporary name, fsync, rename) before their row is written: an interrupted merge is simply
-run again.
+(temporary name, fsync, rename) before their row says done; a new photo's row (unfinished, with
+its keyword and number) is written before its file is placed, so the file of a merge cut short
+lands on the same path when the merge is run again. A source's windows are merged after its
+photos, so an interrupted merge never marks a window finished whose photos are missing (a
+`harvest run` on it would never claim them). An interrupted merge is simply run again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from harvester.exceptions import ConfigError
 from harvester.records import PhotoStatus
 from harvester.store import STORE_FILENAME, Store
 from harvester.store_schema import ExportRow
-from harvester.writer import photo_path
+from harvester.writer import cleanup_temp_files, photo_path
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +40,15 @@ def merge_outputs(sources: list[Path], into: Path) -> int:
             raise ConfigError(f"{src} holds no harvest (no {STORE_FILENAME})")
         if src.resolve() == into.resolve():
             raise ConfigError(f"{src} is the merge target; list only the other outputs")
-    into.mkdir(parents=True, exist_ok=True)
+    try:
+        into.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the merge target {into}: {exc.strerror}") from exc
+    cleanup_temp_files(into)  # left by a merge that was killed
     merged = 0
     with Store.in_dir(into) as dest:
         for src in sources:
             with Store.open(src / STORE_FILENAME, readonly=True) as store:
-                windows = dest.import_windows(store.all_windows())
                 batch: list[ExportRow] = []
                 for row in store.iter_export():
                     batch.append(row)
@@ -50,6 +56,7 @@ def merge_outputs(sources: list[Path], into: Path) -> int:
                         merged += _merge_batch(dest, src, into, batch)
                         batch = []
                 merged += _merge_batch(dest, src, into, batch)
+                windows = dest.import_windows(store.all_windows())
             log.info("merged %s: %d windows", src, windows)
     return merged
 
@@ -58,21 +65,23 @@ def _merge_batch(dest: Store, src: Path, into: Path, rows: list[ExportRow]) -> i
     states = dest.photo_states([row.record.id for row in rows])
     merged = 0
     for row in rows:
-        done = row.status == PhotoStatus.DONE.value and row.path is not None
+        done_path = row.path if row.status == PhotoStatus.DONE.value else None
         state = states.get(row.record.id)
-        if state is not None and (state[0] == PhotoStatus.DONE.value or not done):
+        if state is not None and (state[0] == PhotoStatus.DONE.value or done_path is None):
             dest.add_keywords(row.record.id, row.keywords)
             continue
-        keyword, seq = (
-            (state[1], state[2]) if state else (row.keyword, dest.reserve_seq(row.keyword))
-        )
-        path: str | None = None
-        if done and row.path is not None:
-            target = photo_path(into, keyword, seq, row.record)
-            _place(src / row.path, target)
-            path = target.relative_to(into).as_posix()
-        dest.import_photo(_with_keyword(row, keyword), seq, path)
         merged += 1
+        if state is None:
+            keyword, seq = row.keyword, dest.reserve_seq(row.keyword)
+            # Recorded (a done photo as unfinished) before its file is placed: see the top.
+            dest.import_photo(row, seq, None)
+        else:
+            keyword, seq = state[1], state[2]
+        if done_path is not None:
+            target = photo_path(into, keyword, seq, row.record)
+            _place(src / done_path, target)
+            path = target.relative_to(into).as_posix()
+            dest.import_photo(_with_keyword(row, keyword), seq, path)
     return merged
 
 
@@ -84,6 +93,8 @@ def _place(source: Path, target: Path) -> None:
     """Hard-link (or copy) `source` to `target` atomically."""
     if not source.is_file():
         raise ConfigError(f"{source} is recorded as harvested but missing; run `harvest run` there")
+    if target.exists() and os.path.samefile(source, target):
+        return  # linked by a merge that was cut short (renaming a link onto itself is a no-op)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     temp.unlink(missing_ok=True)

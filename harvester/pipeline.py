@@ -136,7 +136,8 @@ class Engine:
                     await self._harvest_all(search)
                 watch.cancel()
         except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
+            leaf = _first_leaf(group)
+            raise leaf from leaf.__cause__
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._store.flush()
