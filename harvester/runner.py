@@ -122,6 +122,7 @@ def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str, *, plain: bool) -
             live = sys.stderr.isatty() and not plain
             code = run_loop(run_worker(cfg, queries, keywords, api_key, live=live))
         else:
+            run_loop(check_key(cfg, api_key))  # one clear line here, not one per worker
             code = _run_processes(cfg, queries, keywords, api_key)
         outcome = {EXIT_OK: "finished", EXIT_INTERRUPTED: "interrupted"}.get(code, "failed")
         return code
@@ -203,6 +204,17 @@ def _worker_process(
         print(f"harvest: {exc}", file=sys.stderr)
         code = exit_code_for(exc)
     sys.exit(code)
+
+
+async def check_key(cfg: RunConfig, api_key: str) -> int:
+    """One flickr.test.echo: raises InvalidApiKeyError for a rejected key."""
+    budget = SharedBudget(cfg.out_dir / BUDGET_NAME, budget_name(api_key), cfg.calls_per_hour)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await FlickrClient(session, api_key, budget, rest_url=cfg.flickr_url).echo()
+    finally:
+        budget.close()
+    return EXIT_OK
 
 
 async def run_worker(
