@@ -68,27 +68,64 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("queries", type=Path, help="queries file (Berg/Hays format, see README)")
     p.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
     p.add_argument("--emulator", action="store_true", help="start the bundled Flickr emulator")
-    p.add_argument("--emulator-photos", type=_positive_int, default=10_000, metavar="N")
-    p.add_argument("--emulator-profile", default="realistic", choices=_PROFILES)
-    p.add_argument("--emulator-seed", type=int, default=0)
+    p.add_argument(
+        "--emulator-photos",
+        type=_positive_int,
+        default=10_000,
+        metavar="N",
+        help="photos in the bundled emulator's corpus",
+    )
+    p.add_argument(
+        "--emulator-profile",
+        default="realistic",
+        choices=_PROFILES,
+        help="emulator realism profile",
+    )
+    p.add_argument("--emulator-seed", type=int, default=0, help="emulator corpus seed")
     p.add_argument("--flickr-url", default=FLICKR_REST_URL, help="REST endpoint")
     p.add_argument("--metadata-only", action="store_true", help="search and record, no images")
     p.add_argument("--retry-failed", action="store_true", help="retry photos that failed")
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
-    p.add_argument("--shard", type=_shard, default=ShardSpec(), metavar="K/N")
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=ShardSpec(),
+        metavar="K/N",
+        help="run only shard K of N of the keywords",
+    )
     p.add_argument(
         "--calls-per-hour", type=_positive_float, default=3600.0, help="API budget per key"
     )
-    p.add_argument("--window-target", type=_positive_int, default=4000, metavar="N")
-    p.add_argument("--date-field", choices=("upload", "taken"), default="upload")
+    p.add_argument(
+        "--window-target",
+        type=_positive_int,
+        default=4000,
+        metavar="N",
+        help="photos a new window aims for",
+    )
+    p.add_argument(
+        "--date-field",
+        choices=("upload", "taken"),
+        default="upload",
+        help="date the windows cut on",
+    )
     p.add_argument("--send-negatives", action="store_true", help="also send -terms to Flickr")
-    p.add_argument("--size", choices=("large", "large2048", "original"), default="large")
-    p.add_argument("--max-side", type=_positive_int, default=1024)
-    p.add_argument("--min-side", type=int, default=500)
+    p.add_argument(
+        "--size", choices=("large", "large2048", "original"), default="large", help="preferred size"
+    )
+    p.add_argument("--max-side", type=_positive_int, default=1024, help="downscale to (px)")
+    p.add_argument("--min-side", type=int, default=500, help="skip images smaller (px)")
     p.add_argument("--allow-smaller", action="store_true", help="fall back to smaller sizes")
     p.add_argument("--no-frame-strip", action="store_true", help="keep uniform borders")
-    p.add_argument("--concurrency", type=_positive_int, default=default_concurrency())
-    p.add_argument("--threads", type=_positive_int, default=max(1, os.cpu_count() or 2))
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=default_concurrency(),
+        help="downloads in flight",
+    )
+    p.add_argument(
+        "--threads", type=_positive_int, default=max(1, os.cpu_count() or 2), help="image threads"
+    )
     p.add_argument(
         "--image-rate", type=_positive_float, default=200.0, help="image requests per second"
     )
