@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,8 +62,16 @@ def free_port() -> int:
 class EmulatorProcess:
     """The Flickr emulator serving in its own (pinned) process."""
 
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[str]
     base_url: str
+
+    def cpu_s(self) -> float:
+        """CPU seconds the emulator has used so far (to show it is not the bottleneck)."""
+        try:
+            t = psutil.Process(self.proc.pid).cpu_times()
+        except psutil.NoSuchProcess:
+            return 0.0
+        return float(t.user + t.system)
 
     def stop(self) -> None:
         """Terminate the emulator and reap it."""
@@ -77,28 +86,45 @@ class EmulatorProcess:
 
 @contextlib.contextmanager
 def emulator_process(
-    photos: int, seed: int = 0, profile: str = "ideal", extra: Sequence[str] = ()
+    photos: int,
+    seed: int = 0,
+    profile: str = "ideal",
+    extra: Sequence[str] = (),
+    *,
+    image_cache: Path | None = None,
 ) -> Iterator[EmulatorProcess]:
-    """Start `harvest emulate` pinned to the emulator core; stop it on exit."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", str(port)]
+    """Start `harvest emulate --port 0` pinned to the emulator core; stop it on exit.
+
+    The emulator prints its base URL as the first line on stdout once it listens.
+    `image_cache` keeps rendered images on disk, so a warmed cache is never re-rendered.
+    """
+    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0"]
     cmd += ["--photos", str(photos), "--seed", str(seed), "--profile", profile, *extra]
+    if image_cache is not None:
+        cmd += ["--image-cache", str(image_cache)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(pinned(cmd, [EMULATOR_CORE]), cwd=ROOT, env=env)
-    emu = EmulatorProcess(proc, f"http://127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        pinned(cmd, [EMULATOR_CORE]), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    emu = EmulatorProcess(proc, "")
     try:
-        wait_http(emu.base_url + "/services/rest/?method=flickr.test.echo", proc, timeout_s=120)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("http"):
+            raise RuntimeError(f"the emulator did not start (exit {proc.poll()}, said {line!r})")
+        emu.base_url = line.rstrip("/")
+        wait_http(emu.base_url + "/services/rest/?method=flickr.test.echo", proc, timeout_s=60)
         yield emu
     finally:
         emu.stop()
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+def wait_http(url: str, proc: subprocess.Popen[Any], timeout_s: float) -> None:
     """Poll `url` until it answers (any HTTP status) or the process dies."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"emulator exited with {proc.returncode}")
+            raise RuntimeError(f"server exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -106,7 +132,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None
             return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"emulator did not answer within {timeout_s:.0f}s")
+    raise RuntimeError(f"server did not answer within {timeout_s:.0f}s")
 
 
 @dataclass
@@ -191,6 +217,27 @@ def run_measured(
     usage.wall_s = time.perf_counter() - start
     usage.cpu_s_rusage = children_cpu_s() - before
     return code, usage
+
+
+def tool_figures(usage: TreeUsage, code: int, stored: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of one tool's run (images = files stored)."""
+    paths: dict[str, str] = stored["paths"]
+    images = len(paths)
+    return {
+        "images": images,
+        "exit_code": code,
+        "wall_s": usage.wall_s,
+        "cpu_s": usage.cpu_s,
+        "cpu_s_sampled": usage.cpu_s_sampled,
+        "cpu_s_rusage": usage.cpu_s_rusage,
+        "images_per_s": images / usage.wall_s if usage.wall_s else 0.0,
+        "cpu_s_per_image": usage.cpu_s / images if images else float("inf"),
+        "images_per_cpu_s": images / usage.cpu_s if usage.cpu_s else 0.0,
+        "peak_rss_mb": usage.peak_rss_bytes / 2**20,
+        "peak_processes": usage.peak_processes,
+        "bytes_stored": sum(Path(p).stat().st_size for p in paths.values()),
+        **stored,
+    }
 
 
 def machine() -> dict[str, Any]:

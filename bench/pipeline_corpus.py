@@ -1,32 +1,38 @@
-"""The photos of the pipeline benchmark: picked from the emulator, or from a local image host.
+"""The photos of the pipeline benchmark, picked from the Flickr emulator by its ground truth.
 
-Both sources give `Photo`s: a PhotoRecord as the search returns it, the size harvest's choice
-picks, and the kind (large, original-only, framed). The local host is a fallback for when the
-emulator is not available: real photographs (scikit-image) upscaled with noise to Flickr's
-sizes, some framed, served by a small aiohttp app in its own pinned process.
+The records come from `flickr.photos.search` with harvest's own extras (so they are exactly what
+harvest's search would claim), the frame of each from `GET /_emulator/photo/{id}`. The mix:
+
+- ``large``: photos with ``url_l`` (harvest downloads the 1024-px Large and keeps its pixels);
+- ``original``: photos harvest downloads as the Original and must downscale. The emulator, like
+  Flickr, offers a Large for every photo over 1,300 px, so its natural Original-only photos are
+  all small. To put big Originals (the corpus's own size distribution, up to 6,000 px, PNG and
+  GIF included) in the mix, the bench removes the Large rungs (l, h, k) from the records of
+  these photos: harvest's size choice then picks ``url_o``, as it does for a Large-less photo;
+- ``+frame`` on a share of both: the emulator painted a uniform border into every size.
+
+Each photo gets the URL harvest's size choice picks; img2dataset is given the same URLs.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
-import os
 import random
-import subprocess
-import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from bench import common
-from harvester.records import PhotoRecord, SizeVariant
+from harvester.flickr_parse import decode_response, parse_search_page, search_params
+from harvester.records import PhotoRecord, SearchQuery
 from harvester.sizes import SizeChoice, SizePolicy, choose_size
+
+API_KEY = "0123456789abcdef0123456789abcdef"  # the emulator's DEFAULT_API_KEY
+CORPUS_END_TS = 1_790_000_000  # EmulatorConfig.end_ts
+LARGE_RUNGS = frozenset({"l", "h", "k"})
+MIN_SIDE = 500  # harvest's and (by flag) img2dataset's minimum shorter side
 
 
 @dataclass(frozen=True)
@@ -35,19 +41,20 @@ class Photo:
 
     record: PhotoRecord
     choice: SizeChoice
-    kind: str  # "large", "original", with "+frame" when it has a uniform border
+    kind: str  # "large" or "original", with "+frame" when it has a uniform border
     framed: bool
 
     @property
     def is_original(self) -> bool:
+        """True when harvest downloads (and must downscale) the Original."""
         return self.choice.label == "o"
 
 
-def mix_counts(n: int) -> dict[str, int]:
-    """The benchmark mix: ~80% Large and ~20% Original-only, ~10% of all framed."""
-    originals = n // 5
+def mix_counts(n: int, original_share: float = 0.2, frame_share: float = 0.1) -> dict[str, int]:
+    """The benchmark mix: 80 % Large and 20 % Original, a tenth of each framed."""
+    originals = round(n * original_share)
     larges = n - originals
-    framed_l, framed_o = larges // 10, originals // 10
+    framed_l, framed_o = round(larges * frame_share), round(originals * frame_share)
     return {
         "large": larges - framed_l,
         "large+frame": framed_l,
@@ -56,160 +63,107 @@ def mix_counts(n: int) -> dict[str, int]:
     }
 
 
-# --- the local image host (fallback) ---------------------------------------------------------
-
-#: Original long sides (px), cycled: Flickr originals from phone to full-frame camera.
-ORIGINAL_SIDES = (2048, 3000, 4000, 4000, 4500, 5000, 6000)
-ASPECTS = ((4, 3), (3, 2), (3, 4), (16, 9), (1, 1))
-POOL_PER_KIND = 7
+def corpus_size(n: int) -> int:
+    """Emulator photos needed to pick `n` of the mix (a third have a visible Original)."""
+    return max(4000, 4 * n)
 
 
-def _source_photos() -> list[np.ndarray]:
-    from skimage import data as skdata
-
-    return [getattr(skdata, name)() for name in ("astronaut", "coffee", "chelsea", "rocket")]
-
-
-def _render(src: np.ndarray, size: tuple[int, int], seed: int, frame: bool) -> bytes:
-    """A photo at `size` (w, h): source resized with sensor-like noise, optionally framed."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    inner = (w - 2 * (w // 24), h - 2 * (h // 24)) if frame else size
-    img = Image.fromarray(src).resize(inner, Image.Resampling.BICUBIC)
-    pixels = np.asarray(img).astype(np.int16) + rng.normal(0, 4, (inner[1], inner[0], 3)).astype(
-        np.int16
-    )
-    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    if frame:
-        canvas = Image.new("RGB", size, (255, 255, 255) if seed % 2 else (0, 0, 0))
-        canvas.paste(img, (w // 24, h // 24))
-        img = canvas
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=92)
-    return out.getvalue()
+def _get_json(url: str, timeout_s: float = 60.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
 
 
-def _dims(long_side: int, aspect: tuple[int, int]) -> tuple[int, int]:
-    a, b = aspect
-    return (
-        (long_side, round(long_side * b / a)) if a >= b else (round(long_side * a / b), long_side)
-    )
+def search_all(base_url: str, per_page: int = 500) -> Iterator[PhotoRecord]:
+    """Every photo of the emulator, as flickr.photos.search returns it with harvest's extras."""
+    page = 1
+    while True:
+        query = SearchQuery(min_date=1, max_date=CORPUS_END_TS, page=page, per_page=per_page)
+        params = {**search_params(query), "api_key": API_KEY, "format": "json"}
+        params["nojsoncallback"] = "1"
+        url = f"{base_url}/services/rest/?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            parsed = parse_search_page(decode_response(resp.status, resp.read()))
+        yield from parsed.page.photos
+        if page >= (parsed.page.pages or 0) or not parsed.page.photos:
+            return
+        page += 1
 
 
-def build_pool(cache: Path) -> dict[str, list[tuple[str, int, int]]]:
-    """Generate (once) a pool of image files per kind; returns kind -> [(file, w, h)]."""
-    index = cache / "index.json"
-    if index.exists():
-        return dict(json.loads(index.read_text()))
-    cache.mkdir(parents=True, exist_ok=True)
-    sources = _source_photos()
-    pool: dict[str, list[tuple[str, int, int]]] = {}
-    for kind in mix_counts(100):
-        pool[kind] = []
-        for i in range(POOL_PER_KIND):
-            aspect = ASPECTS[i % len(ASPECTS)]
-            side = ORIGINAL_SIDES[i % len(ORIGINAL_SIDES)] if kind.startswith("original") else 1024
-            w, h = _dims(side, aspect)
-            data = _render(sources[i % len(sources)], (w, h), i, kind.endswith("frame"))
-            name = f"{kind.replace('+', '_')}-{i}.jpg"
-            (cache / name).write_bytes(data)
-            pool[kind].append((name, w, h))
-    index.write_text(json.dumps(pool))
-    return pool
+def photo_truth(base_url: str, photo_id: str) -> dict[str, Any]:
+    """The emulator's ground truth of one photo (sizes, original, frame)."""
+    truth: dict[str, Any] = _get_json(f"{base_url}/_emulator/photo/{photo_id}")
+    return truth
 
 
-def local_photos(base_url: str, pool: dict[str, list[tuple[str, int, int]]], n: int) -> list[Photo]:
-    """n records on the local host, in the benchmark mix, each mapped to a pool file."""
-    photos: list[Photo] = []
-    seq = 0
-    for kind, count in mix_counts(n).items():
-        for i in range(count):
-            name, w, h = pool[kind][i % len(pool[kind])]
-            photo_id = str(10_000_000_000 + seq)
-            label = "o" if kind.startswith("original") else "l"
-            url = f"{base_url}/65535/{photo_id}_{'ab12cd34ef'}_{label}.jpg?f={name}"
-            sizes = (
-                SizeVariant("m", url.replace(f"_{label}.", "_m."), 500, 375),
-                SizeVariant(label, url, w, h),
-            )
-            record = PhotoRecord(
-                id=photo_id,
-                owner="12345678@N00",
-                secret="ab12cd34ef",
-                server="65535",
-                title=f"bench photo {seq}",
-                license=4,
-                owner_name="bench",
-                o_width=w if label == "o" else None,
-                o_height=h if label == "o" else None,
-                sizes=sizes,
-            )
-            choice = choose_size(record, SizePolicy())
-            assert isinstance(choice, SizeChoice), choice
-            photos.append(Photo(record, choice, kind, kind.endswith("frame")))
-            seq += 1
-    # Interleave the kinds (seeded) so neither tool meets all the Originals in one tail.
-    random.Random(0).shuffle(photos)
-    return photos
+def without_large(record: PhotoRecord) -> PhotoRecord:
+    """The record with its Large rungs removed, so harvest's size choice takes the Original."""
+    return replace(record, sizes=tuple(s for s in record.sizes if s.label not in LARGE_RUNGS))
 
 
-@contextlib.contextmanager
-def local_host(cache: Path) -> Iterator[str]:
-    """Serve `cache` (pool files by the `f` query parameter) from a process pinned to core 0."""
-    port = common.free_port()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "serve", str(cache), str(port)]
-    env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
-    proc = subprocess.Popen(common.pinned(cmd, [common.EMULATOR_CORE]), env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        common.wait_http(base + "/health", proc, timeout_s=60)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def _candidate(record: PhotoRecord, kind: str) -> Photo | None:
+    """`record` as a photo of `kind` ("large" or "original"), or None when it cannot be one."""
+    if kind == "original":
+        original = record.size("o")
+        if original is None or max(original.width, original.height) <= 1024:
+            return None
+        record = without_large(record)
+    choice = choose_size(record, SizePolicy())
+    if not isinstance(choice, SizeChoice) or choice.label != kind[0]:
+        return None
+    if min(choice.width, choice.height) < MIN_SIDE:
+        return None
+    return Photo(record, choice, kind, framed=False)
 
 
-def _serve(cache: Path, port: int) -> None:
-    """The local image host: every pool file in memory, 404 for anything else."""
-    from aiohttp import web
+def select_photos(base_url: str, n: int, seed: int = 0) -> list[Photo]:
+    """`n` photos in the benchmark mix, in photo-id order (the order harvest's store feeds)."""
+    want = mix_counts(n)
+    records = list(search_all(base_url))
+    random.Random(seed).shuffle(records)
+    pools: dict[str, list[Photo]] = {"large": [], "original": []}
+    for record in records:
+        # Originals first: they are rarer (a visible Original over 1,024 px).
+        for kind in ("original", "large"):
+            if (photo := _candidate(record, kind)) is not None:
+                pools[kind].append(photo)
+                break
+    chosen: list[Photo] = []
+    for kind in ("large", "original"):
+        chosen += _fill(base_url, pools[kind], want[kind], want[f"{kind}+frame"], kind)
+    return sorted(chosen, key=lambda p: int(p.record.id))
 
-    files = {p.name: p.read_bytes() for p in cache.glob("*.jpg")}
 
-    async def image(request: web.Request) -> web.Response:
-        data = files.get(request.query.get("f", ""))
-        if data is None:
-            return web.Response(status=404, body=b"", content_type="text/html")
-        return web.Response(body=data, content_type="image/jpeg")
+def _fill(base_url: str, pool: Sequence[Photo], plain: int, framed: int, kind: str) -> list[Photo]:
+    """Take `plain` unframed and `framed` framed photos from `pool` (ground truth decides)."""
+    out: list[Photo] = []
+    need = {False: plain, True: framed}
+    batch = 256
+    with ThreadPoolExecutor(8) as threads:
+        for at in range(0, len(pool), batch):
+            chunk = pool[at : at + batch]
+            truths = threads.map(lambda p: photo_truth(base_url, p.record.id), chunk)
+            for photo, truth in zip(chunk, truths, strict=True):
+                is_framed = truth["frame"] is not None
+                if need[is_framed] > 0:
+                    need[is_framed] -= 1
+                    label = f"{kind}+frame" if is_framed else kind
+                    out.append(replace(photo, kind=label, framed=is_framed))
+            if not any(need.values()):
+                return out
+    raise RuntimeError(f"the emulator corpus is too small for the mix: {kind} short by {need}")
 
-    async def health(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/{server}/{name}", image)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+def save_photos(photos: Sequence[Photo], path: str) -> None:
+    """The selection as JSON lines (id, kind, url), for inspection."""
+    with open(path, "w") as f:
+        for p in photos:
+            row: dict[str, object] = {"id": p.record.id, "kind": p.kind, "url": p.choice.url}
+            row |= {"label": p.choice.label, "width": p.choice.width, "height": p.choice.height}
+            f.write(json.dumps(row) + "\n")
 
 
 def fetch_bytes(url: str) -> bytes:
-    """One blocking GET (reference bytes for the quality check)."""
-    with urllib.request.urlopen(url, timeout=60) as resp:
+    """One blocking GET (warm-up and the quality check's reference bytes)."""
+    with urllib.request.urlopen(url, timeout=120) as resp:
         data: bytes = resp.read()
         return data
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="serve the local benchmark image host")
-    p.add_argument("command", choices=("serve",))
-    p.add_argument("cache", type=Path)
-    p.add_argument("port", type=int)
-    args = p.parse_args(argv)
-    _serve(args.cache, args.port)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

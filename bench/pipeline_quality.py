@@ -1,40 +1,46 @@
-"""Image quality of the benchmark's resized Originals: PSNR against a float LANCZOS reference.
+"""Quality and per-kind imaging cost for the pipeline benchmark.
 
-The reference is the original bytes fully decoded (EXIF orientation applied), resized in 32-bit
-float per channel with LANCZOS to exactly the size the tool stored, then rounded. Framed photos
-are left out: harvest crops the frame and img2dataset keeps it, so their pixels differ by design.
+PSNR: each tool's stored image against a reference made from the downloaded bytes: fully
+decoded (EXIF orientation applied) and, for a downscaled image, resized in 32-bit float per
+channel with LANCZOS to exactly the size that tool stored, then rounded. Two groups:
+
+- ``original``: unframed Originals, which both tools downscale (the headline figure);
+- ``large``: unframed Larges, which harvest keeps bit for bit (infinite PSNR, reported as such)
+  and img2dataset decodes and re-encodes.
+
+Framed photos are left out: harvest crops the frame and img2dataset keeps it.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import simplejpeg
 from PIL import Image, ImageOps
 
 from bench.pipeline_corpus import Photo
+from harvester.imaging import ImagePolicy, ProcessedImage, process_image
+from harvester.provenance import Provenance
 
 Pixels = npt.NDArray[np.float64]
-
-
-@dataclass
-class QualityReport:
-    """Mean PSNR per tool over the same Originals, and what could not be compared."""
-
-    compared: int = 0
-    mean_psnr: dict[str, float] = field(default_factory=dict)
-    min_psnr: dict[str, float] = field(default_factory=dict)
-    size_mismatch: dict[str, int] = field(default_factory=dict)  # stored size != expected
-    missing: dict[str, int] = field(default_factory=dict)
+Fetch = Callable[[str], bytes]
 
 
 def reference(original: bytes, size: tuple[int, int]) -> Pixels:
     """Full decode, then float LANCZOS per channel to `size` (w, h), rounded to 0..255."""
     img = ImageOps.exif_transpose(Image.open(io.BytesIO(original))).convert("RGB")
+    if img.size == size:
+        return np.asarray(img, dtype=np.float64)
     channels = [
         np.asarray(
             Image.fromarray(np.asarray(ch, dtype=np.float32), "F").resize(
@@ -58,44 +64,97 @@ def _decode(path: str) -> Pixels:
         return np.asarray(img.convert("RGB"), dtype=np.float64)
 
 
-def expected_size(width: int, height: int, max_side: int = 1024) -> tuple[int, int]:
-    """The long-side-1024 size of an unframed original (either tool may round differently)."""
-    scale = max_side / max(width, height)
-    return round(width * scale), round(height * scale)
+def spread(items: Sequence[Photo], k: int) -> list[Photo]:
+    """Up to `k` items evenly spaced over the sequence (ids grow with upload time)."""
+    if len(items) <= k:
+        return list(items)
+    step = len(items) / k
+    return [items[int(i * step)] for i in range(k)]
+
+
+def _scores(photo: Photo, outputs: Mapping[str, Mapping[str, str]], fetch: Fetch) -> dict[str, Any]:
+    """PSNR of every tool's file for one photo, and whether each stored the expected size."""
+    source = fetch(photo.choice.url)
+    refs: dict[tuple[int, int], Pixels] = {}  # both tools usually store the same size
+    out: dict[str, Any] = {}
+    for tool, stored in outputs.items():
+        got = _decode(stored[photo.record.id])
+        size = (got.shape[1], got.shape[0])
+        if size not in refs:
+            refs[size] = reference(source, size)
+        out[tool] = psnr(got, refs[size])
+    return out
 
 
 def compare_quality(
     photos: Sequence[Photo],
     outputs: Mapping[str, Mapping[str, str]],
-    fetch: Callable[[str], bytes],
+    fetch: Fetch,
     sample: int,
-) -> QualityReport:
-    """PSNR of each tool's stored image (outputs: tool -> photo id -> path) for unframed Originals
-    stored by every tool, up to `sample` of them."""
-    report = QualityReport()
-    scores: dict[str, list[float]] = {tool: [] for tool in outputs}
-    candidates = [p for p in photos if p.is_original and not p.framed]
-    for tool, stored in outputs.items():
-        report.missing[tool] = sum(1 for p in candidates if p.record.id not in stored)
-        report.size_mismatch[tool] = 0
-    both = [p for p in candidates if all(p.record.id in stored for stored in outputs.values())]
-    for photo in both[:sample]:
-        original = fetch(photo.choice.url)
-        refs: dict[tuple[int, int], Pixels] = {}  # both tools usually store the same size
+) -> dict[str, Any]:
+    """PSNR per tool over the same unframed photos of each group, stored by every tool."""
+    report: dict[str, Any] = {"method": "mean PSNR vs float LANCZOS reference, dB"}
+    for kind in ("original", "large"):
+        candidates = [p for p in photos if p.kind == kind]
+        both = [p for p in candidates if all(p.record.id in s for s in outputs.values())]
+        chosen = spread(both, sample)
+        with ThreadPoolExecutor(2) as pool:
+            rows = list(pool.map(lambda p: _scores(p, outputs, fetch), chosen))
+        group: dict[str, Any] = {"compared": len(rows), "missing": {}}
         for tool, stored in outputs.items():
-            got = _decode(stored[photo.record.id])
-            size = (got.shape[1], got.shape[0])
-            if (
-                photo.choice.width
-                and abs(size[0] - expected_size(photo.choice.width, photo.choice.height)[0]) > 1
-            ):
-                report.size_mismatch[tool] += 1
-            if size not in refs:
-                refs[size] = reference(original, size)
-            scores[tool].append(psnr(got, refs[size]))
-        report.compared += 1
-    for tool, values in scores.items():
-        if values:
-            report.mean_psnr[tool] = float(np.mean(values))
-            report.min_psnr[tool] = float(np.min(values))
+            values = [r[tool] for r in rows]
+            group["missing"][tool] = sum(1 for p in candidates if p.record.id not in stored)
+            finite = [v for v in values if math.isfinite(v)]
+            group[tool] = {
+                "mean_psnr": float(np.mean(finite)) if finite else math.inf,
+                "min_psnr": float(np.min(values)) if values else None,
+                "identical": len(values) - len(finite),
+            }
+        report[kind] = group
     return report
+
+
+def imaging_costs(photos: Sequence[Photo], fetch: Fetch, sample: int) -> dict[str, Any]:
+    """CPU ms of harvest's `process_image` per kind (one thread, in this process), and for the
+    JPEG Originals the floor no decoder avoids: a strict 1/8 greyscale decode, which is
+    little more than their entropy (Huffman) decoding."""
+    policy = ImagePolicy()
+    kinds = Counter(p.kind for p in photos)
+    costs: dict[str, Any] = {"rejected": []}
+    floor: list[float] = []
+    for kind in sorted(kinds):
+        spent: list[float] = []
+        for photo in spread([p for p in photos if p.kind == kind], sample):
+            data = fetch(photo.choice.url)
+            spent.append(_cpu_ms(functools.partial(_process, data, photo, policy, costs)))
+            if photo.is_original and data[:2] == b"\xff\xd8":
+                floor.append(_cpu_ms(functools.partial(_eighth, data)))
+        costs[kind] = float(np.mean(spent)) if spent else None
+    total = sum(kinds.values())
+    costs["mix_mean"] = sum(costs[k] * n for k, n in kinds.items() if costs[k]) / total
+    costs["original_decode_floor"] = float(np.mean(floor)) if floor else None
+    return costs
+
+
+def _cpu_ms(work: Callable[[], object]) -> float:
+    start = time.thread_time()
+    work()
+    return 1000 * (time.thread_time() - start)
+
+
+def _process(data: bytes, photo: Photo, policy: ImagePolicy, costs: dict[str, Any]) -> None:
+    prov = Provenance.from_record(
+        photo.record,
+        keywords=("bench",),
+        size_label=photo.choice.label,
+        source_url=photo.choice.url,
+        harvested_at=datetime.now(UTC),
+    )
+    result = process_image(data, prov, policy)
+    if not isinstance(result, ProcessedImage):
+        costs["rejected"].append(f"{photo.record.id}: {result.reason}")
+
+
+def _eighth(data: bytes) -> None:
+    width = simplejpeg.decode_jpeg_header(data)[1]
+    simplejpeg.decode_jpeg(data, colorspace="GRAY", min_width=-(-width // 8), min_height=1)

@@ -173,7 +173,9 @@ def _refine_side(
     start = max(0, int(width * scale - scale))
     stop = int((width + 1) * scale + scale) + 1
     lines = _side_lines(gray, side, stop)
-    outer = lines[: max(2, start)].astype(np.float32)
+    # The border's noise (robust sigma): a strided sample of its lines is plenty, and the
+    # medians of whole bands were a third of a framed Large's processing time.
+    outer = lines[: max(2, start) : 2, ::3].astype(np.int16)
     sigma = 1.4826 * float(np.median(np.abs(outer - np.median(outer))))
     share = _uniform_share(lines[start:], level, max(params.tolerance, 3.0 * sigma))
     bad = np.flatnonzero(share < params.refine_uniform)

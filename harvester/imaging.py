@@ -1,9 +1,16 @@
 """The process stage: bytes in, a finished JPEG (as writev parts) or a typed rejection out.
 
 Pure and thread-safe: simplejpeg and Pillow release the GIL, so the engine runs this in a thread
-pool. Cheapest path first: header only for size and bomb checks; a 1/8-scale greyscale decode
-to look for a frame; when nothing changes the pixels, the downloaded bytes are kept and only
-metadata segments are spliced in. Otherwise one DCT-scaled decode, crop, LANCZOS, one encode.
+pool. Every image is decoded once, as small as the work allows (header first, for size and bomb
+checks):
+
+- a JPEG that already fits (a Flickr Large) gets a strict 1/8-scale greyscale decode, which
+  both proves the file whole and is the frame detector's input; without a frame the downloaded
+  bytes are kept and only metadata segments are spliced in;
+- anything else (an Original, a PNG, a rotated or framed photo) gets one DCT-scaled RGB decode,
+  the frame is looked for on that decode itself, then crop, resample and one encode.
+
+reference/image-costs.md has the per-step costs; bench/README.md (pipeline) how they add up.
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ from harvester.frames import (
     FrameParams,
     coarse_borders,
     hays_borders,
-    luma,
     refine_borders,
 )
 from harvester.provenance import ImageFacts, Provenance, build_metadata
@@ -39,8 +45,9 @@ log = logging.getLogger(__name__)
 
 FrameMethod = Literal["harvest", "hays", "none"]
 RGB = npt.NDArray[np.uint8]
-_Coarse = tuple[Borders, tuple[int, int]]  # borders and the (h, w) of the array measured on
 _PIL_FORMATS = ("JPEG", "PNG", "GIF")
+#: DCT scalings (n/8) libjpeg-turbo does with SIMD code: 5/8-7/8 cost more than a full decode.
+_FAST_EIGHTHS = (1, 2, 3, 4, 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,17 @@ class ImagePolicy:
     max_pixels: int = 120_000_000  # decompression-bomb limit, checked on the header
     max_bytes: int = 64 * 1024 * 1024
     frame_params: FrameParams = field(default_factory=FrameParams)
+    # A DCT-scaled decode keeps each 8x8 block's low frequencies only: a blocky low-pass. Left
+    # this much larger than the output, the resampling filter smooths the blocks away (1.25
+    # over 1.0: +0.7 dB PSNR on the benchmark's Originals for +10 % of their CPU).
+    decode_headroom: float = 1.25
+    resample: Image.Resampling = Image.Resampling.BICUBIC  # LANCZOS: +0.02 dB for +7 % CPU
+    reducing_gap: float = 1.5  # box-reduce first when shrinking by 3x or more (PNG, GIF)
+    # Encode downscaled images 4:4:4 when the source has colour detail at the output size
+    # (a 4:2:0 JPEG shrunk by 2x or more): +0.9 dB PSNR for +3 % CPU and +16-20 % bytes on
+    # those files; decoding larger buys as much for about +45 % CPU. libvips too drops chroma
+    # subsampling at Q >= 90.
+    keep_chroma: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +115,24 @@ class _Source:
     width: int
     height: int
     jpeg: jpegmeta.JpegInfo | None  # None for PNG/GIF and JPEGs Pillow must decode
+    chroma_step: tuple[int, int] = (1, 1)  # luma samples per chroma sample (x, y)
 
-    @property
-    def orientation(self) -> int:
-        return self.jpeg.orientation if self.jpeg else 1
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """Upright RGB pixels (a Pillow image) and the ICC profile to carry over."""
+
+    image: Image.Image
+    icc: bytes | None
+    pixels: RGB | None = None  # the decoder's RGBX array when `image` maps it (no copy)
+
+
+@dataclass(frozen=True, slots=True)
+class _Coarse:
+    """A frame decided on a ~1/8-scale greyscale image of `shape` (h, w)."""
+
+    borders: Borders
+    shape: tuple[int, int]
 
 
 def process_image(data: bytes, prov: Provenance, policy: ImagePolicy) -> ProcessedImage | Rejected:
@@ -126,13 +158,18 @@ def _process(data: bytes, prov: Provenance, policy: ImagePolicy) -> ProcessedIma
     src = _open(data, policy)
     if (small := _too_small(src.width, src.height, policy, "")) is not None:
         return small
-    coarse = _coarse_frame(src, policy)
-    box = _estimate_box(src, coarse)
-    if box is not None and (small := _too_small(box.width, box.height, policy, " after frame")):
-        return small
-    if box is None and _keeps_pixels(src, policy):
-        return _spliced(src, prov, policy)
-    return _reencoded(src, prov, policy, coarse)
+    method = policy.frame_method if policy.strip_frames else "none"
+    if method == "hays":
+        return _hays(src, prov, policy)
+    if _keeps_pixels(src, policy):
+        return _fitting(src, prov, policy, detect=method == "harvest")
+    decoded = _decode(src, _decode_scale(src, src.width, src.height, policy), policy)
+    src = _upright(src, decoded.image)
+    coarse = _coarse_on(decoded.image, src, policy) if method == "harvest" else None
+    return _reencoded(src, prov, policy, decoded, coarse)
+
+
+# --- the header -------------------------------------------------------------------------------
 
 
 def _open(data: bytes, policy: ImagePolicy) -> _Source:
@@ -142,12 +179,13 @@ def _open(data: bytes, policy: ImagePolicy) -> _Source:
         _check_pixels(info.width, info.height, policy)
         width, height = _display_size(info.width, info.height, info.orientation)
         usable = info.is_ycbcr or info.components == 1  # CMYK and friends go through Pillow
-        return _Source(data, width, height, info if usable else None)
+        step = info.chroma_step if usable else (1, 1)
+        return _Source(data, width, height, info if usable else None, step)
     image = _pil_open(data)
     _check_pixels(image.width, image.height, policy)
-    orientation = image.getexif().get(0x0112, 1)
-    width, height = _display_size(image.width, image.height, orientation)
-    return _Source(data, width, height, None)
+    # Stored size: a PNG's Exif may follow its pixels, and Pillow's getexif() would decode
+    # them all to find it. Only min(width, height) matters here; _upright() fixes the rest.
+    return _Source(data, image.width, image.height, None)
 
 
 def _pil_open(data: bytes) -> Image.Image:
@@ -155,40 +193,6 @@ def _pil_open(data: bytes) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
-
-
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    """Upright RGB pixels and the ICC profile to carry over (RGB sources only)."""
-
-    pixels: RGB
-    icc: bytes | None
-
-
-def _decode_other(data: bytes, scale: float = 1.0) -> _Decoded:
-    """Pillow decode of PNG, GIF and non-YCbCr JPEG (CMYK, ...) to upright RGB on white."""
-    image = _pil_open(data)
-    if image.format == "JPEG":
-        image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-    image.load()
-    icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA", "P") else None
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-    return _Decoded(np.asarray(image.convert("RGB"), dtype=np.uint8), icc or None)
-
-
-def orient(pixels: npt.NDArray[np.uint8], orientation: int) -> npt.NDArray[np.uint8]:
-    """Apply an EXIF orientation (1-8) to an array, as ImageOps.exif_transpose does."""
-    if orientation in (5, 6, 7, 8):
-        pixels = np.swapaxes(pixels, 0, 1)  # transpose first; then flips as for 1-4
-        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
-    if orientation in (2, 3):
-        pixels = pixels[:, ::-1]
-    if orientation in (3, 4):
-        pixels = pixels[::-1]
-    return pixels
 
 
 def _check_pixels(width: int, height: int, policy: ImagePolicy) -> None:
@@ -208,41 +212,8 @@ def _too_small(width: int, height: int, policy: ImagePolicy, when: str) -> Rejec
     return Rejected(PhotoStatus.SKIPPED, f"too small{when}: {width}x{height} < {policy.min_side}")
 
 
-def _coarse_frame(src: _Source, policy: ImagePolicy) -> _Coarse | None:
-    """Frame decision on a 1/8 greyscale decode (harvest) or a full one (hays)."""
-    if not policy.strip_frames or policy.frame_method == "none":
-        return None
-    full = policy.frame_method == "hays"
-    gray = _gray(src, full=full)
-    found = hays_borders(gray) if full else coarse_borders(gray, policy.frame_params)
-    return (found, (gray.shape[0], gray.shape[1])) if found else None
-
-
-def _gray(src: _Source, *, full: bool) -> npt.NDArray[np.uint8]:
-    """Greyscale decode in display orientation: full size, or about 1/8."""
-    if src.jpeg is None:
-        gray = luma(_decode_other(src.data).pixels)
-        return gray if full else np.asarray(Image.fromarray(gray).reduce(8), dtype=np.uint8)
-    info = src.jpeg
-    if full:
-        pixels = simplejpeg.decode_jpeg(src.data, colorspace="GRAY")
-    else:
-        pixels = simplejpeg.decode_jpeg(
-            src.data,
-            colorspace="GRAY",
-            min_width=-(-info.width // 8),
-            min_height=-(-info.height // 8),
-        )
-    return orient(pixels[:, :, 0], info.orientation)
-
-
-def _estimate_box(src: _Source, coarse: _Coarse | None) -> CropBox | None:
-    """The content box in source pixels from the coarse detection (refined later)."""
-    return _scaled_box(coarse[0], coarse[1], (src.height, src.width)) if coarse else None
-
-
 def _keeps_pixels(src: _Source, policy: ImagePolicy) -> bool:
-    """True when the downloaded JPEG can be stored as is (metadata spliced in)."""
+    """True when the downloaded JPEG can be stored as is (unless a frame is found)."""
     info = src.jpeg
     return (
         info is not None
@@ -252,67 +223,150 @@ def _keeps_pixels(src: _Source, policy: ImagePolicy) -> bool:
     )
 
 
-def _spliced(src: _Source, prov: Provenance, policy: ImagePolicy) -> ProcessedImage:
-    assert src.jpeg is not None
-    if not (policy.strip_frames and policy.frame_method != "none"):
-        _gray(src, full=False)  # detection did not decode: a strict decode catches truncation
-    facts = ImageFacts(src.width, src.height, src.width, src.height, None, reencoded=False)
-    meta = build_metadata(prov, facts)
-    parts = jpegmeta.embed_parts(src.data, src.jpeg, meta.app1, meta.com)
-    return _result(parts, facts, None, meta.record_json)
+# --- decoding ---------------------------------------------------------------------------------
 
 
-def _reencoded(
-    src: _Source, prov: Provenance, policy: ImagePolicy, coarse: _Coarse | None
-) -> ProcessedImage | Rejected:
-    rough = _estimate_box(src, coarse) or CropBox(0, 0, src.width, src.height)
-    decoded = _decode_rgb(src, min(1.0, policy.max_side / max(rough.width, rough.height)))
-    pixels = decoded.pixels
-    work_box = _working_box(pixels, coarse, policy)
-    box = None
-    if work_box is not None:
-        pixels = pixels[work_box.top : work_box.bottom, work_box.left : work_box.right]
-        box = _to_source(work_box, decoded.pixels.shape, src)
-        if (small := _too_small(box.width, box.height, policy, " after frame")) is not None:
-            return small
-    content = box or CropBox(0, 0, src.width, src.height)
-    pixels = _resize(pixels, _target(content.width, content.height, policy.max_side))
-    encoded = simplejpeg.encode_jpeg(
-        np.ascontiguousarray(pixels), quality=policy.jpeg_quality, colorsubsampling="420"
-    )
-    height, width = pixels.shape[:2]
-    crop = box.as_tuple() if box else None
-    facts = ImageFacts(src.width, src.height, width, height, crop, reencoded=True)
-    meta = build_metadata(prov, facts)
-    icc = jpegmeta.icc_segments(decoded.icc) if decoded.icc else []
-    parts = jpegmeta.assemble([meta.app1, *icc, meta.com], encoded)
-    return _result(parts, facts, box, meta.record_json)
+def _decode_scale(src: _Source, width: int, height: int, policy: ImagePolicy) -> float:
+    """The cheapest decode scale leaving `decode_headroom` x the output size of a
+    `width` x `height` (source pixels) content to resample; 1.0 for a full decode."""
+    wanted = min(1.0, policy.decode_headroom * policy.max_side / max(width, height))
+    if src.jpeg is None:
+        return wanted  # Pillow's draft (CMYK JPEGs) picks its own; PNG and GIF decode whole
+    return fast_dct_scale(wanted)
 
 
-def _decode_rgb(src: _Source, scale: float) -> _Decoded:
-    """One RGB decode, DCT-scaled to the smallest size still >= the target."""
+def fast_dct_scale(wanted: float) -> float:
+    """The smallest DCT scaling n/8 >= `wanted` that libjpeg-turbo does fast (1, 2, 3, 4, 8)."""
+    return next((n / 8 for n in _FAST_EIGHTHS if n / 8 >= wanted - 1e-9), 1.0)
+
+
+def _decode(src: _Source, scale: float, policy: ImagePolicy) -> _Decoded:
+    """One RGB decode in display orientation, DCT-scaled to at least `scale`."""
     if src.jpeg is None:
         return _decode_other(src.data, scale)
     info = src.jpeg
+    # Pillow wraps an RGBX array without copying it but resamples all four of its bands:
+    # RGBX when nothing will be resampled (a framed or turned Large), else RGB.
+    fits = max(src.width, src.height) <= policy.max_side
     pixels = simplejpeg.decode_jpeg(
         src.data,
-        colorspace="RGB",
+        colorspace="RGBX" if fits else "RGB",
         min_width=math.ceil(info.width * scale),
         min_height=math.ceil(info.height * scale),
     )
+    pixels = np.ascontiguousarray(orient(pixels, info.orientation))
     icc = jpegmeta.extract_icc(src.data, info) if info.components == 3 else None
-    return _Decoded(orient(pixels, info.orientation), icc)
-
-
-def _working_box(pixels: RGB, coarse: _Coarse | None, policy: ImagePolicy) -> CropBox | None:
-    """The crop in working-image pixels: refined to the exact line (harvest) or scaled (hays)."""
-    if coarse is None:
-        return None
-    borders, shape = coarse
+    if not fits:
+        return _Decoded(Image.fromarray(pixels), icc)
     height, width = pixels.shape[:2]
-    if policy.frame_method == "harvest":
-        return refine_borders(luma(pixels), borders, shape, policy.frame_params).box(height, width)
-    return _scaled_box(borders, shape, (height, width))
+    image = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
+    return _Decoded(image, icc, pixels)
+
+
+def _upright(src: _Source, image: Image.Image) -> _Source:
+    """`src` with the display size of its decoded image (a PNG's late Exif may turn it)."""
+    if src.jpeg is not None or (image.width > image.height) == (src.width > src.height):
+        return src
+    return _Source(src.data, src.height, src.width, None, src.chroma_step)
+
+
+def _decode_other(data: bytes, scale: float = 1.0) -> _Decoded:
+    """Pillow decode of PNG, GIF and non-YCbCr JPEG (CMYK, ...) to upright RGB on white."""
+    image = _pil_open(data)
+    if image.format == "JPEG":
+        image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+    image.load()
+    icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA", "P") else None
+    ImageOps.exif_transpose(image, in_place=True)  # not a copy when there is nothing to turn
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return _Decoded(image if image.mode == "RGB" else image.convert("RGB"), icc or None)
+
+
+def orient(pixels: npt.NDArray[np.uint8], orientation: int) -> npt.NDArray[np.uint8]:
+    """Apply an EXIF orientation (1-8) to an array, as ImageOps.exif_transpose does."""
+    if orientation in (5, 6, 7, 8):
+        pixels = np.swapaxes(pixels, 0, 1)  # transpose first; then flips as for 1-4
+        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    if orientation in (2, 3):
+        pixels = pixels[:, ::-1]
+    if orientation in (3, 4):
+        pixels = pixels[::-1]
+    return pixels
+
+
+def _eighth_gray(src: _Source) -> npt.NDArray[np.uint8]:
+    """Strict 1/8-scale greyscale decode of a JPEG: each pixel is one 8x8 block's mean.
+
+    Strict: libjpeg's warnings (truncated or corrupt data) raise, so a file kept as
+    downloaded is known to be whole.
+    """
+    assert src.jpeg is not None
+    info = src.jpeg
+    pixels: npt.NDArray[np.uint8] = simplejpeg.decode_jpeg(
+        src.data,
+        colorspace="GRAY",
+        min_width=-(-info.width // 8),
+        min_height=-(-info.height // 8),
+    )
+    return pixels[:, :, 0]
+
+
+# --- frames -----------------------------------------------------------------------------------
+
+
+def _coarse_on(image: Image.Image, src: _Source, policy: ImagePolicy) -> _Coarse | None:
+    """The frame decision on the working image itself, box-reduced to about 1/8 of the source.
+
+    A DCT decode at n/8 reduced by n gives each source 8x8 block's mean, exactly what the
+    detector was tuned on (a 1/8 decode), without a second decode of the file.
+    """
+    factor = max(1, round(8 * image.width / src.width))
+    small = np.asarray(image.convert("L").reduce(factor), dtype=np.uint8)
+    found = coarse_borders(small, policy.frame_params)
+    return _Coarse(found, (small.shape[0], small.shape[1])) if found else None
+
+
+def _fitting(
+    src: _Source, prov: Provenance, policy: ImagePolicy, *, detect: bool
+) -> ProcessedImage | Rejected:
+    """A JPEG that fits: keep its bytes unless the 1/8 decode shows a frame."""
+    gray = _eighth_gray(src)
+    found = coarse_borders(gray, policy.frame_params) if detect else None
+    if found is None:
+        return _spliced(src, prov)
+    coarse = _Coarse(found, (gray.shape[0], gray.shape[1]))
+    rough = _scaled_box(found, coarse.shape, (src.height, src.width))
+    if (small := _too_small(rough.width, rough.height, policy, " after frame")) is not None:
+        return small
+    return _reencoded(src, prov, policy, _decode(src, 1.0, policy), coarse)
+
+
+def _hays(src: _Source, prov: Provenance, policy: ImagePolicy) -> ProcessedImage | Rejected:
+    """The Berg/Hays baseline: its ring test on a full-resolution greyscale decode."""
+    if src.jpeg is None:
+        gray = np.asarray(_decode_other(src.data).image.convert("L"), dtype=np.uint8)
+    else:
+        full = simplejpeg.decode_jpeg(src.data, colorspace="GRAY")
+        gray = orient(full[:, :, 0], src.jpeg.orientation)
+    found = hays_borders(gray)
+    coarse = _Coarse(found, (gray.shape[0], gray.shape[1])) if found else None
+    if coarse is None and _keeps_pixels(src, policy):
+        return _spliced(src, prov)
+    decoded = _decode(src, _decode_scale(src, src.width, src.height, policy), policy)
+    return _reencoded(src, prov, policy, decoded, coarse, refine=False)
+
+
+def _working_box(
+    image: Image.Image, coarse: _Coarse, policy: ImagePolicy, *, refine: bool
+) -> CropBox:
+    """The crop in working-image pixels: refined to the exact line, or the coarse one scaled."""
+    if not refine:
+        return _scaled_box(coarse.borders, coarse.shape, (image.height, image.width))
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    fine = refine_borders(gray, coarse.borders, coarse.shape, policy.frame_params)
+    return fine.box(image.height, image.width)
 
 
 def _scaled_box(borders: Borders, shape: tuple[int, int], to: tuple[int, int]) -> CropBox:
@@ -326,12 +380,64 @@ def _scaled_box(borders: Borders, shape: tuple[int, int], to: tuple[int, int]) -
     )
 
 
-def _to_source(box: CropBox, shape: tuple[int, ...], src: _Source) -> CropBox:
-    """Map a working-image box to source (display) pixels."""
-    sy, sx = src.height / shape[0], src.width / shape[1]
+def _rescale(box: CropBox, scale_x: float, scale_y: float) -> CropBox:
     return CropBox(
-        round(box.left * sx), round(box.top * sy), round(box.right * sx), round(box.bottom * sy)
+        round(box.left * scale_x),
+        round(box.top * scale_y),
+        round(box.right * scale_x),
+        round(box.bottom * scale_y),
     )
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _spliced(src: _Source, prov: Provenance) -> ProcessedImage:
+    assert src.jpeg is not None
+    facts = ImageFacts(src.width, src.height, src.width, src.height, None, reencoded=False)
+    meta = build_metadata(prov, facts)
+    parts = jpegmeta.embed_parts(src.data, src.jpeg, meta.app1, meta.com)
+    return _result(parts, facts, None, meta.record_json)
+
+
+def _reencoded(
+    src: _Source,
+    prov: Provenance,
+    policy: ImagePolicy,
+    decoded: _Decoded,
+    coarse: _Coarse | None,
+    *,
+    refine: bool = True,
+) -> ProcessedImage | Rejected:
+    """Crop the frame (if any), shrink to fit, encode once, stamp."""
+    image = decoded.image
+    work = CropBox(0, 0, image.width, image.height)
+    box = None
+    if coarse is not None:
+        work = _working_box(image, coarse, policy, refine=refine)
+        box = _rescale(work, src.width / image.width, src.height / image.height)
+        if (small := _too_small(box.width, box.height, policy, " after frame")) is not None:
+            return small
+    content = box or CropBox(0, 0, src.width, src.height)
+    size = _target(content.width, content.height, policy.max_side)
+    if (work.width < size[0] or work.height < size[1]) and image.width < src.width:
+        # The frame took more than the decode's headroom: decode again, larger (rare).
+        decoded = _decode(src, _decode_scale(src, content.width, content.height, policy), policy)
+        image = decoded.image
+        work = _rescale(box or content, image.width / src.width, image.height / src.height)
+    pixels = _resize(decoded, work, size, policy)
+    encoded = simplejpeg.encode_jpeg(
+        pixels,
+        quality=policy.jpeg_quality,
+        colorspace="RGBX" if pixels.shape[2] == 4 else "RGB",
+        colorsubsampling=_subsampling(src, content, size, policy),
+    )
+    crop = box.as_tuple() if box else None
+    facts = ImageFacts(src.width, src.height, size[0], size[1], crop, reencoded=True)
+    meta = build_metadata(prov, facts)
+    icc = jpegmeta.icc_segments(decoded.icc) if decoded.icc else []
+    parts = jpegmeta.assemble([meta.app1, *icc, meta.com], encoded)
+    return _result(parts, facts, box, meta.record_json)
 
 
 def _target(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -340,11 +446,25 @@ def _target(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _resize(pixels: RGB, size: tuple[int, int]) -> RGB:
-    if (pixels.shape[1], pixels.shape[0]) == size:
-        return pixels
-    image = Image.fromarray(np.ascontiguousarray(pixels))
-    return np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+def _subsampling(src: _Source, content: CropBox, size: tuple[int, int], policy: ImagePolicy) -> str:
+    """4:4:4 when the source's chroma is at least as sharp as the output needs, else 4:2:0."""
+    step_x, step_y = src.chroma_step
+    sharp = content.width >= step_x * size[0] and content.height >= step_y * size[1]
+    return "444" if policy.keep_chroma and sharp else "420"
+
+
+def _resize(decoded: _Decoded, box: CropBox, size: tuple[int, int], policy: ImagePolicy) -> RGB:
+    """The `box` of the decoded image at `size`, as a contiguous RGB or RGBX array."""
+    image = decoded.image
+    if (box.width, box.height) != size:
+        out = image.resize(
+            size, policy.resample, box=box.as_tuple(), reducing_gap=policy.reducing_gap
+        )
+        return np.asarray(out, dtype=np.uint8)
+    if decoded.pixels is not None:
+        return np.ascontiguousarray(decoded.pixels[box.top : box.bottom, box.left : box.right])
+    whole = box.width == image.width and box.height == image.height
+    return np.asarray(image if whole else image.crop(box.as_tuple()), dtype=np.uint8)
 
 
 def _result(

@@ -54,6 +54,7 @@ class JpegInfo:
     data_start: int  # first segment that is neither APPn nor COM: the image data starts here
     orientation: int  # EXIF Orientation, 1 when absent or unreadable
     adobe_transform: int | None  # APP14 transform flag when present
+    chroma_step: tuple[int, int] = (1, 1)  # luma samples per chroma sample (x, y): 4:2:0 is 2, 2
 
     @property
     def progressive(self) -> bool:
@@ -96,7 +97,16 @@ def parse_jpeg(data: bytes) -> JpegInfo:
         data_start,
         _orientation(data, segments),
         _adobe_transform(data, segments),
+        _chroma_step(data[sof.start + 10 : sof.end], components),
     )
+
+
+def _chroma_step(specs: bytes, components: int) -> tuple[int, int]:
+    """Luma samples per chroma sample (x, y) from the SOF component specs: (2, 2) for 4:2:0."""
+    if components < 3 or len(specs) < 6:
+        return 1, 1
+    luma, chroma = specs[1], specs[4]  # sampling factors: high nibble horizontal, low vertical
+    return max(1, (luma >> 4) // max(1, chroma >> 4)), max(1, (luma & 15) // max(1, chroma & 15))
 
 
 def _read_segments(data: bytes) -> list[Segment]:

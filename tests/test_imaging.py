@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from imagesets import add_frame, base_photos, flickr_jpeg, jpeg
+from imagesets import Pixels, add_frame, base_photos, flickr_jpeg, jpeg
 from PIL import Image
 
 from harvester import jpegmeta
 from harvester.frames import CropBox
-from harvester.imaging import ImagePolicy, ProcessedImage, Rejected, process_image
+from harvester.imaging import ImagePolicy, ProcessedImage, Rejected, fast_dct_scale, process_image
 from harvester.provenance import Provenance, strip_query
 from harvester.records import PhotoRecord, PhotoStatus
 
@@ -239,3 +239,84 @@ def test_hays_and_none_methods() -> None:
     assert hays.left == hays.top
     assert hays != box
     assert isinstance(box, CropBox)
+
+
+def _psnr(a: Pixels, b: Pixels) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def _lanczos_reference(pixels: Pixels, size: tuple[int, int]) -> Pixels:
+    """Float LANCZOS per channel, rounded (bench/pipeline_quality.py's reference)."""
+    channels = [
+        np.asarray(
+            Image.fromarray(pixels[:, :, c].astype(np.float32), "F").resize(
+                size, Image.Resampling.LANCZOS
+            )
+        )
+        for c in range(3)
+    ]
+    out: Pixels = np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
+    return out
+
+
+def _big_noisy_original() -> tuple[bytes, Pixels]:
+    """A 2400x1600 4:2:0 JPEG with sensor-like grain, and its decoded pixels."""
+    photo = Image.fromarray(base_photos()[1][1]).resize((2400, 1600), Image.Resampling.BICUBIC)
+    grain = np.random.default_rng(7).normal(0, 6, (1600, 2400, 1))
+    pixels = np.clip(np.asarray(photo, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
+    data = jpeg(pixels, 90)
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _psnr_of(data: bytes, reference: Pixels, policy: ImagePolicy) -> float:
+    out = Image.open(io.BytesIO(_ok(data, policy).to_bytes())).convert("RGB")
+    return _psnr(np.asarray(out), reference)
+
+
+def test_downscale_is_close_to_a_float_lanczos_reference() -> None:
+    data, decoded = _big_noisy_original()
+    reference = _lanczos_reference(decoded, (1024, 683))
+    ours = _psnr_of(data, reference, POLICY)
+    assert ours >= 39.5
+    # What buys it (ImagePolicy): a decode larger than the output, and the chroma kept.
+    assert ours > _psnr_of(data, reference, ImagePolicy(decode_headroom=1.0)) + 0.2
+    assert ours > _psnr_of(data, reference, ImagePolicy(keep_chroma=False)) + 1.0
+
+
+def test_chroma_is_kept_only_when_the_source_has_it_at_the_output_size() -> None:
+    data, _ = _big_noisy_original()
+    shrunk = _ok(data)  # 4:2:0 source shrunk 2.3x: its chroma is sharper than the output
+    assert Image.open(io.BytesIO(shrunk.to_bytes())).layer[1][1:3] == (1, 1)  # type: ignore[attr-defined]
+    framed, _ = add_frame(base_photos()[0][1], (37, 51, 23, 64), (255, 255, 255))
+    cropped = _ok(jpeg(framed, 90))  # cropped only: 4:2:0 in, 4:2:0 out
+    assert cropped.reencoded
+    layers = Image.open(io.BytesIO(cropped.to_bytes())).layer  # type: ignore[attr-defined]
+    assert layers[0][1:3] == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "scale"),
+    [
+        (0.1, 1 / 8),
+        (0.125, 1 / 8),
+        (0.2, 2 / 8),
+        (0.3, 3 / 8),
+        (0.45, 4 / 8),
+        (0.6, 1.0),
+        (1.0, 1.0),
+    ],
+)
+def test_decode_scale_uses_the_fast_dct_scalings(wanted: float, scale: float) -> None:
+    assert fast_dct_scale(wanted) == scale  # 5/8-7/8 decode slower than a full decode
+
+
+def test_png_with_exif_orientation_comes_out_upright() -> None:
+    image = Image.fromarray(base_photos()[1][1]).resize((1400, 600))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", exif=exif.tobytes())
+    result = _ok(buffer.getvalue())
+    assert (result.width, result.height) == (439, 1024)
+    assert Image.open(io.BytesIO(result.to_bytes())).size == (439, 1024)

@@ -139,3 +139,15 @@ def test_exif_orientation_is_read_from_the_header() -> None:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", exif=exif.tobytes())
     assert jpegmeta.parse_jpeg(buffer.getvalue()).orientation == 6
+
+
+@pytest.mark.parametrize(("subsampling", "step"), [(2, (2, 2)), (1, (2, 1)), (0, (1, 1))])
+def test_chroma_subsampling_is_read_from_the_frame_header(
+    subsampling: int, step: tuple[int, int]
+) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(base_photos()[0][1]).save(buffer, "JPEG", subsampling=subsampling)
+    assert jpegmeta.parse_jpeg(buffer.getvalue()).chroma_step == step
+    gray = io.BytesIO()
+    Image.fromarray(base_photos()[0][1]).convert("L").save(gray, "JPEG")
+    assert jpegmeta.parse_jpeg(gray.getvalue()).chroma_step == (1, 1)
