@@ -25,22 +25,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 CACHE = Path(tempfile.gettempdir()) / "harvest-e2e-image-cache"
 KEY = "0123456789abcdef0123456789abcdef"
-
-
-def start_emulator(photos: int) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0", "--seed", "0"]
-    cmd += ["--photos", str(photos), "--profile", "ideal", "--time-scale", "1000000"]
-    cmd += ["--image-cache", str(CACHE)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {url!r}")
-    return proc, url + "/services/rest/"
 
 
 def harvest(url: str, queries: Path, out: Path, *extra: str) -> float:
@@ -68,21 +59,21 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=30_000, help="emulator corpus size")
     parser.add_argument("--keywords", default="nature,sky")
     args = parser.parse_args()
-    emulator, url = start_emulator(args.photos)
-    try:
-        with tempfile.TemporaryDirectory(prefix="harvest-e2e-") as tmp:
-            work = Path(tmp)
-            queries = work / "q.txt"
-            queries.write_text("\n".join(args.keywords.split(",")) + "\n", encoding="utf-8")
-            harvest(url, queries, work / "warm")  # renders and caches every image once
-            harvest(url, queries, work / "half", "--metadata-only")
-            half_s = harvest(url, queries, work / "half")
-            half_n = finished(work / "half")
-            full_s = harvest(url, queries, work / "full")
-            full_n = finished(work / "full")
-    finally:
-        emulator.terminate()
-        emulator.wait()
+    extra = ("--time-scale", "1000000")
+    with (
+        common.emulator_process(args.photos, extra=extra, image_cache=CACHE) as emulator,
+        tempfile.TemporaryDirectory(prefix="harvest-e2e-") as tmp,
+    ):
+        url = emulator.base_url + "/services/rest/"
+        work = Path(tmp)
+        queries = work / "q.txt"
+        queries.write_text("\n".join(args.keywords.split(",")) + "\n", encoding="utf-8")
+        harvest(url, queries, work / "warm")  # renders and caches every image once
+        harvest(url, queries, work / "half", "--metadata-only")
+        half_s = harvest(url, queries, work / "half")
+        half_n = finished(work / "half")
+        full_s = harvest(url, queries, work / "full")
+        full_n = finished(work / "full")
     result = {
         "photos": full_n,
         "image_half": {"images": half_n, "wall_s": round(half_s, 2), "img_s": half_n / half_s},

@@ -32,21 +32,12 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 MATCH_SHARE = 0.898  # share of the corpus matching "photo" (seed 0), measured with /_emulator/truth
-
-
-def start_emulator(photos: int) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0", "--seed", "0"]
-    cmd += ["--photos", str(photos), "--profile", "ideal", "--time-scale", "1000000"]
-    cmd += ["--image-pool", "400", "--image-scale", "0.25"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {url!r}")
-    return proc, url
 
 
 def count_done(store: Path) -> int:
@@ -71,29 +62,28 @@ def tree_rss(proc: psutil.Process) -> int:
 
 def run(target: int, work: Path) -> dict[str, object]:
     corpus = int(target / MATCH_SHARE) + 1
-    emulator, url = start_emulator(corpus)
+    extra = ("--time-scale", "1000000", "--image-pool", "400", "--image-scale", "0.25")
     queries = work / "q.txt"
     queries.write_text("photo\n", encoding="utf-8")
     out = work / "out"
-    cmd = [sys.executable, "-m", "harvester.cli", "run", str(queries), "--out", str(out)]
-    cmd += ["--flickr-url", url + "/services/rest/", "--calls-per-hour", "10000000", "--plain"]
-    cmd += ["--min-side", "64"]
     env = {**os.environ, "FLICKR_API_KEY": "0123456789abcdef0123456789abcdef"}
     samples: list[tuple[float, int, int]] = []
-    started = time.monotonic()
-    harvest = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-    try:
-        ps = psutil.Process(harvest.pid)
-        while harvest.poll() is None:
-            done = count_done(out / "harvest.sqlite")
-            rss = tree_rss(ps)
-            if done >= 0 and rss:
-                samples.append((time.monotonic() - started, done, rss))
-            time.sleep(1.0)
-    finally:
-        harvest.wait()
-        emulator.terminate()
-        emulator.wait()
+    with common.emulator_process(corpus, extra=extra) as emulator:
+        cmd = [sys.executable, "-m", "harvester.cli", "run", str(queries), "--out", str(out)]
+        cmd += ["--flickr-url", emulator.base_url + "/services/rest/", "--plain"]
+        cmd += ["--calls-per-hour", "10000000", "--min-side", "64"]
+        started = time.monotonic()
+        harvest = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        try:
+            ps = psutil.Process(harvest.pid)
+            while harvest.poll() is None:
+                done = count_done(out / "harvest.sqlite")
+                rss = tree_rss(ps)
+                if done >= 0 and rss:
+                    samples.append((time.monotonic() - started, done, rss))
+                time.sleep(1.0)
+        finally:
+            harvest.wait()
     final = count_done(out / "harvest.sqlite")
     return summarise(samples, final, harvest.returncode, time.monotonic() - started)
 
