@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from typing import Protocol
 import aiohttp
 from aiolimiter import AsyncLimiter
 
+from harvester.config import default_concurrency
 from harvester.exceptions import DownloadError
 from harvester.retry import RetryPolicy, retry_async
 from harvester.sizes import NoSize, SizeChoice, SizePolicy, choose_size
@@ -48,16 +48,6 @@ DEFAULT_RETRY = RetryPolicy(attempts=5, base_s=1.0, cap_s=30.0)
 DownloadPolicy = SizePolicy
 
 
-def default_fetch_concurrency(cores: int | None = None) -> int:
-    """Downloads in flight: 8 per core, at most 64.
-
-    Little's law: a core finishes roughly 150 images/s (Larges with frames, image-costs.md), and
-    a CDN answers in about 50 ms, so 150 × 0.05 ≈ 8 requests per core keep it busy. More only
-    buys 429s from a CDN that throttles per client, and in-flight bodies are held in memory.
-    """
-    return min(64, 8 * (cores or os.cpu_count() or 2))
-
-
 class _FetchConfig(Protocol):
     """The fields of harvester.config.RunConfig the downloader reads."""
 
@@ -73,7 +63,7 @@ class _FetchConfig(Protocol):
 class FetchPolicy:
     """Limits of the downloader; every default in one place."""
 
-    concurrency: int = field(default_factory=default_fetch_concurrency)
+    concurrency: int = field(default_factory=default_concurrency)
     rate_per_s: float = 200.0  # generous: loopback and CDN alike; 429s are handled anyway
     max_bytes: int = 64 * 1024 * 1024  # Flickr originals top out near 50 MB (6k JPEG/PNG)
     timeout_s: float = 120.0  # whole request, body included
@@ -299,7 +289,6 @@ __all__ = [
     "SizeChoice",
     "SizePolicy",
     "choose_size",
-    "default_fetch_concurrency",
     "open_image_session",
     "sniff_image_type",
 ]

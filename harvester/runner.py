@@ -230,7 +230,7 @@ async def run_worker(
     stats = RunStats(budget_per_hour=cfg.calls_per_hour)
     for kq in keywords:
         stats.keyword(kq.keyword)
-    stats.pending_at_start = store.summary().statuses.get("claimed", 0)
+    stats.pending_at_start = store.count("claimed")
     budget = SharedBudget(cfg.out_dir / BUDGET_NAME, budget_name(api_key), cfg.calls_per_hour)
     connector = aiohttp.TCPConnector(limit=cfg.concurrency + 8, ttl_dns_cache=300)
     try:

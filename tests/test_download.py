@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from harvester.download import Fetcher, FetchPolicy, default_fetch_concurrency, sniff_image_type
+from harvester.config import default_concurrency
+from harvester.download import Fetcher, FetchPolicy, sniff_image_type
 from harvester.exceptions import DownloadError
 from harvester.retry import RetryPolicy
 from harvester.sizes import SizeChoice
@@ -308,6 +309,7 @@ def test_sniff(data: bytes, expected: str | None) -> None:
     assert sniff_image_type(data) == expected
 
 
-@pytest.mark.parametrize(("cores", "expected"), [(1, 8), (2, 16), (8, 64), (64, 64)])
+@pytest.mark.parametrize(("cores", "expected"), [(1, 16), (2, 32), (4, 64), (64, 64)])
 def test_default_concurrency(cores: int, expected: int) -> None:
-    assert default_fetch_concurrency(cores) == expected
+    assert default_concurrency(cores) == expected
+    assert FetchPolicy().concurrency == default_concurrency()  # one default for both

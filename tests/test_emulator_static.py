@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import aiohttp
 import numpy as np
 from PIL import Image
 
 from harvester.emulator import RunningEmulator
+from harvester.emulator.corpus import cached_corpus
 from harvester.emulator.photojson import image_url
 from harvester.emulator.sizes import BY_EXTRA
+from harvester.emulator.static import ImageStore
 from tests.conftest import EmulatorFactory
 
 
@@ -107,3 +110,13 @@ async def test_frames_and_rotated_duplicates_are_in_the_pixels(emulator: Running
     src = min(truth)
     assert c["o_w"][rotated] <= c["o_h"][src]
     assert c["o_h"][rotated] <= c["o_w"][src]
+
+
+def test_disk_cache_is_keyed_by_corpus_size(tmp_path: Path) -> None:
+    """A row's photo depends on the corpus size: two sizes must never share cached bytes."""
+    small, large = cached_corpus(7, 300), cached_corpus(7, 600)
+    stores = [ImageStore(c, 7, 1 << 20, str(tmp_path)) for c in (small, large)]
+    assert stores[0].disk is not None
+    assert stores[1].disk is not None
+    assert stores[0].disk != stores[1].disk
+    assert stores[0].disk.parent == stores[1].disk.parent == tmp_path

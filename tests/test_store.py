@@ -169,6 +169,12 @@ def test_summary_per_keyword(db_path: Path) -> None:
     assert (by_kw["france"].found, by_kw["france"].new, by_kw["france"].duplicates) == (2, 1, 1)
     assert (by_kw["france"].skipped, by_kw["paris"].claimed) == (1, 3)
     assert summary.photos == 4
+    with Store(db_path) as store:  # the cheap count agrees with the summary
+        assert {s: store.count(s) for s in ("claimed", "skipped", "done")} == {
+            "claimed": 3,
+            "skipped": 1,
+            "done": 0,
+        }
     text = summary.render()
     assert "paris" in text
     assert "TOTAL" in text

@@ -65,7 +65,9 @@ class ImageStore:
         self.corpus, self.seed, self.max_bytes = corpus, seed, max_bytes
         self.pool, self.scale = pool, scale
         tag = "" if (pool, scale) == (0, 1.0) else f"-pool{pool}-scale{scale:g}"
-        self.disk = Path(disk) / f"seed{seed}{tag}" if disk else None
+        # Rows are keyed by position, and a corpus of another size puts other photos there:
+        # one directory per (seed, size, pool, scale), so caches can share a parent safely.
+        self.disk = Path(disk) / f"seed{seed}-n{corpus.size}{tag}" if disk else None
         self._lru: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._bytes = 0
         self._inflight: dict[tuple[int, str], asyncio.Future[bytes]] = {}
