@@ -10,25 +10,35 @@ checks):
 - anything else (an Original, a PNG, a rotated or framed photo) gets one DCT-scaled RGB decode,
   the frame is looked for on that decode itself, then crop, resample and one encode.
 
-reference/image-costs.md has the per-step costs; bench/README.md (pipeline) how they add up.
+Decoding itself (header, scaled decode, orientation) is in decoding.py; frame detection in
+frames.py. reference/image-costs.md has the per-step costs; bench/README.md (pipeline) how they
+add up.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 import simplejpeg
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from harvester import jpegmeta
+from harvester.decoding import (
+    RGB,
+    Decoded,
+    Source,
+    decode,
+    decode_other,
+    eighth_gray,
+    fast_dct_scale,
+    open_source,
+    orient,
+    upright,
+)
 from harvester.exceptions import ImageError
 from harvester.frames import (
     Borders,
@@ -44,10 +54,6 @@ from harvester.records import PhotoStatus
 log = logging.getLogger(__name__)
 
 FrameMethod = Literal["harvest", "hays", "none"]
-RGB = npt.NDArray[np.uint8]
-_PIL_FORMATS = ("JPEG", "PNG", "GIF")
-#: DCT scalings (n/8) libjpeg-turbo does with SIMD code: 5/8-7/8 cost more than a full decode.
-_FAST_EIGHTHS = (1, 2, 3, 4, 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,26 +114,6 @@ class ProcessedImage:
 
 
 @dataclass(frozen=True, slots=True)
-class _Source:
-    """The downloaded image as seen through its header, in display orientation."""
-
-    data: bytes
-    width: int
-    height: int
-    jpeg: jpegmeta.JpegInfo | None  # None for PNG/GIF and JPEGs Pillow must decode
-    chroma_step: tuple[int, int] = (1, 1)  # luma samples per chroma sample (x, y)
-
-
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    """Upright RGB pixels (a Pillow image) and the ICC profile to carry over."""
-
-    image: Image.Image
-    icc: bytes | None
-    pixels: RGB | None = None  # the decoder's RGBX array when `image` maps it (no copy)
-
-
-@dataclass(frozen=True, slots=True)
 class _Coarse:
     """A frame decided on a ~1/8-scale greyscale image of `shape` (h, w)."""
 
@@ -155,7 +141,7 @@ def process_image(data: bytes, prov: Provenance, policy: ImagePolicy) -> Process
 def _process(data: bytes, prov: Provenance, policy: ImagePolicy) -> ProcessedImage | Rejected:
     if len(data) > policy.max_bytes:
         raise ImageError(f"too large: {len(data)} bytes > {policy.max_bytes}")
-    src = _open(data, policy)
+    src = open_source(data, policy.max_pixels)
     if (small := _too_small(src.width, src.height, policy, "")) is not None:
         return small
     method = policy.frame_method if policy.strip_frames else "none"
@@ -163,47 +149,13 @@ def _process(data: bytes, prov: Provenance, policy: ImagePolicy) -> ProcessedIma
         return _hays(src, prov, policy)
     if _keeps_pixels(src, policy):
         return _fitting(src, prov, policy, detect=method == "harvest")
-    decoded = _decode(src, _decode_scale(src, src.width, src.height, policy), policy)
-    src = _upright(src, decoded.image)
+    decoded = _decode_for(src, _decode_scale(src, src.width, src.height, policy), policy)
+    src = upright(src, decoded.image)
     coarse = _coarse_on(decoded.image, src, policy) if method == "harvest" else None
     return _reencoded(src, prov, policy, decoded, coarse)
 
 
-# --- the header -------------------------------------------------------------------------------
-
-
-def _open(data: bytes, policy: ImagePolicy) -> _Source:
-    """Header only: dimensions, orientation, bomb check."""
-    if jpegmeta.is_jpeg(data):
-        info = jpegmeta.parse_jpeg(data)
-        _check_pixels(info.width, info.height, policy)
-        width, height = _display_size(info.width, info.height, info.orientation)
-        usable = info.is_ycbcr or info.components == 1  # CMYK and friends go through Pillow
-        step = info.chroma_step if usable else (1, 1)
-        return _Source(data, width, height, info if usable else None, step)
-    image = _pil_open(data)
-    _check_pixels(image.width, image.height, policy)
-    # Stored size: a PNG's Exif may follow its pixels, and Pillow's getexif() would decode
-    # them all to find it. Only min(width, height) matters here; _upright() fixes the rest.
-    return _Source(data, image.width, image.height, None)
-
-
-def _pil_open(data: bytes) -> Image.Image:
-    """Lazy Pillow open (header only); our own max_pixels check replaces Pillow's warning."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
-
-
-def _check_pixels(width: int, height: int, policy: ImagePolicy) -> None:
-    if width * height > policy.max_pixels:
-        raise ImageError(
-            f"decompression bomb: {width}x{height} = {width * height} px > {policy.max_pixels}"
-        )
-
-
-def _display_size(width: int, height: int, orientation: int) -> tuple[int, int]:
-    return (height, width) if orientation >= 5 else (width, height)
+# --- policy ----------------------------------------------------------------------------------
 
 
 def _too_small(width: int, height: int, policy: ImagePolicy, when: str) -> Rejected | None:
@@ -212,7 +164,7 @@ def _too_small(width: int, height: int, policy: ImagePolicy, when: str) -> Rejec
     return Rejected(PhotoStatus.SKIPPED, f"too small{when}: {width}x{height} < {policy.min_side}")
 
 
-def _keeps_pixels(src: _Source, policy: ImagePolicy) -> bool:
+def _keeps_pixels(src: Source, policy: ImagePolicy) -> bool:
     """True when the downloaded JPEG can be stored as is (unless a frame is found)."""
     info = src.jpeg
     return (
@@ -223,10 +175,7 @@ def _keeps_pixels(src: _Source, policy: ImagePolicy) -> bool:
     )
 
 
-# --- decoding ---------------------------------------------------------------------------------
-
-
-def _decode_scale(src: _Source, width: int, height: int, policy: ImagePolicy) -> float:
+def _decode_scale(src: Source, width: int, height: int, policy: ImagePolicy) -> float:
     """The cheapest decode scale leaving `decode_headroom` x the output size of a
     `width` x `height` (source pixels) content to resample; 1.0 for a full decode."""
     wanted = min(1.0, policy.decode_headroom * policy.max_side / max(width, height))
@@ -235,88 +184,15 @@ def _decode_scale(src: _Source, width: int, height: int, policy: ImagePolicy) ->
     return fast_dct_scale(wanted)
 
 
-def fast_dct_scale(wanted: float) -> float:
-    """The smallest DCT scaling n/8 >= `wanted` that libjpeg-turbo does fast (1, 2, 3, 4, 8)."""
-    return next((n / 8 for n in _FAST_EIGHTHS if n / 8 >= wanted - 1e-9), 1.0)
-
-
-def _decode(src: _Source, scale: float, policy: ImagePolicy) -> _Decoded:
-    """One RGB decode in display orientation, DCT-scaled to at least `scale`."""
-    if src.jpeg is None:
-        return _decode_other(src.data, scale)
-    info = src.jpeg
-    # Pillow wraps an RGBX array without copying it but resamples all four of its bands:
-    # RGBX when nothing will be resampled (a framed or turned Large), else RGB.
-    fits = max(src.width, src.height) <= policy.max_side
-    pixels = simplejpeg.decode_jpeg(
-        src.data,
-        colorspace="RGBX" if fits else "RGB",
-        min_width=math.ceil(info.width * scale),
-        min_height=math.ceil(info.height * scale),
-    )
-    pixels = np.ascontiguousarray(orient(pixels, info.orientation))
-    icc = jpegmeta.extract_icc(src.data, info) if info.components == 3 else None
-    if not fits:
-        return _Decoded(Image.fromarray(pixels), icc)
-    height, width = pixels.shape[:2]
-    image = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
-    return _Decoded(image, icc, pixels)
-
-
-def _upright(src: _Source, image: Image.Image) -> _Source:
-    """`src` with the display size of its decoded image (a PNG's late Exif may turn it)."""
-    if src.jpeg is not None or (image.width > image.height) == (src.width > src.height):
-        return src
-    return _Source(src.data, src.height, src.width, None, src.chroma_step)
-
-
-def _decode_other(data: bytes, scale: float = 1.0) -> _Decoded:
-    """Pillow decode of PNG, GIF and non-YCbCr JPEG (CMYK, ...) to upright RGB on white."""
-    image = _pil_open(data)
-    if image.format == "JPEG":
-        image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-    image.load()
-    icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA", "P") else None
-    ImageOps.exif_transpose(image, in_place=True)  # not a copy when there is nothing to turn
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-    return _Decoded(image if image.mode == "RGB" else image.convert("RGB"), icc or None)
-
-
-def orient(pixels: npt.NDArray[np.uint8], orientation: int) -> npt.NDArray[np.uint8]:
-    """Apply an EXIF orientation (1-8) to an array, as ImageOps.exif_transpose does."""
-    if orientation in (5, 6, 7, 8):
-        pixels = np.swapaxes(pixels, 0, 1)  # transpose first; then flips as for 1-4
-        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
-    if orientation in (2, 3):
-        pixels = pixels[:, ::-1]
-    if orientation in (3, 4):
-        pixels = pixels[::-1]
-    return pixels
-
-
-def _eighth_gray(src: _Source) -> npt.NDArray[np.uint8]:
-    """Strict 1/8-scale greyscale decode of a JPEG: each pixel is one 8x8 block's mean.
-
-    Strict: libjpeg's warnings (truncated or corrupt data) raise, so a file kept as
-    downloaded is known to be whole.
-    """
-    assert src.jpeg is not None
-    info = src.jpeg
-    pixels: npt.NDArray[np.uint8] = simplejpeg.decode_jpeg(
-        src.data,
-        colorspace="GRAY",
-        min_width=-(-info.width // 8),
-        min_height=-(-info.height // 8),
-    )
-    return pixels[:, :, 0]
+def _decode_for(src: Source, scale: float, policy: ImagePolicy) -> Decoded:
+    """decode() at `scale`, RGBX (no copy) when the result will not be resampled."""
+    return decode(src, scale, resampled=max(src.width, src.height) > policy.max_side)
 
 
 # --- frames -----------------------------------------------------------------------------------
 
 
-def _coarse_on(image: Image.Image, src: _Source, policy: ImagePolicy) -> _Coarse | None:
+def _coarse_on(image: Image.Image, src: Source, policy: ImagePolicy) -> _Coarse | None:
     """The frame decision on the working image itself, box-reduced to about 1/8 of the source.
 
     A DCT decode at n/8 reduced by n gives each source 8x8 block's mean, exactly what the
@@ -329,10 +205,10 @@ def _coarse_on(image: Image.Image, src: _Source, policy: ImagePolicy) -> _Coarse
 
 
 def _fitting(
-    src: _Source, prov: Provenance, policy: ImagePolicy, *, detect: bool
+    src: Source, prov: Provenance, policy: ImagePolicy, *, detect: bool
 ) -> ProcessedImage | Rejected:
     """A JPEG that fits: keep its bytes unless the 1/8 decode shows a frame."""
-    gray = _eighth_gray(src)
+    gray = eighth_gray(src)
     found = coarse_borders(gray, policy.frame_params) if detect else None
     if found is None:
         return _spliced(src, prov)
@@ -340,13 +216,13 @@ def _fitting(
     rough = _scaled_box(found, coarse.shape, (src.height, src.width))
     if (small := _too_small(rough.width, rough.height, policy, " after frame")) is not None:
         return small
-    return _reencoded(src, prov, policy, _decode(src, 1.0, policy), coarse)
+    return _reencoded(src, prov, policy, _decode_for(src, 1.0, policy), coarse)
 
 
-def _hays(src: _Source, prov: Provenance, policy: ImagePolicy) -> ProcessedImage | Rejected:
+def _hays(src: Source, prov: Provenance, policy: ImagePolicy) -> ProcessedImage | Rejected:
     """The Berg/Hays baseline: its ring test on a full-resolution greyscale decode."""
     if src.jpeg is None:
-        gray = np.asarray(_decode_other(src.data).image.convert("L"), dtype=np.uint8)
+        gray = np.asarray(decode_other(src.data).image.convert("L"), dtype=np.uint8)
     else:
         full = simplejpeg.decode_jpeg(src.data, colorspace="GRAY")
         gray = orient(full[:, :, 0], src.jpeg.orientation)
@@ -354,7 +230,7 @@ def _hays(src: _Source, prov: Provenance, policy: ImagePolicy) -> ProcessedImage
     coarse = _Coarse(found, (gray.shape[0], gray.shape[1])) if found else None
     if coarse is None and _keeps_pixels(src, policy):
         return _spliced(src, prov)
-    decoded = _decode(src, _decode_scale(src, src.width, src.height, policy), policy)
+    decoded = _decode_for(src, _decode_scale(src, src.width, src.height, policy), policy)
     return _reencoded(src, prov, policy, decoded, coarse, refine=False)
 
 
@@ -392,7 +268,7 @@ def _rescale(box: CropBox, scale_x: float, scale_y: float) -> CropBox:
 # --- output -----------------------------------------------------------------------------------
 
 
-def _spliced(src: _Source, prov: Provenance) -> ProcessedImage:
+def _spliced(src: Source, prov: Provenance) -> ProcessedImage:
     assert src.jpeg is not None
     facts = ImageFacts(src.width, src.height, src.width, src.height, None, reencoded=False)
     meta = build_metadata(prov, facts)
@@ -401,10 +277,10 @@ def _spliced(src: _Source, prov: Provenance) -> ProcessedImage:
 
 
 def _reencoded(
-    src: _Source,
+    src: Source,
     prov: Provenance,
     policy: ImagePolicy,
-    decoded: _Decoded,
+    decoded: Decoded,
     coarse: _Coarse | None,
     *,
     refine: bool = True,
@@ -422,7 +298,9 @@ def _reencoded(
     size = _target(content.width, content.height, policy.max_side)
     if (work.width < size[0] or work.height < size[1]) and image.width < src.width:
         # The frame took more than the decode's headroom: decode again, larger (rare).
-        decoded = _decode(src, _decode_scale(src, content.width, content.height, policy), policy)
+        decoded = _decode_for(
+            src, _decode_scale(src, content.width, content.height, policy), policy
+        )
         image = decoded.image
         work = _rescale(box or content, image.width / src.width, image.height / src.height)
     pixels = _resize(decoded, work, size, policy)
@@ -446,14 +324,14 @@ def _target(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _subsampling(src: _Source, content: CropBox, size: tuple[int, int], policy: ImagePolicy) -> str:
+def _subsampling(src: Source, content: CropBox, size: tuple[int, int], policy: ImagePolicy) -> str:
     """4:4:4 when the source's chroma is at least as sharp as the output needs, else 4:2:0."""
     step_x, step_y = src.chroma_step
     sharp = content.width >= step_x * size[0] and content.height >= step_y * size[1]
     return "444" if policy.keep_chroma and sharp else "420"
 
 
-def _resize(decoded: _Decoded, box: CropBox, size: tuple[int, int], policy: ImagePolicy) -> RGB:
+def _resize(decoded: Decoded, box: CropBox, size: tuple[int, int], policy: ImagePolicy) -> RGB:
     """The `box` of the decoded image at `size`, as a contiguous RGB or RGBX array."""
     image = decoded.image
     if (box.width, box.height) != size:

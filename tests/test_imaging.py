@@ -14,8 +14,9 @@ from imagesets import Pixels, add_frame, base_photos, flickr_jpeg, jpeg
 from PIL import Image
 
 from harvester import jpegmeta
+from harvester.decoding import fast_dct_scale
 from harvester.frames import CropBox
-from harvester.imaging import ImagePolicy, ProcessedImage, Rejected, fast_dct_scale, process_image
+from harvester.imaging import ImagePolicy, ProcessedImage, Rejected, process_image
 from harvester.provenance import Provenance, strip_query
 from harvester.records import PhotoRecord, PhotoStatus
 

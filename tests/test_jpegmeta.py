@@ -14,8 +14,8 @@ from imagesets import base_photos, flickr_jpeg, jpeg
 from PIL import Image, ImageOps
 
 from harvester import jpegmeta
+from harvester.decoding import orient
 from harvester.exceptions import ImageError
-from harvester.imaging import orient
 
 FIELDS = jpegmeta.ExifFields(
     artist="Zoë (123@N01)",
