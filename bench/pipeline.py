@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return harvest_worker(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     work: Path = args.work
-    cache = work / "emulator-cache" / f"seed{args.seed}-n{corpus_size(args.photos)}"
+    cache = work / "emulator-cache"  # the emulator keys it by seed and corpus size itself
     for old in work.glob("*") if work.exists() else ():
         if old.name != "emulator-cache":
             shutil.rmtree(old) if old.is_dir() else old.unlink()

@@ -115,64 +115,91 @@ def compare_quality(
 
 
 def imaging_costs(photos: Sequence[Photo], fetch: Fetch, sample: int) -> dict[str, Any]:
-    """CPU ms of harvest's `process_image` per kind (one thread, in this process), and two
-    floors for the Originals (JPEG, PNG and GIF alike):
-
-    - ``original_floor``: what no sound path avoids: a decode just large enough to cover the
-      output (for a JPEG the cheapest DCT scale n/8 that does, for PNG/GIF a full decode) and
-      one encode of the output (q90 4:2:0, the cheapest). Resampling, frames and metadata free.
-    - ``original_huffman_floor``: the same with a strict 1/8 greyscale decode for the JPEGs,
-      little more than their entropy (Huffman) decoding; below the sound floor, as a 1/8
-      decode is too small to store.
-    """
+    """CPU ms of harvest's `process_image` per kind (one thread, in this process, on an even
+    spread of `sample` photos of each kind), and the Originals' floors (original_floors)."""
     policy = ImagePolicy()
     kinds = Counter(p.kind for p in photos)
     costs: dict[str, Any] = {"rejected": []}
-    floor: list[float] = []
-    huffman: list[float] = []
     for kind in sorted(kinds):
         spent: list[float] = []
         for photo in spread([p for p in photos if p.kind == kind], sample):
             data = fetch(photo.choice.url)
             spent.append(_cpu_ms(functools.partial(_process, data, photo, policy, costs)))
-            if photo.is_original:
-                floor.append(sound_floor_ms(data, policy.max_side))
-                is_jpeg = data[:2] == b"\xff\xd8"
-                huffman.append(_cpu_ms(functools.partial(_eighth, data)) if is_jpeg else floor[-1])
         costs[kind] = float(np.mean(spent)) if spent else None
     total = sum(kinds.values())
     costs["mix_mean"] = sum(costs[k] * n for k, n in kinds.items() if costs[k]) / total
-    costs["original_floor"] = float(np.mean(floor)) if floor else None
-    costs["original_huffman_floor"] = float(np.mean(huffman)) if huffman else None
-    return costs
+    originals = [p for p in photos if p.is_original]
+    return costs | original_floors(originals, fetch, policy.max_side, jpeg_sample=5 * sample)
 
 
-def sound_floor_ms(data: bytes, max_side: int) -> float:
-    """CPU ms of the least any tool must spend on one Original to store it at `max_side`
-    without losing detail: the cheapest decode covering the output, plus one encode."""
+def original_floors(
+    originals: Sequence[Photo], fetch: Fetch, max_side: int, jpeg_sample: int
+) -> dict[str, Any]:
+    """Two floors under any tool's cost per Original of the mix, format by format (every PNG
+    and GIF, an even spread of `jpeg_sample` JPEGs), weighted by the formats' shares:
+
+    - ``original_floor``: what no sound path avoids: a decode just large enough to cover the
+      output (for a JPEG the cheapest DCT scale n/8 that does, for PNG/GIF a whole decode)
+      and one encode of the output (q90 4:2:0, the cheapest). Resampling, frames and metadata
+      free.
+    - ``original_huffman_floor``: the same with a strict 1/8 greyscale decode in place of the
+      JPEGs' decode, little more than their entropy (Huffman) decoding; below the sound floor,
+      as a 1/8 decode is too small to store.
+    """
+    by_format: dict[str, list[Photo]] = {}
+    for photo in originals:
+        by_format.setdefault(photo.choice.url.rsplit(".", 1)[-1].lower(), []).append(photo)
+    formats: dict[str, Any] = {}
+    for fmt, group in sorted(by_format.items()):
+        chosen = spread(group, jpeg_sample) if fmt == "jpg" else group
+        rows = [floor_ms(fetch(p.choice.url), max_side) for p in chosen]
+        formats[fmt] = {
+            "count": len(group),
+            "measured": len(rows),
+            "mb": float(np.mean([r[2] for r in rows])),
+            "floor_ms": float(np.mean([r[0] for r in rows])),
+            "huffman_ms": float(np.mean([r[1] for r in rows])),
+        }
+    total = sum(f["count"] for f in formats.values()) or 1
+    return {
+        "original_formats": formats,
+        "original_floor": sum(f["floor_ms"] * f["count"] for f in formats.values()) / total,
+        "original_huffman_floor": sum(f["huffman_ms"] * f["count"] for f in formats.values())
+        / total,
+    }
+
+
+def floor_ms(data: bytes, max_side: int) -> tuple[float, float, float]:
+    """(sound floor ms, Huffman floor ms, MB) of one Original stored at `max_side`: the
+    cheapest decode covering the output plus one encode of the real output pixels."""
     if data[:2] == b"\xff\xd8":
         height, width = simplejpeg.decode_jpeg_header(data)[:2]
-        shrink = min(1.0, max_side / max(width, height))
-        out = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+        out = _output_size(width, height, max_side)
         scales = [n / 8 for n in range(1, 9) if math.ceil(width * n / 8) >= out[0]]
         scales = [s for s in scales if math.ceil(height * s) >= out[1]]
-        decode = min(
-            _cpu_ms(functools.partial(_scaled, data, width, height, s), repeat=2)
-            for s in scales  # 5/8-7/8 have no SIMD code: any of them may be the cheapest
+        decode = min(  # 5/8-7/8 have no SIMD code: any covering scale may be the cheapest
+            _cpu_ms(functools.partial(_scaled, data, width, height, s), repeat=2) for s in scales
         )
+        image = Image.fromarray(_scaled(data, width, height, scales[0]))
+        huffman = _cpu_ms(functools.partial(_eighth, data), repeat=2)
     else:
+        decode = _cpu_ms(functools.partial(_pil_load, data))
         with Image.open(io.BytesIO(data)) as img:
-            shrink = min(1.0, max_side / max(img.size))
-            out = (max(1, round(img.width * shrink)), max(1, round(img.height * shrink)))
-        decode = _cpu_ms(functools.partial(_pil_load, data), repeat=1)
-    pixels = np.zeros((out[1], out[0], 3), np.uint8)
-    pixels[:] = np.arange(out[0], dtype=np.uint8)[None, :, None]  # some detail to encode
-    encode = _cpu_ms(functools.partial(_encode, pixels), repeat=3)
-    return decode + encode
+            image = img.convert("RGB")
+        out = _output_size(image.width, image.height, max_side)
+        huffman = decode
+    pixels = np.asarray(image.resize(out, Image.Resampling.BICUBIC), dtype=np.uint8)
+    encode = _cpu_ms(functools.partial(_encode, pixels), repeat=2)
+    return decode + encode, huffman + encode, len(data) / 1e6
 
 
-def _scaled(data: bytes, width: int, height: int, scale: float) -> None:
-    simplejpeg.decode_jpeg(
+def _output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    shrink = min(1.0, max_side / max(width, height))
+    return max(1, round(width * shrink)), max(1, round(height * shrink))
+
+
+def _scaled(data: bytes, width: int, height: int, scale: float) -> npt.NDArray[np.uint8]:
+    return simplejpeg.decode_jpeg(  # type: ignore[no-any-return]
         data,
         colorspace="RGB",
         min_width=math.ceil(width * scale),

@@ -114,6 +114,20 @@ def _kind_lines(payload: dict[str, Any]) -> list[str]:
     if costs:
         shown = {k: round(v, 1) for k, v in costs.items() if isinstance(v, float)}
         lines += [f"harvest's `process_image` alone, CPU ms per image (one thread): {shown}.", ""]
+    if costs and costs.get("original_formats"):
+        lines += [
+            "The Originals' floors by format (every PNG and GIF, an even spread of the JPEGs; "
+            "the mix's floors weight them by count):",
+            "",
+            "| format | Originals | measured | mean MB | sound floor ms | Huffman floor ms |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {fmt} | {f['count']} | {f['measured']} | {f['mb']:.1f} | "
+                f"{f['floor_ms']:.1f} | {f['huffman_ms']:.1f} |"
+                for fmt, f in costs["original_formats"].items()
+            ),
+            "",
+        ]
     floor = costs.get("original_floor") if costs else None
     if kinds and floor:
         share = sum(n for k, n in payload["mix"].items() if k.startswith("original"))
@@ -128,11 +142,11 @@ def _kind_lines(payload: dict[str, Any]) -> list[str]:
             f"{i2d / (share * kinds['original']['harvest']):.2f}x;",
             f"- the Originals at the sound floor, {floor:.1f} ms each (a decode just large "
             "enough to cover the 1,024 px output, at the cheapest DCT scale n/8 for a JPEG, "
-            "whole for a PNG, plus one 4:2:0 encode; no resampling, no frame check, no "
+            "whole for a PNG or GIF, plus one 4:2:0 encode; no resampling, no frame check, no "
             f"metadata, no download, no write): **{i2d / (share * floor):.2f}x**;",
-            f"- the JPEG Originals at a 1/8 greyscale decode (mean {huffman:.1f} ms with the "
-            "PNGs as above; Huffman decoding alone, too small an image to store, so not a "
-            "sound path): "
+            f"- the JPEG Originals at a 1/8 greyscale decode plus the encode (mean {huffman:.1f} "
+            "ms with the PNGs and GIFs as above; Huffman decoding alone, too small an image to "
+            "store, so not a sound path): "
             f"{i2d / (share * huffman):.2f}x.",
             "",
         ]

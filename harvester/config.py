@@ -13,9 +13,9 @@ def default_concurrency(cores: int | None = None) -> int:
     """Downloads in flight: 16 per core, at most 64 (the one default; the downloader uses it too).
 
     Little's law: a core finishes roughly 150 images/s (Larges with frames, image-costs.md) and
-    a CDN answers in 50-100 ms from nearby, so 8-16 requests per core keep it busy; 16 covers a
-    distant link too. More only buys 429s from a CDN that throttles per client, and in-flight
-    bodies are held in memory.
+    a CDN answers in 50-100 ms from nearby, so 8-16 requests per core keep it busy (16 covers
+    round trips up to about 100 ms; raise --concurrency for slower links). More only buys 429s
+    from a CDN that throttles per client, and in-flight bodies are held in memory.
     """
     return min(64, 16 * (cores or os.cpu_count() or 2))
 

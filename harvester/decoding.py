@@ -90,7 +90,8 @@ def fast_dct_scale(wanted: float) -> float:
 def decode(src: Source, scale: float, *, resampled: bool) -> Decoded:
     """One RGB decode in display orientation, DCT-scaled to at least `scale`.
 
-    `resampled`: whether the caller will resize the pixels (decides RGB or RGBX, below).
+    `resampled`: whether the image is larger than the output, so its pixels will be resized
+    (decides RGB or RGBX, below).
     """
     if src.jpeg is None:
         return decode_other(src.data, scale)

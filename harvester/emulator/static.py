@@ -65,8 +65,9 @@ class ImageStore:
         self.corpus, self.seed, self.max_bytes = corpus, seed, max_bytes
         self.pool, self.scale = pool, scale
         tag = "" if (pool, scale) == (0, 1.0) else f"-pool{pool}-scale{scale:g}"
-        # Rows are keyed by position, and a corpus of another size puts other photos there:
-        # one directory per (seed, size, pool, scale), so caches can share a parent safely.
+        # The corpus is generated from (seed, size): the same photo id may render differently
+        # in a corpus of another size, so one directory per (seed, size, pool, scale) lets
+        # caches share a parent safely. (end_ts also shapes the corpus; runs keep its default.)
         self.disk = Path(disk) / f"seed{seed}-n{corpus.size}{tag}" if disk else None
         self._lru: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._bytes = 0
