@@ -81,12 +81,9 @@ def main() -> None:
         half_n = finished(work / "half")
         full_s, full_cpu = harvest(url, queries, work / "full")
         full_n = finished(work / "full")
-    result = {
-        "photos": full_n,
-        "image_half": _figures(half_n, half_s, half_cpu),
-        "end_to_end": _figures(full_n, full_s, full_cpu),
-    }
-    result["ratio"] = round(result["end_to_end"]["img_s"] / result["image_half"]["img_s"], 3)
+    half, full = _figures(half_n, half_s, half_cpu), _figures(full_n, full_s, full_cpu)
+    ratio = round(full["img_s"] / half["img_s"], 3)
+    result = {"photos": full_n, "image_half": half, "end_to_end": full, "ratio": ratio}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "e2e.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(
