@@ -25,6 +25,7 @@ from pathlib import Path
 from harvester.exceptions import ConfigError
 from harvester.records import PhotoStatus
 from harvester.store import STORE_FILENAME, Store
+from harvester.store_merge import MergeStore
 from harvester.store_schema import ExportRow
 from harvester.writer import cleanup_temp_files, photo_path
 
@@ -46,7 +47,7 @@ def merge_outputs(sources: list[Path], into: Path) -> int:
         raise ConfigError(f"cannot create the merge target {into}: {exc.strerror}") from exc
     cleanup_temp_files(into)  # left by a merge that was killed
     merged = 0
-    with Store.in_dir(into) as dest:
+    with MergeStore.in_dir(into) as dest:
         for src in sources:
             with Store.open(src / STORE_FILENAME, readonly=True) as store:
                 batch: list[ExportRow] = []
@@ -61,7 +62,7 @@ def merge_outputs(sources: list[Path], into: Path) -> int:
     return merged
 
 
-def _merge_batch(dest: Store, src: Path, into: Path, rows: list[ExportRow]) -> int:
+def _merge_batch(dest: MergeStore, src: Path, into: Path, rows: list[ExportRow]) -> int:
     states = dest.photo_states([row.record.id for row in rows])
     merged = 0
     for row in rows:

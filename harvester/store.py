@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import orjson
 
@@ -116,12 +116,12 @@ class Store:
         self._last_flush = clock()
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False, **kwargs: Any) -> Store:
+    def open(cls, path: Path, *, readonly: bool = False, **kwargs: Any) -> Self:
         """Open (creating unless `readonly`) the store file at `path`."""
         return cls(path, read_only=readonly, **kwargs)
 
     @classmethod
-    def in_dir(cls, out_dir: Path, **kwargs: Any) -> Store:
+    def in_dir(cls, out_dir: Path, **kwargs: Any) -> Self:
         """The store of an output directory (`OUT/harvest.sqlite`)."""
         return cls(out_dir / STORE_FILENAME, **kwargs)
 
@@ -381,7 +381,7 @@ class Store:
                 raise
         return len(batch)
 
-    # --- merging shard outputs (`harvest merge`) ----------------------------------------------
+    # --- reading a whole store (`harvest merge`; the writing side is store_merge.MergeStore) ---
 
     def all_windows(self) -> list[DoneWindow]:
         """Every finished window of every keyword."""
@@ -391,80 +391,6 @@ class Store:
                 " finished_at FROM windows ORDER BY keyword, start_s, end_s, license"
             ).fetchall()
         return [done_window(row) for row in rows]
-
-    def import_windows(self, windows: Iterable[DoneWindow]) -> int:
-        """Copy finished windows from another store (already present ones are kept)."""
-        rows = [_window_row(w) for w in windows]
-        with self._write() as db:
-            before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            return int(db.total_changes - before)
-
-    def photo_states(self, ids: Sequence[str]) -> dict[str, tuple[str, str, int]]:
-        """(status, keyword, seq) of those of `ids` this store holds."""
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        with self._read() as db:
-            rows = db.execute(
-                f"SELECT id, status, keyword, seq FROM photos WHERE id IN ({marks})",
-                [int(i) for i in ids],
-            ).fetchall()
-        return {str(row[0]): (row[1], row[2], row[3]) for row in rows}
-
-    def add_keywords(self, photo_id: str, keywords: Iterable[str]) -> None:
-        """Record more keywords that found a photo."""
-        with self._write() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
-                [(int(photo_id), k) for k in keywords],
-            )
-
-    def reserve_seq(self, keyword: str) -> int:
-        """The next sequence number of a keyword, taken (merge places a file before its row)."""
-        with self._write() as db:
-            seq = self._next_seq(db, keyword)
-            db.execute("UPDATE keywords SET next_seq = ? WHERE keyword = ?", (seq + 1, keyword))
-        return seq
-
-    def import_photo(self, row: ExportRow, seq: int, path: str | None) -> None:
-        """Insert (or, if ours is unfinished and `row` is done, replace) a photo from another store.
-
-        `path` is where the caller has already placed the file (for a done photo).
-        """
-        now = self._clock()
-        status = row.status if row.status != PhotoStatus.DONE.value or path else "claimed"
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO photos (id, keyword, status, reason, attempts, path, sha256, width,"
-                " height, size_label, record, seq, claimed_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-                " reason = excluded.reason, path = excluded.path, sha256 = excluded.sha256,"
-                " width = excluded.width, height = excluded.height,"
-                " size_label = excluded.size_label, updated_at = excluded.updated_at,"
-                " leased_by = NULL, leased_at = NULL",
-                (
-                    int(row.record.id),
-                    row.keyword,
-                    status,
-                    row.reason,
-                    row.attempts,
-                    path,
-                    row.sha256 if path else None,
-                    row.width if path else None,
-                    row.height if path else None,
-                    row.size_label if path else None,
-                    record_to_json(row.record),
-                    seq,
-                    now,
-                    now,
-                ),
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
-                [(int(row.record.id), k) for k in row.keywords],
-            )
 
     # --- reporting ---------------------------------------------------------------------------
 
@@ -516,7 +442,7 @@ class Store:
             finally:
                 self._db.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -524,21 +450,6 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.path}, worker={self.worker_id}, buffered={len(self._outcomes)})"
-
-
-def _window_row(w: DoneWindow) -> tuple[Any, ...]:
-    lic = license_key(w.license)
-    return (
-        w.keyword,
-        w.start,
-        w.end,
-        lic,
-        w.found,
-        w.new,
-        w.reported_total,
-        int(w.capped),
-        w.finished_at,
-    )
 
 
 @contextmanager
