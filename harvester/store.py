@@ -42,20 +42,12 @@ from harvester.store_schema import (
     pending_photo,
     record_to_json,
 )
+from harvester.windows import Window
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 STORE_FILENAME = "harvest.sqlite"
-
-
-class _Span(Protocol):
-    @property
-    def start(self) -> int: ...
-    @property
-    def end(self) -> int: ...
-    @property
-    def license(self) -> int | None: ...
 
 
 class WindowOutcome(Protocol):
@@ -64,7 +56,7 @@ class WindowOutcome(Protocol):
     @property
     def keyword(self) -> str: ...
     @property
-    def window(self) -> _Span: ...
+    def window(self) -> Window: ...
     @property
     def photos(self) -> Sequence[PhotoRecord]: ...
     @property
