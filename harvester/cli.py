@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from harvester import __version__
-from harvester.config import FLICKR_REST_URL, RunConfig, ShardSpec, default_concurrency
+from harvester.config import RunConfig, ShardSpec
 from harvester.exceptions import HarvestError
 from harvester.exit_codes import (
     EXIT_BAD_KEY,
@@ -82,56 +82,79 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="emulator realism profile",
     )
     p.add_argument("--emulator-seed", type=int, default=0, help="emulator corpus seed")
-    p.add_argument("--flickr-url", default=FLICKR_REST_URL, help="REST endpoint")
+    p.add_argument("--flickr-url", default=_run_default("flickr_url"), help="REST endpoint")
     p.add_argument("--metadata-only", action="store_true", help="search and record, no images")
     p.add_argument("--retry-failed", action="store_true", help="retry photos that failed")
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
+    p.add_argument(
+        "--workers", type=_positive_int, default=_run_default("workers"), help="worker processes"
+    )
     p.add_argument(
         "--shard",
         type=_shard,
-        default=ShardSpec(),
+        default=_run_default("shard"),
         metavar="K/N",
         help="run only shard K of N of the keywords",
     )
     p.add_argument(
-        "--calls-per-hour", type=_positive_float, default=3600.0, help="API budget per key"
+        "--calls-per-hour",
+        type=_positive_float,
+        default=_run_default("calls_per_hour"),
+        help="API budget per key",
     )
     p.add_argument(
         "--window-target",
         type=_positive_int,
-        default=4000,
+        default=_run_default("window_target"),
         metavar="N",
         help="photos a new window aims for",
     )
     p.add_argument(
         "--date-field",
         choices=("upload", "taken"),
-        default="upload",
+        default=_run_default("date_field"),
         help="date the windows cut on",
     )
     p.add_argument("--send-negatives", action="store_true", help="also send -terms to Flickr")
     p.add_argument(
-        "--size", choices=("large", "large2048", "original"), default="large", help="preferred size"
+        "--size",
+        choices=("large", "large2048", "original"),
+        default=_run_default("size"),
+        help="preferred size",
     )
-    p.add_argument("--max-side", type=_positive_int, default=1024, help="downscale to (px)")
-    p.add_argument("--min-side", type=int, default=500, help="skip images smaller (px)")
+    p.add_argument(
+        "--max-side", type=_positive_int, default=_run_default("max_side"), help="downscale to (px)"
+    )
+    p.add_argument(
+        "--min-side", type=int, default=_run_default("min_side"), help="skip images smaller (px)"
+    )
     p.add_argument("--allow-smaller", action="store_true", help="fall back to smaller sizes")
     p.add_argument("--no-frame-strip", action="store_true", help="keep uniform borders")
     p.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=default_concurrency(),
+        default=_run_default("concurrency"),
         help="downloads in flight",
     )
     p.add_argument(
-        "--threads", type=_positive_int, default=max(1, os.cpu_count() or 2), help="image threads"
+        "--threads", type=_positive_int, default=_run_default("threads"), help="image threads"
     )
     p.add_argument(
-        "--image-rate", type=_positive_float, default=200.0, help="image requests per second"
+        "--image-rate",
+        type=_positive_float,
+        default=_run_default("image_rate_per_s"),
+        help="image requests per second",
     )
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, less durable)")
     p.add_argument("--plain", action="store_true", help="log lines instead of live progress")
     p.set_defaults(handler=_cmd_run)
+
+
+def _run_default(name: str) -> Any:
+    """RunConfig's default for a field: the command line keeps no defaults of its own."""
+    spec = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
 
 
 _PROFILES = ("ideal", "realistic", "hostile")

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FLICKR_REST_URL = "https://api.flickr.com/services/rest/"
+#: Image requests per second: generous for loopback and CDN alike; 429s are handled anyway.
+IMAGE_RATE_PER_S = 200.0
+#: Largest image body downloaded or processed: Flickr originals top out near 50 MB (6k JPEG/PNG).
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 def default_concurrency(cores: int | None = None) -> int:
@@ -53,8 +57,8 @@ class RunConfig:
     strip_frames: bool = True
     concurrency: int = field(default_factory=default_concurrency)
     threads: int = field(default_factory=default_threads)
-    image_rate_per_s: float = 200.0
-    max_image_bytes: int = 64 * 1024 * 1024
+    image_rate_per_s: float = IMAGE_RATE_PER_S
+    max_image_bytes: int = MAX_IMAGE_BYTES
     fsync: bool = True
     workers: int = 1
     shard: ShardSpec = ShardSpec()

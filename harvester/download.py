@@ -21,7 +21,7 @@ from typing import Protocol
 import aiohttp
 from aiolimiter import AsyncLimiter
 
-from harvester.config import default_concurrency
+from harvester.config import IMAGE_RATE_PER_S, MAX_IMAGE_BYTES, default_concurrency
 from harvester.exceptions import DownloadError
 from harvester.retry import RetryPolicy, retry_async
 from harvester.sizes import NoSize, SizeChoice, SizePolicy, choose_size
@@ -64,8 +64,8 @@ class FetchPolicy:
     """Limits of the downloader; every default in one place."""
 
     concurrency: int = field(default_factory=default_concurrency)
-    rate_per_s: float = 200.0  # generous: loopback and CDN alike; 429s are handled anyway
-    max_bytes: int = 64 * 1024 * 1024  # Flickr originals top out near 50 MB (6k JPEG/PNG)
+    rate_per_s: float = IMAGE_RATE_PER_S
+    max_bytes: int = MAX_IMAGE_BYTES
     timeout_s: float = 120.0  # whole request, body included
     read_timeout_s: float = 30.0  # silence between chunks
     retry: RetryPolicy = DEFAULT_RETRY

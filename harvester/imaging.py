@@ -27,6 +27,7 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from harvester import jpegmeta
+from harvester.config import MAX_IMAGE_BYTES
 from harvester.decoding import (
     RGB,
     Decoded,
@@ -66,7 +67,7 @@ class ImagePolicy:
     strip_frames: bool = True
     frame_method: FrameMethod = "harvest"
     max_pixels: int = 120_000_000  # decompression-bomb limit, checked on the header
-    max_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = MAX_IMAGE_BYTES
     frame_params: FrameParams = field(default_factory=FrameParams)
     # A DCT-scaled decode keeps each 8x8 block's low frequencies only: a blocky low-pass. Left
     # this much larger than the output, the resampling filter smooths the blocks away (1.25
