@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -40,7 +39,7 @@ def harvest(url: str, queries: Path, out: Path, *extra: str) -> tuple[float, flo
     cmd = [sys.executable, "-m", "harvester.cli", "run", str(queries), "--out", str(out)]
     cmd += ["--flickr-url", url, "--calls-per-hour", "10000000", "--image-rate", "100000"]
     cmd += ["--plain", *extra]  # no limiter in the way: the pipeline itself is measured
-    started, before = time.monotonic(), _children_cpu_s()
+    started, before = time.monotonic(), common.children_cpu_s()
     subprocess.run(
         cmd,
         env={**os.environ, "FLICKR_API_KEY": KEY},
@@ -48,12 +47,7 @@ def harvest(url: str, queries: Path, out: Path, *extra: str) -> tuple[float, flo
         check=True,
         stderr=subprocess.DEVNULL,
     )
-    return time.monotonic() - started, _children_cpu_s() - before
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return time.monotonic() - started, common.children_cpu_s() - before
 
 
 def finished(out: Path) -> int:

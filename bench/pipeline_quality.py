@@ -29,7 +29,7 @@ import simplejpeg
 from PIL import Image, ImageOps
 
 from bench.pipeline_corpus import Photo
-from harvester.imaging import ImagePolicy, ProcessedImage, process_image
+from harvester.imaging import ImagePolicy, ProcessedImage, output_size, process_image
 from harvester.provenance import Provenance
 
 Pixels = npt.NDArray[np.float64]
@@ -174,7 +174,7 @@ def floor_ms(data: bytes, max_side: int) -> tuple[float, float, float]:
     cheapest decode covering the output plus one encode of the real output pixels."""
     if data[:2] == b"\xff\xd8":
         height, width = simplejpeg.decode_jpeg_header(data)[:2]
-        out = _output_size(width, height, max_side)
+        out = output_size(width, height, max_side)
         scales = [n / 8 for n in range(1, 9) if math.ceil(width * n / 8) >= out[0]]
         scales = [s for s in scales if math.ceil(height * s) >= out[1]]
         decode = min(  # 5/8-7/8 have no SIMD code: any covering scale may be the cheapest
@@ -186,16 +186,11 @@ def floor_ms(data: bytes, max_side: int) -> tuple[float, float, float]:
         decode = _cpu_ms(functools.partial(_pil_load, data))
         with Image.open(io.BytesIO(data)) as img:
             image = img.convert("RGB")
-        out = _output_size(image.width, image.height, max_side)
+        out = output_size(image.width, image.height, max_side)
         huffman = decode
     pixels = np.asarray(image.resize(out, Image.Resampling.BICUBIC), dtype=np.uint8)
     encode = _cpu_ms(functools.partial(_encode, pixels), repeat=2)
     return decode + encode, huffman + encode, len(data) / 1e6
-
-
-def _output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    shrink = min(1.0, max_side / max(width, height))
-    return max(1, round(width * shrink)), max(1, round(height * shrink))
 
 
 def _scaled(data: bytes, width: int, height: int, scale: float) -> npt.NDArray[np.uint8]:

@@ -296,7 +296,7 @@ def _reencoded(
         if (small := _too_small(box.width, box.height, policy, " after frame")) is not None:
             return small
     content = box or CropBox(0, 0, src.width, src.height)
-    size = _target(content.width, content.height, policy.max_side)
+    size = output_size(content.width, content.height, policy.max_side)
     if (work.width < size[0] or work.height < size[1]) and image.width < src.width:
         # The frame took more than the decode's headroom: decode again, larger (rare).
         decoded = _decode_for(
@@ -319,7 +319,7 @@ def _reencoded(
     return _result(parts, facts, box, meta.record_json)
 
 
-def _target(width: int, height: int, max_side: int) -> tuple[int, int]:
+def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Output (width, height): the content's source size, shrunk so the long side fits."""
     scale = min(1.0, max_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
