@@ -43,15 +43,15 @@ from bench.pipeline_img2dataset import measure_img2dataset
 from bench.pipeline_quality import compare_quality, imaging_costs
 from bench.pipeline_report import report_markdown, report_table
 from harvester.config import RunConfig
-from harvester.download import Fetcher, FetchPolicy
-from harvester.pipeline import Engine
-from harvester.planner import plan_range
+from harvester.engine import Engine
+from harvester.images.download import Fetcher, FetchPolicy
 from harvester.progress import RunStats
-from harvester.queries import KeywordQuery, QueryFile
 from harvester.records import PhotoRecord, SearchPage, SearchQuery
 from harvester.runner import STORE_NAME, run_loop
-from harvester.store import Store
-from harvester.windows import PlannerConfig
+from harvester.search.planner import plan_range
+from harvester.search.queries import KeywordQuery, QueryFile
+from harvester.search.windows import PlannerConfig
+from harvester.store.sqlite import Store
 
 log = logging.getLogger("bench.pipeline")
 

@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harvester.flickr_parse import decode_response, parse_search_page, search_params
+from harvester.flickr.parse import decode_response, parse_search_page, search_params
+from harvester.images.sizes import SizeChoice, SizePolicy, choose_size
 from harvester.records import PhotoRecord, SearchQuery
-from harvester.sizes import SizeChoice, SizePolicy, choose_size
 
 API_KEY = "0123456789abcdef0123456789abcdef"  # the emulator's DEFAULT_API_KEY
 CORPUS_END_TS = 1_790_000_000  # EmulatorConfig.end_ts

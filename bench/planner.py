@@ -10,14 +10,14 @@ size is picked from the corpus vocabulary and its exact match set is read from t
 ground truth (`/_emulator/truth`, the same filters as flickr.photos.search without quirks).
 Each size is searched, over the same date range `[2004-01-01, now)`, by:
 
-- **harvest**: `harvester.search.search_keyword` with the default `PlannerConfig` (the
+- **harvest**: `harvester.search.loop.search_keyword` with the default `PlannerConfig` (the
   keyset window planner: 500 per page, windows filled to the 4,000 cap, ascending date sort);
 - **hays**: the Berg/Hays IM2GPS window search (bench/planner_hays.py: 250 per page, 250
   results per window, 6 probes per window, at most 16 pages, interestingness order), crash
   fixes only;
 - **lower bound**: `ceil(N / 500)` calls, one full page of 500 per call, recall 100 %.
 
-Both searches drive the same `harvester.flickr.FlickrClient` (retries included), each against
+Both searches drive the same `harvester.flickr.client.FlickrClient` (retries included), each against
 a fresh emulator on the same corpus, so fault sequences are deterministic and counters start
 at zero. Calls are the emulator's count of REST requests received (authoritative: every
 attempt, retried faults included); "pages" are the calls that returned a page. Recall is the
@@ -57,12 +57,12 @@ from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from harvester.emulator.config import Profile
 from harvester.emulator.control import vocabulary
 from harvester.emulator.corpus import Corpus, cached_corpus
-from harvester.flickr import FlickrClient
-from harvester.planner import DEFAULT_SINCE, PlannerConfig, plan_range
-from harvester.queries import parse_queries
-from harvester.ratelimit import HOUR_S, LocalBudget
+from harvester.flickr.budget import HOUR_S, LocalBudget
+from harvester.flickr.client import FlickrClient
 from harvester.retry import RetryPolicy
-from harvester.search import WindowResult, search_keyword
+from harvester.search.loop import WindowResult, search_keyword
+from harvester.search.planner import DEFAULT_SINCE, PlannerConfig, plan_range
+from harvester.search.queries import parse_queries
 
 SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 CORPUS_PHOTOS = 1_100_000
@@ -508,7 +508,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Target], list[Run]]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table, write the results."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("harvester.search", "harvester.planner", "harvester.retry"):
+    for noisy in ("harvester.search.loop", "harvester.search.planner", "harvester.retry"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parse_args(argv)
     t0 = time.perf_counter()

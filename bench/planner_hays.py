@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harvester.records import SearchPage, SearchQuery
-from harvester.search import SearchBackend
+from harvester.search.loop import SearchBackend
 
 UNKNOWN_TOTAL_TRIES = 5
 

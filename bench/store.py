@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harvester.records import PhotoRecord, SizeVariant
-from harvester.store import Store
+from harvester.store.sqlite import Store
 
 WINDOW = 400
 KEYWORDS = 20

@@ -6,7 +6,7 @@ import errno
 import sqlite3
 
 from harvester.exceptions import ConfigError, InvalidApiKeyError, StoreError
-from harvester.writer import DiskFullError
+from harvester.images.writer import DiskFullError
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # an error that is not one of the below (API down past every retry, a bug)

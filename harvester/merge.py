@@ -23,11 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from harvester.exceptions import ConfigError
+from harvester.images.writer import cleanup_temp_files, photo_path
 from harvester.records import PhotoStatus
-from harvester.store import STORE_FILENAME, Store
-from harvester.store_merge import MergeStore
-from harvester.store_schema import ExportRow
-from harvester.writer import cleanup_temp_files, photo_path
+from harvester.store.merge import MergeStore
+from harvester.store.schema import ExportRow
+from harvester.store.sqlite import STORE_FILENAME, Store
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,17 @@ from typing import IO
 import aiohttp
 
 from harvester.config import RunConfig, ShardSpec
-from harvester.download import Fetcher, FetchPolicy
+from harvester.engine import Engine
 from harvester.exceptions import ConfigError, HarvestError
 from harvester.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
-from harvester.flickr import FlickrClient, load_api_key
-from harvester.pipeline import Engine
+from harvester.flickr.budget import SharedBudget, budget_name
+from harvester.flickr.client import FlickrClient, load_api_key
+from harvester.images.download import Fetcher, FetchPolicy
+from harvester.images.writer import cleanup_temp_files
 from harvester.progress import ProgressDisplay, RunStats
-from harvester.queries import KeywordQuery, QueryFile, load_queries
-from harvester.ratelimit import SharedBudget, budget_name
 from harvester.records import DateField
-from harvester.store import Store
-from harvester.writer import cleanup_temp_files
+from harvester.search.queries import KeywordQuery, QueryFile, load_queries
+from harvester.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from harvester.frames import CropBox
+from harvester.images.frames import CropBox
 
 CASSETTE = Path("/work/shared/fixtures/flickr/cassettes/test_download_photo.yml")
 Pixels = npt.NDArray[np.uint8]

@@ -33,10 +33,12 @@ import orjson
 import pytest
 from PIL import Image
 
-from harvester import cli, store_schema, writer
-from harvester import store as store_module
+from harvester import cli
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from harvester.exit_codes import EXIT_BAD_KEY, EXIT_DISK_FULL, EXIT_OK, EXIT_USAGE
+from harvester.images import writer
+from harvester.store import schema as store_schema
+from harvester.store import sqlite as store_module
 
 T = TypeVar("T")
 

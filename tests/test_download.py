@@ -13,10 +13,10 @@ from aiohttp import web
 from PIL import Image
 
 from harvester.config import default_concurrency
-from harvester.download import Fetcher, FetchPolicy, sniff_image_type
 from harvester.exceptions import DownloadError
+from harvester.images.download import Fetcher, FetchPolicy, sniff_image_type
+from harvester.images.sizes import SizeChoice
 from harvester.retry import RetryPolicy
-from harvester.sizes import SizeChoice
 
 NO_WAIT = RetryPolicy(attempts=4, base_s=0.0, jitter=False)
 

@@ -13,7 +13,7 @@ import pytest
 from harvester.exceptions import ConfigError
 from harvester.export import COLUMNS, export
 from harvester.records import PhotoRecord, SizeVariant
-from harvester.store import Store
+from harvester.store.sqlite import Store
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from harvester.exceptions import FlickrError, InvalidApiKeyError, TransientApiError
-from harvester.flickr_parse import (
+from harvester.flickr.parse import (
     EXTRAS,
     as_float,
     as_int,

@@ -13,9 +13,9 @@ import pytest
 from imagesets import base_photos, flickr_jpeg, jpeg
 from PIL import Image, ImageOps
 
-from harvester import jpegmeta
-from harvester.decoding import orient
 from harvester.exceptions import ImageError
+from harvester.images import jpegmeta
+from harvester.images.decoding import orient
 
 FIELDS = jpegmeta.ExifFields(
     artist="Zoë (123@N01)",

@@ -24,9 +24,9 @@ import pytest
 
 from harvester import merge
 from harvester.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from harvester.images.writer import FILES_PER_DIR, photo_path
 from harvester.records import PhotoRecord, SizeVariant
-from harvester.store import Store
-from harvester.writer import FILES_PER_DIR, photo_path
+from harvester.store.sqlite import Store
 from tests.test_cli import (
     STORE,
     Snapshot,

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harvester.planner import (
+from harvester.records import DateField, PhotoRecord, SearchPage
+from harvester.search.planner import (
     DEFAULT_SINCE,
     DEFAULT_TAKEN_SINCE,
     DoneWindow,
@@ -23,7 +24,6 @@ from harvester.planner import (
     WindowDone,
     plan_range,
 )
-from harvester.records import DateField, PhotoRecord, SearchPage
 
 DAY = 86_400
 YEAR = 365 * DAY

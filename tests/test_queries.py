@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harvester.exceptions import QueriesFileError
-from harvester.queries import KeywordQuery, load_queries, matches_negative, parse_queries
 from harvester.records import DateField, PhotoRecord
+from harvester.search.queries import KeywordQuery, load_queries, matches_negative, parse_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,12 @@ import aiohttp
 import pytest
 
 from harvester.emulator import RunningEmulator
-from harvester.flickr import FlickrClient
-from harvester.planner import (
+from harvester.flickr.budget import LocalBudget
+from harvester.flickr.client import FlickrClient
+from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
+from harvester.retry import RetryPolicy
+from harvester.search.loop import WindowResult, build_query, search_keyword
+from harvester.search.planner import (
     DEFAULT_SINCE,
     DoneWindow,
     PageRequest,
@@ -22,11 +26,7 @@ from harvester.planner import (
     Window,
     plan_range,
 )
-from harvester.queries import KeywordQuery
-from harvester.ratelimit import LocalBudget
-from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
-from harvester.retry import RetryPolicy
-from harvester.search import WindowResult, build_query, search_keyword
+from harvester.search.queries import KeywordQuery
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]  # the conftest fixture's type
 YEAR = 365 * 86_400

@@ -6,8 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from harvester.records import PhotoRecord, SizeVariant
-from harvester.sizes import (
+from harvester.images.sizes import (
     NoSize,
     SizeChoice,
     SizePolicy,
@@ -16,6 +15,7 @@ from harvester.sizes import (
     known_long_side,
     original_variant,
 )
+from harvester.records import PhotoRecord, SizeVariant
 
 HOST = "http://127.0.0.1:8410"
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harvester import writer
 from harvester.exceptions import StoreError, UnsafeRecordError
-from harvester.records import PhotoRecord
-from harvester.writer import (
+from harvester.images import writer
+from harvester.images.writer import (
     DiskFullError,
     WritePolicy,
     cleanup_temp_files,
@@ -21,6 +20,7 @@ from harvester.writer import (
     shard_dir,
     write_photo,
 )
+from harvester.records import PhotoRecord
 
 RECORD = PhotoRecord(id="315157387", owner="23812473@N00", secret="c36ba74681", server="100")
 FAST = WritePolicy(fsync=False)

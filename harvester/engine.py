@@ -24,17 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harvester.config import RunConfig
-from harvester.download import DownloadPolicy, Fetcher, NoSize, choose_size
 from harvester.exceptions import DownloadError, HarvestError, StoreError, UnsafeRecordError
-from harvester.imaging import ImagePolicy, ProcessedImage, Rejected, process_image
-from harvester.planner import PlannerConfig
+from harvester.images.download import DownloadPolicy, Fetcher, NoSize, choose_size
+from harvester.images.process import ImagePolicy, ProcessedImage, Rejected, process_image
+from harvester.images.provenance import Provenance
+from harvester.images.writer import WritePolicy, photo_path, write_atomic
 from harvester.progress import RunStats
-from harvester.provenance import Provenance
-from harvester.queries import KeywordQuery, QueryFile
 from harvester.records import PhotoStatus
-from harvester.search import SearchBackend, WindowResult, search_keyword
-from harvester.store import PendingPhoto, Store
-from harvester.writer import WritePolicy, photo_path, write_atomic
+from harvester.search.loop import SearchBackend, WindowResult, search_keyword
+from harvester.search.planner import PlannerConfig
+from harvester.search.queries import KeywordQuery, QueryFile
+from harvester.store.sqlite import PendingPhoto, Store
 
 log = logging.getLogger(__name__)
 

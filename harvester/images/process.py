@@ -26,9 +26,10 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-from harvester import jpegmeta
 from harvester.config import MAX_IMAGE_BYTES
-from harvester.decoding import (
+from harvester.exceptions import ImageError
+from harvester.images import jpegmeta
+from harvester.images.decoding import (
     RGB,
     Decoded,
     Source,
@@ -40,8 +41,7 @@ from harvester.decoding import (
     orient,
     upright,
 )
-from harvester.exceptions import ImageError
-from harvester.frames import (
+from harvester.images.frames import (
     Borders,
     CropBox,
     FrameParams,
@@ -49,7 +49,7 @@ from harvester.frames import (
     hays_borders,
     refine_borders,
 )
-from harvester.provenance import ImageFacts, Provenance, build_metadata
+from harvester.images.provenance import ImageFacts, Provenance, build_metadata
 from harvester.records import PhotoStatus
 
 log = logging.getLogger(__name__)

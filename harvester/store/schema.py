@@ -1,4 +1,4 @@
-"""The SQLite store's schema, connection settings and record codec (used by harvester.store).
+"""The SQLite store's schema, connection settings and record codec (used by harvester.store.sqlite).
 
 Photo ids are INTEGER PRIMARY KEYs (the table's rowid), so the biggest table needs no second
 index for its key. The full PhotoRecord is kept as JSON text, so `json_extract` works on it

@@ -72,7 +72,7 @@ class DoneWindow:
 
 
 class Checkpoint(Protocol):
-    """A finished window as any store keeps it (`harvester.store.DoneWindow` is one)."""
+    """A finished window as any store keeps it (`harvester.store.schema.DoneWindow` is one)."""
 
     @property
     def start(self) -> int: ...

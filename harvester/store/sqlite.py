@@ -25,7 +25,8 @@ import orjson
 
 from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, PhotoStatus
-from harvester.store_schema import (
+from harvester.search.windows import Window
+from harvester.store.schema import (
     PENDING_COLUMNS,
     ClaimResult,
     DoneWindow,
@@ -42,7 +43,6 @@ from harvester.store_schema import (
     pending_photo,
     record_to_json,
 )
-from harvester.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Store:
         return ClaimResult(new=tuple(new), duplicates=len(photos) - len(new))
 
     def commit_result(self, result: WindowOutcome) -> ClaimResult:
-        """`commit_window` for a search loop result (harvester.search.WindowResult)."""
+        """`commit_window` for a search loop result (harvester.search.loop.WindowResult)."""
         w = result.window
         return self.commit_window(
             result.keyword,

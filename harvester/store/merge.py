@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harvester.records import PhotoStatus
-from harvester.store import Store
-from harvester.store_schema import DoneWindow, ExportRow, license_key, record_to_json
+from harvester.store.schema import DoneWindow, ExportRow, license_key, record_to_json
+from harvester.store.sqlite import Store
 
 
 class MergeStore(Store):

@@ -18,10 +18,10 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from harvester.planner import KeywordPlan, plan_range
-from harvester.queries import KeywordQuery, matches_negative
 from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
-from harvester.windows import (
+from harvester.search.planner import KeywordPlan, plan_range
+from harvester.search.queries import KeywordQuery, matches_negative
+from harvester.search.windows import (
     Checkpoint,
     PageObservation,
     PageRequest,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from harvester.licenses import ALL_IDS
 from harvester.records import DateField
-from harvester.windows import (
+from harvester.search.windows import (
     Checkpoint,
     Coverage,
     Decision,

@@ -23,8 +23,8 @@ from aiolimiter import AsyncLimiter
 
 from harvester.config import IMAGE_RATE_PER_S, MAX_IMAGE_BYTES, default_concurrency
 from harvester.exceptions import DownloadError
+from harvester.images.sizes import NoSize, SizeChoice, SizePolicy, choose_size
 from harvester.retry import RetryPolicy, retry_async
-from harvester.sizes import NoSize, SizeChoice, SizePolicy, choose_size
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import numpy.typing as npt
 import simplejpeg
 from PIL import Image, ImageOps
 
-from harvester import jpegmeta
 from harvester.exceptions import ImageError
+from harvester.images import jpegmeta
 
 RGB = npt.NDArray[np.uint8]
 _PIL_FORMATS = ("JPEG", "PNG", "GIF")

@@ -23,7 +23,8 @@ import aiohttp
 
 from harvester.config import FLICKR_REST_URL
 from harvester.exceptions import ConfigError, HarvestError, TransientApiError
-from harvester.flickr_parse import (
+from harvester.flickr.budget import CallBudget
+from harvester.flickr.parse import (
     JsonObject,
     as_int,
     as_str,
@@ -32,7 +33,6 @@ from harvester.flickr_parse import (
     search_params,
 )
 from harvester.licenses import License
-from harvester.ratelimit import CallBudget
 from harvester.records import SearchPage, SearchQuery, SizeVariant
 from harvester.retry import RetryPolicy, retry_async
 

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from harvester.exceptions import ImageError
-from harvester.jpegmeta import ExifFields, com_segment, exif_segment, user_comment_ascii
+from harvester.images.jpegmeta import ExifFields, com_segment, exif_segment, user_comment_ascii
 from harvester.licenses import license_for
 from harvester.records import PhotoRecord
 

@@ -1,0 +1,1 @@
+"""Flickr: the REST client, response parsing and the shared API-call budget."""

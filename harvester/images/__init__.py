@@ -1,0 +1,1 @@
+"""Images: size choice, download, decoding, frames, processing, metadata and the writer."""

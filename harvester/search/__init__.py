@@ -1,0 +1,1 @@
+"""Search: the queries file, date windows, the window planner and the search loop."""

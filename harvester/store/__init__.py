@@ -1,0 +1,1 @@
+"""Store: the SQLite store of photos, claims, windows and runs, and the merge destination."""
