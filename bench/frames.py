@@ -13,8 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harvester.config import FrameMethod, ImagePolicy
 from harvester.images.frames import CropBox
-from harvester.images.process import FrameMethod, ImagePolicy, ProcessedImage, process_image
+from harvester.images.process import ProcessedImage, process_image
 from harvester.images.provenance import Provenance
 from harvester.records import PhotoRecord
 from tests.imagesets import evaluate, labelled_set

@@ -42,15 +42,14 @@ from bench.pipeline_corpus import Photo, corpus_size, fetch_bytes, save_photos, 
 from bench.pipeline_img2dataset import measure_img2dataset
 from bench.pipeline_quality import compare_quality, imaging_costs
 from bench.pipeline_report import report_markdown, report_table
-from harvester.config import RunConfig
+from harvester.config import FetchPolicy, PlannerConfig, RunConfig, WritePolicy
 from harvester.engine import Engine
-from harvester.images.download import Fetcher, FetchPolicy
+from harvester.images.download import Fetcher
 from harvester.progress import RunStats
 from harvester.records import PhotoRecord, SearchPage, SearchQuery
 from harvester.runner import STORE_NAME, run_loop
 from harvester.search.planner import plan_range
 from harvester.search.queries import KeywordQuery, QueryFile
-from harvester.search.windows import PlannerConfig
 from harvester.store.sqlite import Store
 
 log = logging.getLogger("bench.pipeline")
@@ -97,9 +96,9 @@ def harvest_config(out: Path, concurrency: int, threads: int, *, fsync: bool) ->
     return RunConfig(
         queries_path=out / "queries.txt",
         out_dir=out,
-        concurrency=concurrency,
+        fetch=FetchPolicy(concurrency=concurrency),
+        write=WritePolicy(fsync=fsync),
         threads=threads,
-        fsync=fsync,
     )
 
 
@@ -109,12 +108,12 @@ async def run_engine(cfg: RunConfig) -> dict[str, Any]:
     queries = bench_queries()
     backend = EmptySearch()
     store = Store.open(cfg.out_dir / STORE_NAME)
-    stats = RunStats(budget_per_hour=cfg.calls_per_hour)
-    connector = aiohttp.TCPConnector(limit=cfg.concurrency + 8, ttl_dns_cache=300)
+    stats = RunStats(budget_per_hour=cfg.api.calls_per_hour)
+    connector = aiohttp.TCPConnector(limit=cfg.fetch.concurrency + 8, ttl_dns_cache=300)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            fetcher = Fetcher(session, FetchPolicy.from_config(cfg))
-            engine = Engine(cfg, queries, queries.keywords, store, backend, fetcher, stats)
+            fetcher = Fetcher(session, cfg.fetch)
+            engine = Engine(cfg, queries.keywords, store, backend, fetcher, stats)
             task = asyncio.create_task(engine.run(), name="engine")
             while not task.done():  # the runner's display loop, without a display
                 await asyncio.wait([task], timeout=0.5)

@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from harvester.config import SizePolicy
 from harvester.flickr.parse import decode_response, parse_search_page, search_params
-from harvester.images.sizes import SizeChoice, SizePolicy, choose_size
+from harvester.images.sizes import SizeChoice, choose_size
 from harvester.records import PhotoRecord, SearchQuery
 
 API_KEY = "0123456789abcdef0123456789abcdef"  # the emulator's DEFAULT_API_KEY

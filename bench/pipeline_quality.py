@@ -29,7 +29,8 @@ import simplejpeg
 from PIL import Image, ImageOps
 
 from bench.pipeline_corpus import Photo
-from harvester.images.process import ImagePolicy, ProcessedImage, output_size, process_image
+from harvester.config import ImagePolicy
+from harvester.images.process import ProcessedImage, output_size, process_image
 from harvester.images.provenance import Provenance
 
 Pixels = npt.NDArray[np.float64]

@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
 from bench.planner_hays import HaysConfig, HaysResult, hays_search
+from harvester.config import PlannerConfig
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from harvester.emulator.config import Profile
 from harvester.emulator.control import vocabulary
@@ -61,7 +62,7 @@ from harvester.flickr.budget import HOUR_S, LocalBudget
 from harvester.flickr.client import FlickrClient
 from harvester.retry import RetryPolicy
 from harvester.search.loop import WindowResult, search_keyword
-from harvester.search.planner import DEFAULT_SINCE, PlannerConfig, plan_range
+from harvester.search.planner import DEFAULT_SINCE, plan_range
 from harvester.search.queries import parse_queries
 
 SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}

@@ -1,18 +1,25 @@
-"""The `harvest` command line: parse, configure, set up logging, run, map outcomes to exit codes."""
+"""The `harvest` command line: parse, build the config, set up logging, run, map to exit codes.
+
+Every `harvest run` option is one row of `RUN_OPTIONS`: its flag and the config field(s) it
+sets. The parser is built from the rows and the config from the options given, so the command
+line keeps no defaults of its own (a field's default is RunConfig's) and every print is here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import IO, Any, NoReturn, cast
 
 from harvester import __version__
-from harvester.config import RunConfig, ShardSpec
-from harvester.exceptions import HarvestError
+from harvester.config import BundledEmulator, RunConfig, ShardSpec, SizePreference
+from harvester.exceptions import ConfigError, HarvestError
 from harvester.exit_codes import (
     EXIT_BAD_KEY,
     EXIT_DISK_FULL,
@@ -21,8 +28,18 @@ from harvester.exit_codes import (
     EXIT_USAGE,
     exit_code_for,
 )
+from harvester.records import DateField
 
 log = logging.getLogger("harvester")
+
+DESCRIPTION = """\
+Turn Flickr into research image datasets. `harvest run` finds every photo matching the
+keywords of a queries file, downloads each once, strips frames, resizes, writes the licence
+and provenance into each file, and lays them out in directories of at most 1,000 files. A run
+resumes exactly where it stopped, even after kill -9: run the same command again.
+"""
+
+EPILOG = "Run `harvest COMMAND --help` for a command's options; README.md has the details."
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,14 +60,22 @@ def _shard(text: str) -> ShardSpec:
     return ShardSpec(index=k - 1, count=n)
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole(text, 1)
+
+
+def _count(text: str) -> int:
+    return _whole(text, 0)
 
 
 def _positive_float(text: str) -> float:
@@ -63,110 +88,190 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="harvest the photos matching a queries file")
-    p.add_argument("queries", type=Path, help="queries file (Berg/Hays format, see README)")
-    p.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
-    p.add_argument("--emulator", action="store_true", help="start the bundled Flickr emulator")
-    p.add_argument(
-        "--emulator-photos",
+def _profiles() -> tuple[str, ...]:
+    from harvester.emulator.config import PROFILES  # the emulator's own list, not a copy
+
+    return tuple(PROFILES)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunOption:
+    """One `harvest run` option and the config field(s) it sets ("section.field" or "field").
+
+    `kind` is "value" (takes an argument), "on" (a switch setting True) or "off" (a `--no-…`
+    switch setting False).
+    """
+
+    flag: str
+    to: tuple[str, ...]
+    help: str
+    kind: str = "value"
+    type: Callable[[str], Any] | None = None
+    choices: Callable[[], tuple[str, ...]] | None = None
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute name."""
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+RUN_OPTIONS: tuple[RunOption, ...] = (
+    RunOption(flag="--emulator", to=("emulator",), kind="on", help="start the bundled emulator"),
+    RunOption(
+        flag="--emulator-photos",
+        to=("emulator.photos",),
         type=_positive_int,
-        default=10_000,
         metavar="N",
         help="photos in the bundled emulator's corpus",
-    )
-    p.add_argument(
-        "--emulator-profile",
-        default="realistic",
-        choices=_PROFILES,
+    ),
+    RunOption(
+        flag="--emulator-profile",
+        to=("emulator.profile",),
+        choices=_profiles,
         help="emulator realism profile",
-    )
-    p.add_argument("--emulator-seed", type=int, default=0, help="emulator corpus seed")
-    p.add_argument("--flickr-url", default=_run_default("flickr_url"), help="REST endpoint")
-    p.add_argument("--metadata-only", action="store_true", help="search and record, no images")
-    p.add_argument("--retry-failed", action="store_true", help="retry photos that failed")
-    p.add_argument(
-        "--workers", type=_positive_int, default=_run_default("workers"), help="worker processes"
-    )
-    p.add_argument(
-        "--shard",
+    ),
+    RunOption(flag="--emulator-seed", to=("emulator.seed",), type=int, help="emulator seed"),
+    RunOption(flag="--flickr-url", to=("api.rest_url",), metavar="URL", help="REST endpoint"),
+    RunOption(
+        flag="--calls-per-hour",
+        to=("api.calls_per_hour",),
+        type=_positive_float,
+        metavar="N",
+        help="API budget of the key, shared by every worker",
+    ),
+    RunOption(
+        flag="--metadata-only", to=("metadata_only",), kind="on", help="search and record only"
+    ),
+    RunOption(
+        flag="--retry-failed", to=("retry_failed",), kind="on", help="retry photos that failed"
+    ),
+    RunOption(flag="--workers", to=("workers",), type=_positive_int, metavar="N", help="processes"),
+    RunOption(
+        flag="--shard",
+        to=("shard",),
         type=_shard,
-        default=_run_default("shard"),
         metavar="K/N",
         help="run only shard K of N of the keywords",
-    )
-    p.add_argument(
-        "--calls-per-hour",
-        type=_positive_float,
-        default=_run_default("calls_per_hour"),
-        help="API budget per key",
-    )
-    p.add_argument(
-        "--window-target",
+    ),
+    RunOption(
+        flag="--window-target",
+        to=("planner.window_target",),
         type=_positive_int,
-        default=_run_default("window_target"),
         metavar="N",
-        help="photos a new window aims for",
-    )
-    p.add_argument(
-        "--date-field",
-        choices=("upload", "taken"),
-        default=_run_default("date_field"),
-        help="date the windows cut on",
-    )
-    p.add_argument("--send-negatives", action="store_true", help="also send -terms to Flickr")
-    p.add_argument(
-        "--size",
-        choices=("large", "large2048", "original"),
-        default=_run_default("size"),
-        help="preferred size",
-    )
-    p.add_argument(
-        "--max-side", type=_positive_int, default=_run_default("max_side"), help="downscale to (px)"
-    )
-    p.add_argument(
-        "--min-side", type=int, default=_run_default("min_side"), help="skip images smaller (px)"
-    )
-    p.add_argument("--allow-smaller", action="store_true", help="fall back to smaller sizes")
-    p.add_argument("--no-frame-strip", action="store_true", help="keep uniform borders")
-    p.add_argument(
-        "--concurrency",
+        help="photos a new date window aims for",
+    ),
+    RunOption(
+        flag="--date-field",
+        to=("search.date_field",),
+        type=DateField,
+        choices=lambda: tuple(DateField),
+        help="date the windows are cut on",
+    ),
+    RunOption(
+        flag="--send-negatives",
+        to=("search.send_negatives",),
+        kind="on",
+        help="also send -terms to Flickr",
+    ),
+    RunOption(
+        flag="--size",
+        to=("sizes.prefer",),
+        type=SizePreference,
+        choices=lambda: tuple(SizePreference),
+        help="size to download first",
+    ),
+    RunOption(
+        flag="--max-side",
+        to=("sizes.max_side", "images.max_side"),
         type=_positive_int,
-        default=_run_default("concurrency"),
+        metavar="PX",
+        help="downscale to this long side",
+    ),
+    RunOption(
+        flag="--min-side",
+        to=("sizes.min_side", "images.min_side"),
+        type=_count,
+        metavar="PX",
+        help="skip images whose long side is smaller",
+    ),
+    RunOption(
+        flag="--allow-smaller",
+        to=("sizes.allow_smaller",),
+        kind="on",
+        help="fall back to sizes below --max-side",
+    ),
+    RunOption(
+        flag="--no-frame-strip", to=("images.strip_frames",), kind="off", help="keep borders"
+    ),
+    RunOption(
+        flag="--concurrency",
+        to=("fetch.concurrency",),
+        type=_positive_int,
+        metavar="N",
         help="downloads in flight",
-    )
-    p.add_argument(
-        "--threads", type=_positive_int, default=_run_default("threads"), help="image threads"
-    )
-    p.add_argument(
-        "--image-rate",
+    ),
+    RunOption(
+        flag="--image-rate",
+        to=("fetch.rate_per_s",),
         type=_positive_float,
-        default=_run_default("image_rate_per_s"),
+        metavar="PER_S",
         help="image requests per second",
+    ),
+    RunOption(
+        flag="--threads", to=("threads",), type=_positive_int, metavar="N", help="image threads"
+    ),
+    RunOption(flag="--no-fsync", to=("write.fsync",), kind="off", help="skip fsync (less durable)"),
+    RunOption(flag="--plain", to=("plain",), kind="on", help="log lines, no live display"),
+)
+
+
+def config_default(path: str) -> Any:
+    """The default of a config field, by its dotted path ("fetch.concurrency")."""
+    section, _, name = path.rpartition(".")
+    if section == "emulator":
+        return getattr(BundledEmulator(), name)
+    cfg: Any = RunConfig(queries_path=Path(), out_dir=Path())
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _add_option(p: argparse.ArgumentParser, opt: RunOption) -> None:
+    # SUPPRESS: an option not given is absent, and its field keeps RunConfig's default.
+    common: dict[str, Any] = {"dest": opt.dest, "default": argparse.SUPPRESS}
+    if opt.kind != "value":
+        action = "store_true" if opt.kind == "on" else "store_false"
+        p.add_argument(opt.flag, action=action, help=opt.help, **common)
+        return
+    default = config_default(opt.to[0])
+    shown = default.value if hasattr(default, "value") else default
+    p.add_argument(
+        opt.flag,
+        type=opt.type or str,
+        choices=opt.choices() if opt.choices else None,
+        metavar=opt.metavar,
+        help=f"{opt.help} (default: {shown})",
+        **common,
     )
-    p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, less durable)")
-    p.add_argument("--plain", action="store_true", help="log lines instead of live progress")
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="harvest the photos of a queries file (--emulator: offline)")
+    p.add_argument("queries", type=Path, help="queries file (Berg/Hays format, see README)")
+    p.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
+    for opt in RUN_OPTIONS:
+        _add_option(p, opt)
     p.set_defaults(handler=_cmd_run)
 
 
-def _run_default(name: str) -> Any:
-    """RunConfig's default for a field: the command line keeps no defaults of its own."""
-    spec = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
-    if spec.default_factory is not dataclasses.MISSING:
-        return spec.default_factory()
-    return spec.default
-
-
-_PROFILES = ("ideal", "realistic", "hostile")
-
-
 def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("emulate", help="serve the local Flickr emulator")
+    p = sub.add_parser("emulate", help="serve the local Flickr emulator for experiments")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8410)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--photos", type=_positive_int, default=10_000)
-    p.add_argument("--profile", choices=_PROFILES, default="realistic")
+    p.add_argument("--seed", type=int, default=BundledEmulator().seed)
+    p.add_argument("--photos", type=_positive_int, default=BundledEmulator().photos)
+    p.add_argument("--profile", choices=_profiles(), default=BundledEmulator().profile)
     p.add_argument("--time-scale", type=float, default=1.0, help="speed up the rate limit clock")
     p.add_argument("--invalid-keys", default="", help="comma-separated keys to reject")
     p.add_argument("--image-cache", default=None, metavar="DIR", help="cache rendered images")
@@ -177,7 +282,7 @@ def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="show a harvest's progress from its store")
+    p = sub.add_parser("status", help="show a harvest's progress, during or after a run")
     p.add_argument("out", type=Path)
     p.set_defaults(handler=_cmd_status)
     p = sub.add_parser("export", help="write the photo records as JSONL or CSV")
@@ -185,7 +290,7 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--output", type=Path, default=None, help="file (default: stdout)")
     p.set_defaults(handler=_cmd_export)
-    p = sub.add_parser("merge", help="join shard outputs into one, duplicates removed")
+    p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
     p.add_argument("sources", type=Path, nargs="+")
     p.add_argument("--into", type=Path, required=True)
     p.set_defaults(handler=_cmd_merge)
@@ -193,50 +298,63 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = _Parser(prog="harvest", description=__doc__)
+    parser = _Parser(
+        prog="harvest",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"harvest {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
     # Subcommand parsers are _Parsers too (argparse uses the parent's class).
     sub = cast(
         "argparse._SubParsersAction[argparse.ArgumentParser]",
-        parser.add_subparsers(dest="command", required=True),
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
     )
     _add_run(sub)
-    _add_emulate(sub)
     _add_store_commands(sub)
+    _add_emulate(sub)
     return parser
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
-    """Build the run configuration from parsed arguments."""
-    return RunConfig(
-        queries_path=args.queries,
-        out_dir=args.out,
-        flickr_url=args.flickr_url,
-        calls_per_hour=args.calls_per_hour,
-        window_target=args.window_target,
-        date_field=args.date_field,
-        send_negatives=args.send_negatives,
-        metadata_only=args.metadata_only,
-        retry_failed=args.retry_failed,
-        size=args.size,
-        max_side=args.max_side,
-        min_side=args.min_side,
-        allow_smaller=args.allow_smaller,
-        strip_frames=not args.no_frame_strip,
-        concurrency=args.concurrency,
-        threads=args.threads,
-        image_rate_per_s=args.image_rate,
-        fsync=not args.no_fsync,
-        workers=args.workers,
-        shard=args.shard,
-    )
+    """Build the run configuration from parsed `run` arguments."""
+    given = {
+        path: getattr(args, opt.dest)
+        for opt in RUN_OPTIONS
+        if hasattr(args, opt.dest)
+        for path in opt.to
+    }
+    return build_run_config(args.queries, args.out, given)
+
+
+def build_run_config(queries: Path, out: Path, given: Mapping[str, Any]) -> RunConfig:
+    """RunConfig with the fields named by dotted path in `given` set; the rest default."""
+    values = dict(given)
+    top: dict[str, Any] = {}
+    if values.pop("emulator", False):
+        top["emulator"] = BundledEmulator()
+    sections: dict[str, dict[str, Any]] = defaultdict(dict)
+    for path, value in values.items():
+        section, _, name = path.rpartition(".")
+        if section:
+            sections[section][name] = value
+        else:
+            top[name] = value
+    cfg = RunConfig(queries_path=queries, out_dir=out, **top)
+    if "emulator" in sections and cfg.emulator is None:
+        raise ConfigError("the --emulator-… options need --emulator")
+    changed = {name: dataclasses.replace(getattr(cfg, name), **kw) for name, kw in sections.items()}
+    return dataclasses.replace(cfg, **changed)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from harvester.runner import run_command
 
-    return run_command(run_config(args), args)
+    result = run_command(run_config(args))
+    if result.summary is not None:
+        print(result.summary.render(), file=sys.stderr)
+    return result.code
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
@@ -261,16 +379,36 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    from harvester.runner import status_command
+def _store_of(out: Path) -> Path:
+    from harvester.runner import STORE_NAME
 
-    return status_command(args.out)
+    path = out / STORE_NAME
+    if not path.exists():
+        raise ConfigError(f"{out} holds no harvest (no {STORE_NAME})")
+    return path
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from harvester.store.sqlite import Store
+
+    with Store.open(_store_of(args.out), readonly=True) as store:
+        print(store.summary().render())
+    return EXIT_OK
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from harvester.runner import export_command
+    from harvester.export import export
 
-    return export_command(args.out, args.format, args.output)
+    store = _store_of(args.out)
+    sink: IO[str]
+    with contextlib.ExitStack() as stack:
+        if args.output is None:
+            sink = sys.stdout
+        else:
+            sink = stack.enter_context(args.output.open("w", encoding="utf-8", newline=""))
+        count = export(store, args.format, sink)
+    log.info("exported %d records", count)
+    return EXIT_OK
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:

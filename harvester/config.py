@@ -1,16 +1,44 @@
-"""Run configuration: small frozen dataclasses, every default in one place, units in names."""
+"""Run configuration: one tree of small frozen dataclasses, every default written once.
+
+`RunConfig` is composed of the stage policies; the CLI fills the sections and the engine hands
+each one, unchanged, to the stage that reads it:
+
+    RunConfig
+      api      ApiPolicy      the REST endpoint and the key's call budget   (flickr/)
+      search   SearchPolicy   date field, negatives sent or not             (search/loop.py)
+      planner  PlannerConfig  window sizing and paging                      (search/planner.py)
+      sizes    SizePolicy     which size to download                        (images/sizes.py)
+      fetch    FetchPolicy    downloads in flight, rate, limits, retries    (images/download.py)
+      images   ImagePolicy    decode, frames, resize, encode                (images/process.py)
+      write    WritePolicy    durability of each file                       (images/writer.py)
+      emulator BundledEmulator | None   `--emulator`: a local Flickr for the run (runner.py)
+
+Policies live here, not beside their stages, so that the shared core never imports a stage and
+a default changed in one place changes it everywhere.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+from harvester.records import DateField
+from harvester.retry import RetryPolicy
 
 FLICKR_REST_URL = "https://api.flickr.com/services/rest/"
 #: Image requests per second: generous for loopback and CDN alike; 429s are handled anyway.
 IMAGE_RATE_PER_S = 200.0
 #: Largest image body downloaded or processed: Flickr originals top out near 50 MB (6k JPEG/PNG).
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+#: The output's long side: Flickr's Large, the size most research sets are built at.
+MAX_SIDE_PX = 1024
+#: Photos whose long side is below this are skipped (too small to be useful).
+MIN_SIDE_PX = 500
 
 
 def default_concurrency(cores: int | None = None) -> int:
@@ -29,7 +57,7 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 2)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ShardSpec:
     """Run only shard `index` (0-based) of `count`; keywords are assigned by a stable hash."""
 
@@ -37,29 +65,156 @@ class ShardSpec:
     count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiPolicy:
+    """Where the REST API is and how many calls an hour the key may make."""
+
+    rest_url: str = FLICKR_REST_URL
+    calls_per_hour: float = 3600.0  # Flickr's documented limit per key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchPolicy:
+    """How keywords are searched, beyond window sizing."""
+
+    date_field: DateField = DateField.UPLOAD  # the date windows are cut on, unless a line says
+    send_negatives: bool = False  # also send -terms to Flickr (applied on our side anyway)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannerConfig:
+    """How windows are sized and paged."""
+
+    # Fill windows to the cap: with a keyset cursor that is the fewest calls (README, planner).
+    window_target: int = 4000  # photos a new window aims to hold (overshoot is truncated)
+    unsorted_target: int = 1000  # the target once the API is seen to ignore the sort
+    per_page: int = 500  # Flickr's maximum (the API clamps geo queries to 250; we follow it)
+    max_results: int = 4000  # Flickr returns at most this many results per query
+    floor_s: int = 300  # date grid: Flickr's date floor, so window edges never bleed
+    max_growth: float = 4.0  # a window is at most this many times wider than the last one
+    rate_decay: float = 0.5  # weight of an older window in the rate estimate, per window
+    cap_trigger: int = 3500  # without a trusted sort, a reported total above this re-cuts
+    nearly_full: float = 0.9  # a page this full is never taken as a window's last
+    refetch_short_pages: bool = True  # ask a short mid-list page once more (see planner)
+    refetch_give_up: int = 3  # stop refetching after this many in a row bring nothing
+
+    def __post_init__(self) -> None:
+        if min(self.window_target, self.unsorted_target, self.per_page, self.floor_s) < 1:
+            raise ValueError("window targets, per_page and floor_s must be positive")
+        if self.max_results < self.per_page:
+            raise ValueError("max_results must hold at least one page")
+
+
+class SizePreference(StrEnum):
+    """`--size`: which size to try first."""
+
+    LARGE = "large"  # url_l (1024), the default: smallest download that fills 1024 px
+    LARGE2048 = "large2048"  # url_k, then url_h, then url_l
+    ORIGINAL = "original"  # url_o first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SizePolicy:
+    """How to pick a size: preference, the output's long side, the smallest acceptable side."""
+
+    prefer: SizePreference = SizePreference.LARGE
+    max_side: int = MAX_SIDE_PX
+    min_side: int = MIN_SIDE_PX
+    allow_smaller: bool = False
+
+
+#: Image hosts recover within seconds; five tries over ~30 s ride out a throttling burst.
+IMAGE_RETRY = RetryPolicy(attempts=5, base_s=1.0, cap_s=30.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchPolicy:
+    """Limits of the downloader."""
+
+    concurrency: int = field(default_factory=default_concurrency)
+    rate_per_s: float = IMAGE_RATE_PER_S
+    max_bytes: int = MAX_IMAGE_BYTES
+    timeout_s: float = 120.0  # whole request, body included
+    read_timeout_s: float = 30.0  # silence between chunks
+    retry: RetryPolicy = IMAGE_RETRY
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameParams:
+    """Tuning of harvest's frame detector (chosen on tests/imagesets.py's labelled set)."""
+
+    tolerance: int = 14  # grey levels a border pixel may differ from the side's level (1/8 scale)
+    min_uniform: float = 0.97  # share of a line's pixels within tolerance for it to be border
+    min_step: float = 0.5  # share of the first content line that must differ from the border
+    min_weak_step: float = 0.15  # the same for further sides of the frame's colour
+    min_sides: int = 2  # a lone uniform side is too often sky, sea or a wall
+    max_depth: float = 0.3  # no side's border is wider than this share of the image
+    refine_uniform: float = 0.9  # full resolution: share within max(tolerance, 3 sigma)
+
+
+FrameMethod = Literal["harvest", "hays", "none"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImagePolicy:
+    """How each image is checked, cropped, resized and encoded."""
+
+    max_side: int = MAX_SIDE_PX
+    min_side: int = MIN_SIDE_PX
+    jpeg_quality: int = 90
+    strip_frames: bool = True
+    frame_method: FrameMethod = "harvest"
+    max_pixels: int = 120_000_000  # decompression-bomb limit, checked on the header
+    max_bytes: int = MAX_IMAGE_BYTES
+    frame_params: FrameParams = field(default_factory=FrameParams)
+    # A DCT-scaled decode keeps each 8x8 block's low frequencies only: a blocky low-pass. Left
+    # this much larger than the output, the resampling filter smooths the blocks away (1.25
+    # over 1.0: +0.7 dB PSNR on the benchmark's Originals for +10 % of their CPU).
+    decode_headroom: float = 1.25
+    resample: Image.Resampling = Image.Resampling.BICUBIC  # LANCZOS: +0.02 dB for +7 % CPU
+    reducing_gap: float = 1.5  # box-reduce first when shrinking by 3x or more (PNG, GIF)
+    # Encode downscaled images 4:4:4 when the source has colour detail at the output size
+    # (a 4:2:0 JPEG shrunk by 2x or more): +0.9 dB PSNR for +3 % CPU and +16-20 % bytes on
+    # those files; decoding larger buys as much for about +45 % CPU. libvips too drops chroma
+    # subsampling at Q >= 90.
+    keep_chroma: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WritePolicy:
+    """How durable each write is; fsync costs ~0.2 ms wall per file on this machine kind."""
+
+    fsync: bool = True
+    fsync_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundledEmulator:
+    """`--emulator`: start the project's Flickr emulator for this run (no key, no network)."""
+
+    photos: int = 10_000
+    profile: str = "realistic"  # one of harvester.emulator.PROFILES
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
     """Everything `harvest run` needs, resolved from the command line and environment."""
 
     queries_path: Path
     out_dir: Path
-    flickr_url: str = FLICKR_REST_URL
-    calls_per_hour: float = 3600.0
-    window_target: int = 4000  # fill windows to the cap: fewest calls (see README, planner)
-    date_field: str = "upload"
-    send_negatives: bool = False
-    metadata_only: bool = False
-    retry_failed: bool = False
-    size: str = "large"
-    max_side: int = 1024
-    min_side: int = 500
-    allow_smaller: bool = False
-    strip_frames: bool = True
-    concurrency: int = field(default_factory=default_concurrency)
+    api: ApiPolicy = ApiPolicy()
+    search: SearchPolicy = SearchPolicy()
+    planner: PlannerConfig = PlannerConfig()
+    sizes: SizePolicy = SizePolicy()
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    images: ImagePolicy = field(default_factory=ImagePolicy)
+    write: WritePolicy = WritePolicy()
+    emulator: BundledEmulator | None = None
+    metadata_only: bool = False  # search and record, download nothing
+    retry_failed: bool = False  # put photos that failed back in the queue first
     threads: int = field(default_factory=default_threads)
-    image_rate_per_s: float = IMAGE_RATE_PER_S
-    max_image_bytes: int = MAX_IMAGE_BYTES
-    fsync: bool = True
-    workers: int = 1
+    workers: int = 1  # processes on this machine, one store and one API budget
     shard: ShardSpec = ShardSpec()
-    stop_grace_s: float = 5.0
+    stop_grace_s: float = 5.0  # how long photos in flight may finish after a stop
+    plain: bool = False  # log lines instead of the live display

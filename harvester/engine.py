@@ -25,15 +25,14 @@ from pathlib import Path
 
 from harvester.config import RunConfig
 from harvester.exceptions import DownloadError, HarvestError, StoreError, UnsafeRecordError
-from harvester.images.download import DownloadPolicy, Fetcher, NoSize, choose_size
-from harvester.images.process import ImagePolicy, ProcessedImage, Rejected, process_image
+from harvester.images.download import Fetcher, NoSize, choose_size
+from harvester.images.process import ProcessedImage, Rejected, process_image
 from harvester.images.provenance import Provenance
-from harvester.images.writer import WritePolicy, photo_path, write_atomic
+from harvester.images.writer import photo_path, write_atomic
 from harvester.progress import RunStats
 from harvester.records import PhotoStatus
 from harvester.search.loop import SearchBackend, WindowResult, search_keyword
-from harvester.search.planner import PlannerConfig
-from harvester.search.queries import KeywordQuery, QueryFile
+from harvester.search.queries import KeywordQuery
 from harvester.store.sqlite import PendingPhoto, Store
 
 log = logging.getLogger(__name__)
@@ -60,17 +59,17 @@ class Engine:
     def __init__(
         self,
         cfg: RunConfig,
-        queries: QueryFile,
         keywords: Sequence[KeywordQuery],
         store: Store,
         backend: SearchBackend,
         fetcher: Fetcher | None,
         stats: RunStats,
         *,
+        negatives: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = cfg
-        self._queries = queries
+        self._negatives = tuple(negatives)
         self._keywords = tuple(keywords)
         self._names = [k.keyword for k in self._keywords]
         self._store = store
@@ -81,15 +80,6 @@ class Engine:
         self._stop = asyncio.Event()
         self._new_work = asyncio.Event()
         self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="image")
-        self._plan_cfg = PlannerConfig(window_target=cfg.window_target)
-        self._image_policy = ImagePolicy(
-            max_side=cfg.max_side,
-            min_side=cfg.min_side,
-            strip_frames=cfg.strip_frames,
-            max_bytes=cfg.max_image_bytes,
-        )
-        self._write_policy = WritePolicy(fsync=cfg.fsync)
-        self._size_policy = DownloadPolicy.from_config(cfg)
         self._in_hand: set[int] = set()  # photo ids queued or in flight
         self.fatal: BaseException | None = None
 
@@ -172,11 +162,11 @@ class Engine:
             stream = search_keyword(
                 kq,
                 self._backend,
-                self._plan_cfg,
+                self._cfg.planner,
                 done,
-                self._queries.negatives,
+                self._negatives,
                 now=int(self._clock()),
-                send_negatives=self._cfg.send_negatives,
+                send_negatives=self._cfg.search.send_negatives,
             )
             async with contextlib.aclosing(stream) as results:
                 async for result in results:
@@ -201,10 +191,10 @@ class Engine:
     # -- harvest half ------------------------------------------------------------------------
 
     async def _harvest_all(self, search: asyncio.Task[None]) -> None:
-        queue: asyncio.Queue[PendingPhoto | None] = asyncio.Queue(self._cfg.concurrency * 2)
+        queue: asyncio.Queue[PendingPhoto | None] = asyncio.Queue(self._cfg.fetch.concurrency * 2)
         workers = [
             asyncio.create_task(self._download_worker(queue), name=f"download-{i}")
-            for i in range(self._cfg.concurrency)
+            for i in range(self._cfg.fetch.concurrency)
         ]
         try:
             await self._feed(queue, search)
@@ -242,7 +232,7 @@ class Engine:
         are flushed before each read and photos in hand are skipped, so none is taken twice.
         """
         after, fresh = 0, 0
-        batch_size = max(8, self._cfg.concurrency * 2)
+        batch_size = max(8, self._cfg.fetch.concurrency * 2)
         while not self._stop.is_set():
             searching = not search.done()
             self._new_work.clear()
@@ -285,7 +275,7 @@ class Engine:
             path = photo_path(self._cfg.out_dir, item.keyword, item.seq, record)
         except UnsafeRecordError as exc:
             return Outcome(record.id, PhotoStatus.FAILED, f"unsafe record: {exc}")
-        choice = choose_size(record, self._size_policy)
+        choice = choose_size(record, self._cfg.sizes)
         if isinstance(choice, NoSize):
             return Outcome(record.id, PhotoStatus.SKIPPED, choice.reason)
         if self._fetcher is None:
@@ -309,10 +299,10 @@ class Engine:
 
     def _process_and_write(self, path: Path, data: bytes, prov: Provenance) -> Outcome:
         """Runs in the thread pool: decode, clean, stamp and write one image."""
-        result = process_image(data, prov, self._image_policy)
+        result = process_image(data, prov, self._cfg.images)
         if isinstance(result, Rejected):
             return Outcome(prov.id, result.status, result.reason, size_label=prov.size_label)
-        write_atomic(path, result.parts, self._write_policy)
+        write_atomic(path, result.parts, self._cfg.write)
         return Outcome(
             prov.id,
             PhotoStatus.DONE,

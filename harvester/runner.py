@@ -1,8 +1,8 @@
-"""`harvest run`, `status` and `export`: wire the engine to the outside world.
+"""`harvest run`: wire the engine to the outside world.
 
 Resolves the key (or starts the bundled emulator), opens the store, builds the session, client,
-budget and fetcher, installs signal handlers, runs one engine per worker process and prints the
-summary. Nothing here decides anything about photos.
+budget and fetcher, installs signal handlers, runs one engine per worker process and returns the
+summary for the CLI to print. Nothing here decides anything about photos.
 """
 
 from __future__ import annotations
@@ -17,30 +17,28 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Coroutine, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
 
 import aiohttp
 
-from harvester.config import RunConfig, ShardSpec
+from harvester.config import BundledEmulator, RunConfig, ShardSpec
 from harvester.engine import Engine
 from harvester.exceptions import ConfigError, HarvestError
 from harvester.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 from harvester.flickr.budget import SharedBudget, budget_name
 from harvester.flickr.client import FlickrClient, load_api_key
-from harvester.images.download import Fetcher, FetchPolicy
+from harvester.images.download import Fetcher
 from harvester.images.writer import cleanup_temp_files
 from harvester.progress import ProgressDisplay, RunStats
-from harvester.records import DateField
 from harvester.search.queries import KeywordQuery, QueryFile, load_queries
+from harvester.store.schema import StoreSummary
 from harvester.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 
 STORE_NAME = "harvest.sqlite"
 BUDGET_NAME = "budget.sqlite"
-EMULATOR_KEY = "0123456789abcdef0123456789abcdef"  # the emulator's DEFAULT_API_KEY
 
 
 def shard_keywords(keywords: Sequence[KeywordQuery], shard: ShardSpec) -> list[KeywordQuery]:
@@ -67,10 +65,11 @@ def check_output_dir(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def bundled_emulator(photos: int, profile: str, seed: int) -> Iterator[str]:
+def bundled_emulator(spec: BundledEmulator) -> Iterator[str]:
     """Run `harvest emulate` in a child process on a free loopback port; yield its REST URL."""
-    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0", "--photos", str(photos)]
-    cmd += ["--profile", profile, "--seed", str(seed), "--time-scale", "1000"]
+    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0"]
+    cmd += ["--photos", str(spec.photos), "--profile", spec.profile, "--seed", str(spec.seed)]
+    cmd += ["--time-scale", "1000"]
     # Its own session: Ctrl-C in the terminal must stop the harvest gracefully, not cut the
     # emulator from under the photos in flight; we stop it when the harvest is done.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -79,7 +78,7 @@ def bundled_emulator(photos: int, profile: str, seed: int) -> Iterator[str]:
         line = proc.stdout.readline().strip()
         if not line.startswith("http"):
             raise HarvestError(f"the bundled emulator did not start (said {line!r})")
-        log.info("bundled Flickr emulator at %s (%d photos, %s)", line, photos, profile)
+        log.info("bundled Flickr emulator at %s (%d photos, %s)", line, spec.photos, spec.profile)
         yield line.rstrip("/") + "/services/rest/"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -89,23 +88,29 @@ def bundled_emulator(photos: int, profile: str, seed: int) -> Iterator[str]:
             proc.kill()
 
 
-def run_command(cfg: RunConfig, args: object) -> int:
-    """`harvest run`: validate inputs, then run the workers; returns the exit code."""
-    queries = load_queries(cfg.queries_path, DateField(cfg.date_field))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    """How `harvest run` ended: its exit code and the store's summary (None if unreadable)."""
+
+    code: int
+    summary: StoreSummary | None
+
+
+def run_command(cfg: RunConfig) -> RunResult:
+    """`harvest run`: validate inputs, then run the workers."""
+    queries = load_queries(cfg.queries_path, cfg.search.date_field)
     check_output_dir(cfg.out_dir)
-    plain = bool(getattr(args, "plain", False))
-    if getattr(args, "emulator", False):
-        with bundled_emulator(
-            getattr(args, "emulator_photos", 10_000),
-            getattr(args, "emulator_profile", "realistic"),
-            getattr(args, "emulator_seed", 0),
-        ) as url:
-            cfg = replace(cfg, flickr_url=url, calls_per_hour=max(cfg.calls_per_hour, 3_600_000))
-            return _run_all(cfg, queries, EMULATOR_KEY, plain=plain)
-    return _run_all(cfg, queries, load_api_key(), plain=plain)
+    if cfg.emulator is None:
+        return _run_all(cfg, queries, load_api_key())
+    from harvester.emulator import DEFAULT_API_KEY
+
+    with bundled_emulator(cfg.emulator) as url:
+        # The emulator keeps its own rate limit (time-scaled); ours must not bind before it.
+        api = replace(cfg.api, rest_url=url, calls_per_hour=max(cfg.api.calls_per_hour, 3.6e6))
+        return _run_all(replace(cfg, api=api), queries, DEFAULT_API_KEY)
 
 
-def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str, *, plain: bool) -> int:
+def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str) -> RunResult:
     keywords = shard_keywords(queries.keywords, cfg.shard)
     if not keywords:
         log.warning("shard %d/%d has no keywords", cfg.shard.index + 1, cfg.shard.count)
@@ -116,30 +121,30 @@ def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str, *, plain: bool) -
         if freed:
             log.info("released %d photos leased by an earlier run", freed)
         run_id = store.start_run(_loggable(cfg))
-    outcome = "failed"
+    code = EXIT_FAILED
     try:
         if cfg.workers == 1:
-            live = sys.stderr.isatty() and not plain
+            live = sys.stderr.isatty() and not cfg.plain
             code = run_loop(run_worker(cfg, queries, keywords, api_key, live=live))
         else:
             run_loop(check_key(cfg, api_key))  # one clear line here, not one per worker
             code = _run_processes(cfg, queries, keywords, api_key)
-        outcome = {EXIT_OK: "finished", EXIT_INTERRUPTED: "interrupted"}.get(code, "failed")
-        return code
     finally:
-        _finish(cfg.out_dir, run_id, outcome)
+        outcome = {EXIT_OK: "finished", EXIT_INTERRUPTED: "interrupted"}.get(code, "failed")
+        summary = _finish(cfg.out_dir, run_id, outcome)
+    return RunResult(code=code, summary=summary)
 
 
-def _finish(out: Path, run_id: int, outcome: str) -> None:
-    """Record how the run ended and print the summary; never hides the run's own error."""
+def _finish(out: Path, run_id: int, outcome: str) -> StoreSummary | None:
+    """Record how the run ended; never hides the run's own error."""
     try:
         with Store.open(out / STORE_NAME) as store:
             summary = store.summary()
             store.finish_run(run_id, outcome, dict(summary.statuses))
     except HarvestError as exc:  # e.g. the disk is full: the summary can wait for `status`
         log.warning("could not record the end of the run: %s", exc)
-        return
-    print(summary.render(), file=sys.stderr)
+        return None
+    return summary
 
 
 def _loggable(cfg: RunConfig) -> dict[str, object]:
@@ -208,10 +213,10 @@ def _worker_process(
 
 async def check_key(cfg: RunConfig, api_key: str) -> int:
     """One flickr.test.echo: raises InvalidApiKeyError for a rejected key."""
-    budget = SharedBudget(cfg.out_dir / BUDGET_NAME, budget_name(api_key), cfg.calls_per_hour)
+    budget = SharedBudget(cfg.out_dir / BUDGET_NAME, budget_name(api_key), cfg.api.calls_per_hour)
     try:
         async with aiohttp.ClientSession() as session:
-            await FlickrClient(session, api_key, budget, rest_url=cfg.flickr_url).echo()
+            await FlickrClient(session, api_key, budget, rest_url=cfg.api.rest_url).echo()
     finally:
         budget.close()
     return EXIT_OK
@@ -227,18 +232,20 @@ async def run_worker(
 ) -> int:
     """One worker: its own event loop, session, client and engine over the shared store."""
     store = Store.open(cfg.out_dir / STORE_NAME)
-    stats = RunStats(budget_per_hour=cfg.calls_per_hour)
+    stats = RunStats(budget_per_hour=cfg.api.calls_per_hour)
     for kq in keywords:
         stats.keyword(kq.keyword)
     stats.pending_at_start = store.count("claimed")
-    budget = SharedBudget(cfg.out_dir / BUDGET_NAME, budget_name(api_key), cfg.calls_per_hour)
-    connector = aiohttp.TCPConnector(limit=cfg.concurrency + 8, ttl_dns_cache=300)
+    budget = SharedBudget(cfg.out_dir / BUDGET_NAME, budget_name(api_key), cfg.api.calls_per_hour)
+    connector = aiohttp.TCPConnector(limit=cfg.fetch.concurrency + 8, ttl_dns_cache=300)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            client = FlickrClient(session, api_key, budget, rest_url=cfg.flickr_url)
+            client = FlickrClient(session, api_key, budget, rest_url=cfg.api.rest_url)
             await client.echo()  # a rejected key ends the run here, before any work
-            fetcher = None if cfg.metadata_only else Fetcher(session, FetchPolicy.from_config(cfg))
-            engine = Engine(cfg, queries, keywords, store, client, fetcher, stats)
+            fetcher = None if cfg.metadata_only else Fetcher(session, cfg.fetch)
+            engine = Engine(
+                cfg, keywords, store, client, fetcher, stats, negatives=queries.negatives
+            )
             interrupted = await _run_engine(engine, client, stats, live=live)
     finally:
         store.close()
@@ -278,30 +285,4 @@ async def _run_engine(engine: Engine, client: FlickrClient, stats: RunStats, *, 
     return signals_seen > 0
 
 
-def status_command(out: Path) -> int:
-    """`harvest status OUT`: the same summary, while a run goes on or after it."""
-    if not (out / STORE_NAME).exists():
-        raise ConfigError(f"{out} holds no harvest (no {STORE_NAME})")
-    with Store.open(out / STORE_NAME, readonly=True) as store:
-        print(store.summary().render())
-    return 0
-
-
-def export_command(out: Path, fmt: str, output: Path | None) -> int:
-    """`harvest export OUT --format jsonl|csv`: stream every record to a file or stdout."""
-    from harvester.export import export
-
-    if not (out / STORE_NAME).exists():
-        raise ConfigError(f"{out} holds no harvest (no {STORE_NAME})")
-    sink: IO[str]
-    with contextlib.ExitStack() as stack:
-        if output is None:
-            sink = sys.stdout
-        else:
-            sink = stack.enter_context(output.open("w", encoding="utf-8", newline=""))
-        count = export(out / STORE_NAME, fmt, sink)
-    log.info("exported %d records", count)
-    return 0
-
-
-__all__ = ["run_command", "run_worker", "shard_keywords", "status_command"]
+__all__ = ["RunResult", "run_command", "run_worker", "shard_keywords"]

@@ -638,12 +638,3 @@ def test_export_to_an_unwritable_file(
     assert harvest("export", harvested, "--output", target) != EXIT_OK
     message = only_line(capsys.readouterr().err)
     assert str(target) in message
-
-
-def test_run_defaults_are_run_configs_own() -> None:
-    """The command line states no default of its own: a bare `run` is RunConfig's defaults."""
-    from harvester.cli import build_parser, run_config
-    from harvester.config import RunConfig
-
-    cfg = run_config(build_parser().parse_args(["run", "q.txt"]))
-    assert cfg == RunConfig(queries_path=cfg.queries_path, out_dir=cfg.out_dir)

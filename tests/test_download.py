@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from harvester.config import default_concurrency
+from harvester.config import FetchPolicy, default_concurrency
 from harvester.exceptions import DownloadError
-from harvester.images.download import Fetcher, FetchPolicy, sniff_image_type
+from harvester.images.download import Fetcher, sniff_image_type
 from harvester.images.sizes import SizeChoice
 from harvester.retry import RetryPolicy
 

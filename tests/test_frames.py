@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from imagesets import add_frame, base_photos, evaluate, labelled_set
 
+from harvester.config import FrameMethod, ImagePolicy
 from harvester.images.frames import CropBox, coarse_borders, hays_borders, luma, refine_borders
-from harvester.images.process import FrameMethod, ImagePolicy, ProcessedImage, process_image
+from harvester.images.process import ProcessedImage, process_image
 from harvester.images.provenance import Provenance
 from harvester.records import PhotoRecord
 

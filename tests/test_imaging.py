@@ -13,10 +13,11 @@ import pytest
 from imagesets import Pixels, add_frame, base_photos, flickr_jpeg, jpeg
 from PIL import Image
 
+from harvester.config import ImagePolicy
 from harvester.images import jpegmeta
 from harvester.images.decoding import fast_dct_scale
 from harvester.images.frames import CropBox
-from harvester.images.process import ImagePolicy, ProcessedImage, Rejected, process_image
+from harvester.images.process import ProcessedImage, Rejected, process_image
 from harvester.images.provenance import Provenance, strip_query
 from harvester.records import PhotoRecord, PhotoStatus
 

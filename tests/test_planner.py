@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from harvester.config import PlannerConfig
 from harvester.records import DateField, PhotoRecord, SearchPage
 from harvester.search.planner import (
     DEFAULT_SINCE,
@@ -18,7 +19,6 @@ from harvester.search.planner import (
     KeywordPlan,
     PageObservation,
     PageRequest,
-    PlannerConfig,
     Window,
     WindowCapped,
     WindowDone,

@@ -12,20 +12,14 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
+from harvester.config import PlannerConfig
 from harvester.emulator import RunningEmulator
 from harvester.flickr.budget import LocalBudget
 from harvester.flickr.client import FlickrClient
 from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
 from harvester.retry import RetryPolicy
 from harvester.search.loop import WindowResult, build_query, search_keyword
-from harvester.search.planner import (
-    DEFAULT_SINCE,
-    DoneWindow,
-    PageRequest,
-    PlannerConfig,
-    Window,
-    plan_range,
-)
+from harvester.search.planner import DEFAULT_SINCE, DoneWindow, PageRequest, Window, plan_range
 from harvester.search.queries import KeywordQuery
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]  # the conftest fixture's type

@@ -6,11 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from harvester.config import SizePolicy, SizePreference
 from harvester.images.sizes import (
     NoSize,
     SizeChoice,
-    SizePolicy,
-    SizePreference,
     choose_size,
     known_long_side,
     original_variant,
@@ -162,13 +161,3 @@ def test_original_never_built_from_odd_fields(
 )
 def test_known_long_side(label: str, dims: tuple[int, int], expected: int | None) -> None:
     assert known_long_side(variant(label, dims)) == expected
-
-
-def test_policy_from_config() -> None:
-    class Cfg:
-        size = "large2048"
-        max_side = 2048
-        min_side = 300
-        allow_smaller = True
-
-    assert SizePolicy.from_config(Cfg()) == SizePolicy(SizePreference.LARGE2048, 2048, 300, True)

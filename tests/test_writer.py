@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from harvester.config import WritePolicy
 from harvester.exceptions import StoreError, UnsafeRecordError
 from harvester.images import writer
 from harvester.images.writer import (
     DiskFullError,
-    WritePolicy,
     cleanup_temp_files,
     photo_path,
     safe_dirname,

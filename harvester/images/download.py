@@ -16,15 +16,17 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import aiohttp
 from aiolimiter import AsyncLimiter
 
-from harvester.config import IMAGE_RATE_PER_S, MAX_IMAGE_BYTES, default_concurrency
+from harvester.config import (
+    FetchPolicy,
+    SizePolicy,
+)
 from harvester.exceptions import DownloadError
-from harvester.images.sizes import NoSize, SizeChoice, SizePolicy, choose_size
-from harvester.retry import RetryPolicy, retry_async
+from harvester.images.sizes import NoSize, SizeChoice, choose_size
+from harvester.retry import retry_async
 
 log = logging.getLogger(__name__)
 
@@ -40,44 +42,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
-
-#: Image hosts recover within seconds; five tries over ~30 s ride out a throttling burst.
-DEFAULT_RETRY = RetryPolicy(attempts=5, base_s=1.0, cap_s=30.0)
-
-#: The engine's name for the size policy.
-DownloadPolicy = SizePolicy
-
-
-class _FetchConfig(Protocol):
-    """The fields of harvester.config.RunConfig the downloader reads."""
-
-    @property
-    def concurrency(self) -> int: ...
-    @property
-    def image_rate_per_s(self) -> float: ...
-    @property
-    def max_image_bytes(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FetchPolicy:
-    """Limits of the downloader; every default in one place."""
-
-    concurrency: int = field(default_factory=default_concurrency)
-    rate_per_s: float = IMAGE_RATE_PER_S
-    max_bytes: int = MAX_IMAGE_BYTES
-    timeout_s: float = 120.0  # whole request, body included
-    read_timeout_s: float = 30.0  # silence between chunks
-    retry: RetryPolicy = DEFAULT_RETRY
-
-    @classmethod
-    def from_config(cls, cfg: _FetchConfig) -> FetchPolicy:
-        """The downloader limits of a run configuration (harvester.config.RunConfig)."""
-        return cls(
-            concurrency=cfg.concurrency,
-            rate_per_s=cfg.image_rate_per_s,
-            max_bytes=cfg.max_image_bytes,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +244,6 @@ def _head(exc: DownloadError) -> str:
 
 
 __all__ = [
-    "DownloadPolicy",
     "Downloaded",
     "FetchPolicy",
     "FetchStats",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from harvester.config import FrameParams
+
 Gray = npt.NDArray[np.uint8]
 _SIDES = ("top", "bottom", "left", "right")
 
@@ -59,19 +61,6 @@ class Borders:
     def widths(self) -> tuple[int, int, int, int]:
         """(top, bottom, left, right)."""
         return self.top, self.bottom, self.left, self.right
-
-
-@dataclass(frozen=True, slots=True)
-class FrameParams:
-    """Tuning of harvest's detector (chosen on tests/imagesets.py's labelled set)."""
-
-    tolerance: int = 14  # grey levels a border pixel may differ from the side's level (1/8 scale)
-    min_uniform: float = 0.97  # share of a line's pixels within tolerance for it to be border
-    min_step: float = 0.5  # share of the first content line that must differ from the border
-    min_weak_step: float = 0.15  # the same for further sides of the frame's colour
-    min_sides: int = 2  # a lone uniform side is too often sky, sea or a wall
-    max_depth: float = 0.3  # no side's border is wider than this share of the image
-    refine_uniform: float = 0.9  # full resolution: share within max(tolerance, 3 sigma)
 
 
 def luma(rgb: npt.NDArray[np.uint8]) -> Gray:

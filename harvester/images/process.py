@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-from harvester.config import MAX_IMAGE_BYTES
+from harvester.config import ImagePolicy
 from harvester.exceptions import ImageError
 from harvester.images import jpegmeta
 from harvester.images.decoding import (
@@ -41,45 +40,11 @@ from harvester.images.decoding import (
     orient,
     upright,
 )
-from harvester.images.frames import (
-    Borders,
-    CropBox,
-    FrameParams,
-    coarse_borders,
-    hays_borders,
-    refine_borders,
-)
+from harvester.images.frames import Borders, CropBox, coarse_borders, hays_borders, refine_borders
 from harvester.images.provenance import ImageFacts, Provenance, build_metadata
 from harvester.records import PhotoStatus
 
 log = logging.getLogger(__name__)
-
-FrameMethod = Literal["harvest", "hays", "none"]
-
-
-@dataclass(frozen=True, slots=True)
-class ImagePolicy:
-    """Every processing default in one place."""
-
-    max_side: int = 1024
-    min_side: int = 500
-    jpeg_quality: int = 90
-    strip_frames: bool = True
-    frame_method: FrameMethod = "harvest"
-    max_pixels: int = 120_000_000  # decompression-bomb limit, checked on the header
-    max_bytes: int = MAX_IMAGE_BYTES
-    frame_params: FrameParams = field(default_factory=FrameParams)
-    # A DCT-scaled decode keeps each 8x8 block's low frequencies only: a blocky low-pass. Left
-    # this much larger than the output, the resampling filter smooths the blocks away (1.25
-    # over 1.0: +0.7 dB PSNR on the benchmark's Originals for +10 % of their CPU).
-    decode_headroom: float = 1.25
-    resample: Image.Resampling = Image.Resampling.BICUBIC  # LANCZOS: +0.02 dB for +7 % CPU
-    reducing_gap: float = 1.5  # box-reduce first when shrinking by 3x or more (PNG, GIF)
-    # Encode downscaled images 4:4:4 when the source has colour detail at the output size
-    # (a 4:2:0 JPEG shrunk by 2x or more): +0.9 dB PSNR for +3 % CPU and +16-20 % bytes on
-    # those files; decoding larger buys as much for about +45 % CPU. libvips too drops chroma
-    # subsampling at Q >= 90.
-    keep_chroma: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Protocol
 from urllib.parse import urlsplit
 
+from harvester.config import SizePolicy, SizePreference
 from harvester.records import PhotoRecord, SizeVariant
 
 DEFAULT_HOST = "https://live.staticflickr.com"
@@ -45,42 +44,6 @@ _LARGE_LABELS = ("l", "h", "k")  # the fixed sizes that reach 1024 px or more
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 _DIGITS = re.compile(r"[0-9]{1,32}")
 _FORMATS = frozenset({"jpg", "jpeg", "png", "gif"})
-
-
-class SizePreference(StrEnum):
-    """`--size`: which size to try first."""
-
-    LARGE = "large"  # url_l (1024), the default: smallest download that fills 1024 px
-    LARGE2048 = "large2048"  # url_k, then url_h, then url_l
-    ORIGINAL = "original"  # url_o first
-
-
-class _SizeConfig(Protocol):
-    """The fields of harvester.config.RunConfig the size choice reads."""
-
-    @property
-    def size(self) -> str: ...
-    @property
-    def max_side(self) -> int: ...
-    @property
-    def min_side(self) -> int: ...
-    @property
-    def allow_smaller(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SizePolicy:
-    """How to pick a size: preference, the output's long side, the smallest acceptable side."""
-
-    prefer: SizePreference = SizePreference.LARGE
-    max_side: int = 1024
-    min_side: int = 500
-    allow_smaller: bool = False
-
-    @classmethod
-    def from_config(cls, cfg: _SizeConfig) -> SizePolicy:
-        """The policy for a run configuration (harvester.config.RunConfig)."""
-        return cls(SizePreference(cfg.size), cfg.max_side, cfg.min_side, cfg.allow_smaller)
 
 
 @dataclass(frozen=True, slots=True)

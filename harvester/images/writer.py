@@ -14,9 +14,9 @@ import os
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from harvester.config import WritePolicy
 from harvester.exceptions import StoreError, UnsafeRecordError
 from harvester.records import PhotoRecord
 
@@ -42,14 +42,6 @@ class WriteError(StoreError):
 
 class DiskFullError(WriteError):
     """The output filesystem is full (ENOSPC) or over quota (EDQUOT); the run must stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class WritePolicy:
-    """How durable each write is; fsync costs ~0.2 ms wall per file on this machine kind."""
-
-    fsync: bool = True
-    fsync_dir: bool = False
 
 
 def shard_dir(seq: int) -> str:

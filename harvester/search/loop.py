@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from harvester.config import PlannerConfig
 from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
 from harvester.search.planner import KeywordPlan, plan_range
 from harvester.search.queries import KeywordQuery, matches_negative
@@ -25,7 +26,6 @@ from harvester.search.windows import (
     Checkpoint,
     PageObservation,
     PageRequest,
-    PlannerConfig,
     Window,
     WindowCapped,
     WindowDone,

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from harvester.config import PlannerConfig
 from harvester.licenses import ALL_IDS
 from harvester.records import DateField
 from harvester.search.windows import (
@@ -35,7 +36,6 @@ from harvester.search.windows import (
     DoneWindow,
     PageObservation,
     PageRequest,
-    PlannerConfig,
     Window,
     WindowCapped,
     WindowDone,

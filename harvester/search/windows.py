@@ -25,29 +25,6 @@ def record_date(record: PhotoRecord, date_field: DateField) -> int | None:
     return calendar.timegm(parsed)
 
 
-@dataclass(frozen=True, slots=True)
-class PlannerConfig:
-    """How windows are sized and paged; every default in one place."""
-
-    window_target: int = 4000  # photos a new window aims to hold (overshoot is truncated)
-    unsorted_target: int = 1000  # the target once the API is seen to ignore the sort
-    per_page: int = 500  # Flickr's maximum (the API clamps geo queries to 250; we follow it)
-    max_results: int = 4000  # Flickr returns at most this many results per query
-    floor_s: int = 300  # date grid: Flickr's date floor, so window edges never bleed
-    max_growth: float = 4.0  # a window is at most this many times wider than the last one
-    rate_decay: float = 0.5  # weight of an older window in the rate estimate, per window
-    cap_trigger: int = 3500  # without a trusted sort, a reported total above this re-cuts
-    nearly_full: float = 0.9  # a page this full is never taken as a window's last
-    refetch_short_pages: bool = True  # ask a short mid-list page once more (see planner)
-    refetch_give_up: int = 3  # stop refetching after this many in a row bring nothing
-
-    def __post_init__(self) -> None:
-        if min(self.window_target, self.unsorted_target, self.per_page, self.floor_s) < 1:
-            raise ValueError("window targets, per_page and floor_s must be positive")
-        if self.max_results < self.per_page:
-            raise ValueError("max_results must hold at least one page")
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class Window:
     """A half-open date range `[start, end)` in unix seconds, optionally one licence only."""
