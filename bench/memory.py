@@ -69,7 +69,7 @@ def run(target: int, work: Path) -> dict[str, object]:
     env = {**os.environ, "FLICKR_API_KEY": "0123456789abcdef0123456789abcdef"}
     samples: list[tuple[float, int, int]] = []
     with common.emulator_process(corpus, extra=extra) as emulator:
-        cmd = [sys.executable, "-m", "harvester.cli", "run", str(queries), "--out", str(out)]
+        cmd = [sys.executable, "-m", "harvester", "run", str(queries), "--out", str(out)]
         cmd += ["--flickr-url", emulator.base_url + "/services/rest/", "--plain"]
         cmd += ["--calls-per-hour", "10000000", "--min-side", "64"]
         started = time.monotonic()

@@ -69,7 +69,7 @@ def check_output_dir(out: Path) -> None:
 @contextlib.contextmanager
 def bundled_emulator(photos: int, profile: str, seed: int) -> Iterator[str]:
     """Run `harvest emulate` in a child process on a free loopback port; yield its REST URL."""
-    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0", "--photos", str(photos)]
+    cmd = [sys.executable, "-m", "harvester", "emulate", "--port", "0", "--photos", str(photos)]
     cmd += ["--profile", profile, "--seed", str(seed), "--time-scale", "1000"]
     # Its own session: Ctrl-C in the terminal must stop the harvest gracefully, not cut the
     # emulator from under the photos in flight; we stop it when the harvest is done.
