@@ -102,9 +102,9 @@ def emulator_process(
     cmd += ["--photos", str(photos), "--seed", str(seed), "--profile", profile, *extra]
     if image_cache is not None:
         cmd += ["--image-cache", str(image_cache)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # `-m` from the repository root finds the checkout's harvester without PYTHONPATH.
     proc = subprocess.Popen(
-        pinned(cmd, [EMULATOR_CORE]), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        pinned(cmd, [EMULATOR_CORE]), cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     emu = EmulatorProcess(proc, "")
     try:
