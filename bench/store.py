@@ -2,9 +2,10 @@
 
     python -m bench.store --photos 1000000 [--photos 10000000] [--dir /tmp/x]
 
-Windows of 400 photos (the planner's target size) are committed for 20 keywords; a tenth of
-the photos are found again by a second keyword (duplicates). Then every photo is leased and
-marked done in the engine's batch sizes. Prints a table and writes bench/results/store.json.
+Windows of 400 photos (a tenth of the planner's default 4,000: ten times its commits per photo)
+are committed for 20 keywords; a tenth of the photos are found again by a second keyword
+(duplicates). Then every photo is read back through `Store.pending` and marked done in the
+engine's batch sizes. Prints a table and writes bench/results/store.json.
 """
 
 from __future__ import annotations
