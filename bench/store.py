@@ -31,7 +31,7 @@ LEASE_BATCH = 256
 
 @dataclass(frozen=True)
 class Image:
-    """Stand-in for imaging's result."""
+    """Stand-in for the process stage's result: what `Store.mark_done` reads."""
 
     width: int
     height: int
