@@ -98,13 +98,13 @@ def emulator_process(
     The emulator prints its base URL as the first line on stdout once it listens.
     `image_cache` keeps rendered images on disk, so a warmed cache is never re-rendered.
     """
-    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0"]
+    cmd = [sys.executable, "-m", "harvester", "emulate", "--port", "0"]
     cmd += ["--photos", str(photos), "--seed", str(seed), "--profile", profile, *extra]
     if image_cache is not None:
         cmd += ["--image-cache", str(image_cache)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # `-m` from the repository root finds the checkout's harvester without PYTHONPATH.
     proc = subprocess.Popen(
-        pinned(cmd, [EMULATOR_CORE]), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        pinned(cmd, [EMULATOR_CORE]), cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     emu = EmulatorProcess(proc, "")
     try:

@@ -9,7 +9,7 @@ harvested twice by the real `harvest run`:
 
 The issue's target: end to end reaches at least 80% of the image half's images per second.
 
-    python bench/e2e.py [--photos 30000] [--keywords nature,sky]
+    python -m bench.e2e [--photos 30000] [--keywords nature,sky]
 """
 
 from __future__ import annotations
@@ -24,26 +24,23 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import common
+from harvester.store.sqlite import STORE_FILENAME
 
-from bench import common  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
 CACHE = Path(tempfile.gettempdir()) / "harvest-e2e-image-cache"
 KEY = "0123456789abcdef0123456789abcdef"
 
 
 def harvest(url: str, queries: Path, out: Path, *extra: str) -> tuple[float, float]:
     """Run `harvest run`; returns (wall seconds, CPU seconds of its process tree)."""
-    cmd = [sys.executable, "-m", "harvester.cli", "run", str(queries), "--out", str(out)]
+    cmd = [sys.executable, "-m", "harvester", "run", str(queries), "--out", str(out)]
     cmd += ["--flickr-url", url, "--calls-per-hour", "10000000", "--image-rate", "100000"]
     cmd += ["--plain", *extra]  # no limiter in the way: the pipeline itself is measured
     started, before = time.monotonic(), common.children_cpu_s()
     subprocess.run(
         cmd,
         env={**os.environ, "FLICKR_API_KEY": KEY},
-        cwd=ROOT,
+        cwd=common.ROOT,
         check=True,
         stderr=subprocess.DEVNULL,
     )
@@ -51,12 +48,14 @@ def harvest(url: str, queries: Path, out: Path, *extra: str) -> tuple[float, flo
 
 
 def finished(out: Path) -> int:
-    with sqlite3.connect(out / "harvest.sqlite") as db:
+    with sqlite3.connect(out / STORE_FILENAME) as db:
         return int(db.execute("SELECT COUNT(*) FROM photos WHERE status = 'done'").fetchone()[0])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.e2e", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--photos", type=int, default=30_000, help="emulator corpus size")
     parser.add_argument("--keywords", default="nature,sky")
     args = parser.parse_args()
@@ -78,8 +77,8 @@ def main() -> None:
     half, full = _figures(half_n, half_s, half_cpu), _figures(full_n, full_s, full_cpu)
     ratio = round(full["img_s"] / half["img_s"], 3)
     result = {"photos": full_n, "image_half": half, "end_to_end": full, "ratio": ratio}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "e2e.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    (common.RESULTS / "e2e.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(
         f"image half: {half_n} images in {half_s:.1f} s = {half_n / half_s:.1f} img/s\n"
         f"end to end: {full_n} images in {full_s:.1f} s = {full_n / full_s:.1f} img/s "

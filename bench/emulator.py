@@ -1,6 +1,6 @@
 """Emulator benchmark: Large images/s on one core, and 1M-photo start-up time and peak RSS.
 
-    .venv/bin/python bench/emulator.py [--photos 1000000] [--seconds 10] [--concurrency 64]
+    python -m bench.emulator [--photos 1000000] [--seconds 10] [--concurrency 64]
 
 The server runs in its own process pinned to core 0 (`taskset -c 0`); this process is the
 aiohttp client, pinned to the other core(s). Prints a table and writes bench/results/emulator.json.
@@ -16,14 +16,14 @@ import random
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "emulator.json"
+from bench import common
+
+RESULTS = common.RESULTS / "emulator.json"
 KEY = "0123456789abcdef0123456789abcdef"
 
 
@@ -36,7 +36,7 @@ def start_server(photos: int, core: int = 0) -> tuple[subprocess.Popen[str], str
     )
     cmd = ["taskset", "-c", str(core), sys.executable, "-c", code]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=common.ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("http"):
@@ -159,7 +159,11 @@ def startup(photos: int) -> dict[str, float]:
 
 def main() -> None:
     """Run both measurements, print a table, write the JSON."""
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.emulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--photos", type=int, default=1_000_000)
     ap.add_argument("--serve-photos", type=int, default=50_000)
     ap.add_argument("--images", type=int, default=600)
@@ -181,7 +185,7 @@ def main() -> None:
     print(f"{'Large cached (MB/s)':<34}{serve['cached']['mb_per_s']:>14.1f}")
     print(f"{'mean Large size (KB)':<34}{serve['cached']['mean_kb']:>14.0f}")
     print(f"{'server core busy while cached':<34}{serve['cached']['server_core_busy']:>14.2f}")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {RESULTS.relative_to(common.ROOT)}")
 
 
 if __name__ == "__main__":

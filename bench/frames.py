@@ -1,18 +1,16 @@
 """Frame detection benchmark: harvest's detector vs the Berg/Hays ring baseline on tests/imagesets.
 
-Run: .venv/bin/python -m bench.frames   (prints a table, writes bench/frames.json)
+Run: python -m bench.frames   (prints a table, writes bench/results/frames.json)
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench import common
 from harvester.config import FrameMethod, ImagePolicy
 from harvester.images.frames import CropBox
 from harvester.images.process import ProcessedImage, process_image
@@ -29,7 +27,7 @@ _PROV = Provenance.from_record(
 )
 
 
-def predictor(method: FrameMethod):  # type: ignore[no-untyped-def]
+def predictor(method: FrameMethod) -> Callable[[bytes], CropBox | None]:
     """A detector over whole JPEG files through process_image."""
     policy = ImagePolicy(min_side=1, frame_method=method)
 
@@ -65,7 +63,10 @@ def main() -> None:
             f"{method:8} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} "
             f"{r['box_mae_px']:7.2f} {r['box_max_err_px']:7d} {r['ms_per_image_process']:7.2f}"
         )
-    Path(__file__).with_name("frames.json").write_text(json.dumps(rows, indent=2))
+    out = common.RESULTS / "frames.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {out.relative_to(common.ROOT)}")
 
 
 if __name__ == "__main__":

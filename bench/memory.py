@@ -12,8 +12,8 @@ downloaded, decoded, stamped with its own metadata, written and recorded: what c
 the job (queues, the store, caches, per-photo state) is exercised in full; only the per-image
 pixel work is smaller.
 
-    python bench/memory.py                 # 200,000 photos
-    python bench/memory.py --photos 30000  # a quick look
+    python -m bench.memory                 # 200,000 photos
+    python -m bench.memory --photos 30000  # a quick look
 """
 
 from __future__ import annotations
@@ -31,12 +31,9 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import common
+from harvester.store.sqlite import STORE_FILENAME
 
-from bench import common  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
 MATCH_SHARE = 0.898  # share of the corpus matching "photo" (seed 0), measured with /_emulator/truth
 
 
@@ -69,22 +66,22 @@ def run(target: int, work: Path) -> dict[str, object]:
     env = {**os.environ, "FLICKR_API_KEY": "0123456789abcdef0123456789abcdef"}
     samples: list[tuple[float, int, int]] = []
     with common.emulator_process(corpus, extra=extra) as emulator:
-        cmd = [sys.executable, "-m", "harvester.cli", "run", str(queries), "--out", str(out)]
+        cmd = [sys.executable, "-m", "harvester", "run", str(queries), "--out", str(out)]
         cmd += ["--flickr-url", emulator.base_url + "/services/rest/", "--plain"]
         cmd += ["--calls-per-hour", "10000000", "--min-side", "64"]
         started = time.monotonic()
-        harvest = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        harvest = subprocess.Popen(cmd, env=env, cwd=common.ROOT, stderr=subprocess.DEVNULL)
         try:
             ps = psutil.Process(harvest.pid)
             while harvest.poll() is None:
-                done = count_done(out / "harvest.sqlite")
+                done = count_done(out / STORE_FILENAME)
                 rss = tree_rss(ps)
                 if done >= 0 and rss:
                     samples.append((time.monotonic() - started, done, rss))
                 time.sleep(1.0)
         finally:
             harvest.wait()
-    final = count_done(out / "harvest.sqlite")
+    final = count_done(out / STORE_FILENAME)
     return summarise(samples, final, harvest.returncode, time.monotonic() - started)
 
 
@@ -116,13 +113,15 @@ def summarise(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.memory", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--photos", type=int, default=200_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="harvest-memory-") as tmp:
         result = run(args.photos, Path(tmp))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    (common.RESULTS / "memory.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     at = result["rss_mb_at"]
     assert isinstance(at, dict)
     lines = [

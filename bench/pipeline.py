@@ -1,13 +1,13 @@
 """Pipeline benchmark: harvest's engine against img2dataset on the same emulator photos.
 
-    python bench/pipeline.py --photos 5000        # see bench/README.md
+    python -m bench.pipeline --photos 5000        # see bench/README.md
 
 The Flickr emulator (harvester/emulator) serves in its own process pinned to core 0, from an
 on-disk image cache warmed before anything is timed. The photos (a Large-heavy mix with big
 Originals and frames, bench/pipeline_corpus.py) are picked by the emulator's ground truth.
 Each tool then runs in turn, in its own process tree pinned to the other core(s):
 
-- harvest: the real engine (harvester/pipeline.py `Engine`) over the photos pre-claimed in a
+- harvest: the real engine (harvester/engine.py `Engine`) over the photos pre-claimed in a
   fresh store, with a search backend that finds nothing, so it only downloads and processes;
 - img2dataset: the like-for-like command (bench/pipeline_img2dataset.py) on the same URLs.
 
@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -35,8 +34,6 @@ from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench import common
 from bench.pipeline_corpus import Photo, corpus_size, fetch_bytes, save_photos, select_photos
 from bench.pipeline_img2dataset import measure_img2dataset
@@ -47,14 +44,13 @@ from harvester.engine import Engine
 from harvester.images.download import Fetcher
 from harvester.progress import RunStats
 from harvester.records import PhotoRecord, SearchPage, SearchQuery
-from harvester.runner import STORE_NAME, run_loop
+from harvester.runner import run_loop
 from harvester.search.planner import plan_range
 from harvester.search.queries import KeywordQuery, QueryFile
-from harvester.store.sqlite import Store
+from harvester.store.sqlite import STORE_FILENAME, Store
 
 log = logging.getLogger("bench.pipeline")
 
-BENCH = Path(__file__).resolve().parent
 KEYWORD = "bench"
 SINCE = 1_076_371_200  # the emulator corpus's first upload day (a multiple of the date floor)
 UNTIL = 1_790_000_100  # just past its last upload (EmulatorConfig.end_ts), on the floor grid
@@ -85,7 +81,7 @@ def preclaim(out: Path, records: Sequence[PhotoRecord]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     floor_s = PlannerConfig().floor_s
     start, end = plan_range(SINCE, UNTIL, int(time.time()), floor_s)
-    with Store.open(out / STORE_NAME) as store:
+    with Store.open(out / STORE_FILENAME) as store:
         store.commit_window(
             KEYWORD, start, end, None, records, len(records), False, lease_new=False
         )
@@ -107,7 +103,7 @@ async def run_engine(cfg: RunConfig) -> dict[str, Any]:
     returns a few of the engine's own counters."""
     queries = bench_queries()
     backend = EmptySearch()
-    store = Store.open(cfg.out_dir / STORE_NAME)
+    store = Store.open(cfg.out_dir / STORE_FILENAME)
     stats = RunStats(budget_per_hour=cfg.api.calls_per_hour)
     connector = aiohttp.TCPConnector(limit=cfg.fetch.concurrency + 8, ttl_dns_cache=300)
     try:
@@ -155,19 +151,17 @@ def measure_image_half(
     returns images (stored), wall_s, cpu_s, images_per_s, cpu_s_per_image, peak_rss_mb,
     outcome counts, and `paths` (photo id -> stored file).
     """
-    if (out / STORE_NAME).exists():
-        raise FileExistsError(f"{out / STORE_NAME} exists: measure on a fresh output")
+    if (out / STORE_FILENAME).exists():
+        raise FileExistsError(f"{out / STORE_FILENAME} exists: measure on a fresh output")
     preclaim(out, records)
     result = out.parent / f"{out.name}-engine.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "harvest"]
+    cmd = [sys.executable, "-m", "bench.pipeline", "--worker", "harvest"]
     cmd += ["--out", str(out), "--result", str(result)]
     cmd += ["--concurrency", str(concurrency), "--threads", str(threads)]
     cmd += [] if fsync else ["--no-fsync"]
-    env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
     code, usage = common.run_measured(
         common.pinned(cmd, cpus or common.tool_cores()),
         cwd=common.ROOT,
-        env=env,
         log_path=out.parent / f"{out.name}.log",
     )
     figures = common.tool_figures(usage, code, _stored(out))
@@ -180,7 +174,7 @@ def _stored(out: Path) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     paths: dict[str, str] = {}
-    with Store.open(out / STORE_NAME, readonly=True) as store:
+    with Store.open(out / STORE_FILENAME, readonly=True) as store:
         for row in store.iter_export():
             statuses[row.status] += 1
             if row.path and row.status == "done":
@@ -315,7 +309,7 @@ def compare(args: argparse.Namespace, emu: common.EmulatorProcess) -> dict[str, 
     kinds = by_kind(args, photos) if args.by_kind else {}
     return {
         "benchmark": "pipeline",
-        "command": " ".join(["python", "bench/pipeline.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "-m", "bench.pipeline", *sys.argv[1:]]),
         "machine": common.machine(),
         "emulator": {"base_url": emu.base_url, "corpus_photos": corpus_size(args.photos)},
         "photos": len(photos),
@@ -334,7 +328,9 @@ def compare(args: argparse.Namespace, emu: common.EmulatorProcess) -> dict[str, 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (the hidden ones start the measured harvest process)."""
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--photos", type=int, default=5000, help="photos to harvest (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="emulator corpus and selection seed")
@@ -347,7 +343,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--psnr-sample", type=int, default=100, help="images compared per kind")
     p.add_argument("--imaging-sample", type=int, default=40, help="per-kind imaging CPU sample")
     p.add_argument("--by-kind", action="store_true", help="also run each tool per kind")
-    p.add_argument("--work", type=Path, default=BENCH / "results" / "pipeline-work")
+    p.add_argument("--work", type=Path, default=common.RESULTS / "pipeline-work")
     p.add_argument("--keep-cache", action="store_true", help="keep the emulator's image cache")
     p.add_argument("--keep-outputs", action="store_true", help="keep both tools' outputs")
     p.add_argument("--worker", choices=("harvest",), help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """Planner benchmark: recall and API calls of harvest's window planner vs the Berg/Hays search.
 
-    .venv/bin/python bench/planner.py [--sizes 10k,100k,1m] [--quick]
+    python -m bench.planner [--sizes 10k,100k,1m] [--quick]
 
 Method. One in-process Flickr emulator corpus (seed 0, 1.1M photos, profile `realistic`: the
 4,000-result cap with repeating pages past it, totals under-reported by up to 20 %, a 300 s
@@ -42,14 +42,11 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
 import numpy.typing as npt
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
 from bench.planner_hays import HaysConfig, HaysResult, hays_search
@@ -472,7 +469,9 @@ def write_outputs(
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.planner", description=__doc__.split("\n", 1)[0]
+    )
     ap.add_argument("--sizes", help="comma list of 10k,100k,1m (default: all; --quick: 10k)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: the 10k corpus only")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma list of harvest,hays")
@@ -520,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("\n".join(verdict(runs)))
     settings = {
-        "command": " ".join(["python", "bench/planner.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "bench.planner", *(argv or sys.argv[1:])]),
         "sizes": args.size_list,
         "methods": args.method_list,
         "seed": args.seed,

@@ -1,10 +1,11 @@
 """Store benchmark: claim/commit and outcome rates, summary time and file size at N photos.
 
-    .venv/bin/python bench/store.py --photos 1000000 [--photos 10000000] [--dir /tmp/x]
+    python -m bench.store --photos 1000000 [--photos 10000000] [--dir /tmp/x]
 
-Windows of 400 photos (the planner's target size) are committed for 20 keywords; a tenth of
-the photos are found again by a second keyword (duplicates). Then every photo is leased and
-marked done in the engine's batch sizes. Prints a table and writes bench/results/store.json.
+Windows of 400 photos (a tenth of the planner's default 4,000: ten times its commits per photo)
+are committed for 20 keywords; a tenth of the photos are found again by a second keyword
+(duplicates). Then every photo is read back through `Store.pending` and marked done in the
+engine's batch sizes. Prints a table and writes bench/results/store.json.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ import argparse
 import json
 import platform
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench import common
 from harvester.records import PhotoRecord, SizeVariant
 from harvester.store.sqlite import Store
 
@@ -32,7 +31,7 @@ LEASE_BATCH = 256
 
 @dataclass(frozen=True)
 class Image:
-    """Stand-in for imaging's result."""
+    """Stand-in for the process stage's result: what `Store.mark_done` reads."""
 
     width: int
     height: int
@@ -131,7 +130,11 @@ def bench(n: int, directory: Path) -> dict[str, float]:
 
 def main() -> None:
     """Parse arguments, run each size, print the table, write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.store",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--photos", type=int, action="append", default=None)
     parser.add_argument("--dir", type=Path, default=None, help="where the store files go")
     parser.add_argument("--keep", action="store_true", help="keep the store files")
@@ -147,8 +150,8 @@ def main() -> None:
             f"{r['photos']:>10,} {r['claim_photos_per_s']:>10,.0f} {r['done_per_s']:>10,.0f} "
             f"{r['summary_s']:>10.2f} {r['file_mb']:>8,.0f} {r['bytes_per_photo']:>8,.0f}"
         )
-    out = Path(__file__).parent / "results" / "store.json"
-    out.parent.mkdir(exist_ok=True)
+    out = common.RESULTS / "store.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(f"wrote {out}")

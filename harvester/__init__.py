@@ -1,3 +1,44 @@
-"""harvest: a resumable, high-throughput Flickr research-dataset harvester."""
+"""harvest: a resumable, high-throughput Flickr research-dataset harvester.
 
-__version__ = "0.1.0"
+In the order a photo travels (README, "Data flow"):
+
+cli.py          parse, build the RunConfig, set up logging, run a command, map errors to exit codes
+runner.py       `harvest run` wiring (key or bundled emulator, store, session, budget, signals,
+                worker processes), plus the `status` and `export` commands
+engine.py       Engine: the one owner of the queues, tasks and thread pool; searches the keywords,
+                then takes each claimed photo through fetch, process, write and record, once
+search/         queries.py the queries file; windows.py windows and the planner's records;
+                planner.py the adaptive window planner (KeywordPlan); loop.py search_keyword
+flickr/         client.py the async REST client (budgeted, retried, key-safe); parse.py pure
+                JSON-to-record parsing; budget.py the per-key call budget, local or shared
+images/         sizes.py which size to fetch; download.py Fetcher; decoding.py, frames.py and
+                process.py the process stage; jpegmeta.py, provenance.py the metadata stamped
+                into each file; writer.py paths and atomic writes
+store/          sqlite.py Store (checkpoints, claims, outcomes); schema.py DDL, codec and rows;
+                merge.py the merge destination's writes
+
+Shared core, imported by the stages:
+
+records.py      PhotoRecord, SizeVariant, PhotoStatus, DateField, SearchQuery, SearchPage
+exceptions.py   the error tree, drawn in its docstring
+config.py       RunConfig and ShardSpec: every run default in one place
+retry.py        capped exponential backoff with full jitter (RetryPolicy, retry_async)
+licenses.py     Flickr's licence table
+exit_codes.py   the command's exit codes and which error maps to which
+
+export.py       `harvest export`: a store's photos as JSONL or CSV, streamed
+merge.py        `harvest merge`: shard outputs joined, each photo once
+progress.py     RunStats and the live display (a rich table, or plain log lines)
+emulator/       a faithful local Flickr (REST API, image host, seeded corpus), apart from the core
+__main__.py     `python -m harvester`, the `harvest` command
+
+Rooms to come: dataset/ (fingerprints, duplicates, matching, similarity, report, credits,
+sources), and a distributed backend for the image half.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("harvest")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"

@@ -67,7 +67,7 @@ def check_output_dir(out: Path) -> None:
 @contextlib.contextmanager
 def bundled_emulator(spec: BundledEmulator) -> Iterator[str]:
     """Run `harvest emulate` in a child process on a free loopback port; yield its REST URL."""
-    cmd = [sys.executable, "-m", "harvester.cli", "emulate", "--port", "0"]
+    cmd = [sys.executable, "-m", "harvester", "emulate", "--port", "0"]
     cmd += ["--photos", str(spec.photos), "--profile", spec.profile, "--seed", str(spec.seed)]
     cmd += ["--time-scale", "1000"]
     # Its own session: Ctrl-C in the terminal must stop the harvest gracefully, not cut the
