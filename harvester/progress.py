@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group
@@ -139,11 +141,19 @@ def summary_line(stats: RunStats, now: float) -> str:
 class ProgressDisplay:
     """Shows RunStats: rich Live on a terminal, a log line every `interval_s` otherwise."""
 
-    def __init__(self, stats: RunStats, *, live: bool, interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        stats: RunStats,
+        *,
+        live: bool,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stats = stats
+        self._clock = clock
         self._live: Live | None = None
         self._interval_s = interval_s
-        self._last_line = 0.0
+        self._last_line = -math.inf  # so the first update logs at once, whatever the clock reads
         if live:
             self._live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
 
@@ -158,8 +168,8 @@ class ProgressDisplay:
             self._live.__exit__(None, None, None)
 
     def update(self, *, final: bool = False) -> None:
-        """Refresh the view (called about twice a second by the engine)."""
-        now = time.monotonic()
+        """Refresh the view (called about twice a second by the runner's display loop)."""
+        now = self._clock()
         self._stats.sample(now)
         if self._live is not None:
             self._live.update(render_table(self._stats, now))

@@ -10,6 +10,16 @@ from rich.console import Console
 from harvester.progress import MAX_ROWS, ProgressDisplay, RunStats, render_table, summary_line
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def rendered(stats: RunStats) -> str:
     console = Console(width=200, record=True)
     console.print(render_table(stats, 0.0))
@@ -47,15 +57,23 @@ def test_summary_line_has_rates_budget_and_eta() -> None:
     assert "ETA 0m07s" in line
 
 
-def test_plain_mode_logs_lines(caplog: pytest.LogCaptureFixture) -> None:
-    stats = RunStats()
+def test_plain_mode_logs_the_first_line_at_clock_zero_then_one_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    stats = RunStats(started_at=0.0)
     stats.keyword("a").found = 3
     with (
         caplog.at_level(logging.INFO, logger="harvester.progress"),
-        ProgressDisplay(stats, live=False, interval_s=3600) as display,
+        ProgressDisplay(stats, live=False, interval_s=10, clock=clock) as display,
     ):
-        display.update()  # the first line comes at once, then one per interval
+        display.update()
+        assert len(caplog.records) == 1  # at once, though the clock reads 0 (a fresh host)
+        clock.now = 9.9
+        display.update()
+        assert len(caplog.records) == 1  # quiet within the interval
+        clock.now = 10.0
         display.update()
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2  # one at the start, one final
+    assert len(lines) == 3  # the first, one an interval later, the final one
     assert all("found 3" in line for line in lines)
