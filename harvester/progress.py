@@ -1,9 +1,15 @@
-"""Live run statistics and their display: a rich table on a terminal, plain log lines otherwise."""
+"""Live run statistics and their display: a rich table on a terminal, plain log lines otherwise.
+
+The process's logging is set up here too: on a terminal, log lines must go through the console
+the live view draws on, so that rich prints them above the view instead of under a stale copy.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -11,9 +17,15 @@ from dataclasses import dataclass, field
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 
 log = logging.getLogger(__name__)
+
+_MESSAGE_FORMAT = "%(name)s: %(message)s"
+#: The one plain log format, for the CLI's process and the worker processes alike.
+LOG_FORMAT = f"%(asctime)s %(processName)s %(levelname)s {_MESSAGE_FORMAT}"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 @dataclass(slots=True)
@@ -138,8 +150,39 @@ def summary_line(stats: RunStats, now: float) -> str:
     )
 
 
+@functools.cache
+def stderr_console() -> Console:
+    """This process's stderr console: the live view and the rich log handler must share it."""
+    return Console(stderr=True)
+
+
+def log_handler(console: Console | None) -> logging.Handler:
+    """Rich log lines through `console`, above its live view; plain lines on stderr for None."""
+    if console is None:
+        plain = logging.StreamHandler(sys.stderr)
+        plain.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+        return plain
+    # Rich draws the time and level columns itself; the message keeps the logger's name.
+    handler = RichHandler(console=console, show_path=False, log_time_format=DATE_FORMAT)
+    handler.setFormatter(logging.Formatter(_MESSAGE_FORMAT))
+    return handler
+
+
+def setup_logging(verbosity: int, *, console: Console | None = None) -> None:
+    """Configure this process's logging: called by the CLI, and by each worker process it spawns."""
+    level = logging.DEBUG if verbosity > 1 else logging.INFO
+    logging.basicConfig(level=level, handlers=[log_handler(console)])
+    if verbosity < 1:
+        for noisy in ("aiohttp.access", "aiohttp.server"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 class ProgressDisplay:
-    """Shows RunStats: rich Live on a terminal, a log line every `interval_s` otherwise."""
+    """Shows RunStats: rich Live on a terminal, a log line every `interval_s` otherwise.
+
+    The live view draws on `console`, by default `stderr_console()`: the console that
+    `setup_logging` gives the rich log handler, so log lines scroll above the view.
+    """
 
     def __init__(
         self,
@@ -148,14 +191,18 @@ class ProgressDisplay:
         live: bool,
         interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        console: Console | None = None,
     ) -> None:
         self._stats = stats
         self._clock = clock
-        self._live: Live | None = None
         self._interval_s = interval_s
         self._last_line = -math.inf  # so the first update logs at once, whatever the clock reads
+        self._live: Live | None = None
         if live:
-            self._live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+            # No refresh thread: the runner updates twice a second, and tests step it by hand.
+            self._live = Live(
+                console=console or stderr_console(), auto_refresh=False, transient=False
+            )
 
     def __enter__(self) -> ProgressDisplay:
         if self._live is not None:
@@ -172,7 +219,7 @@ class ProgressDisplay:
         now = self._clock()
         self._stats.sample(now)
         if self._live is not None:
-            self._live.update(render_table(self._stats, now))
+            self._live.update(render_table(self._stats, now), refresh=True)
         elif final or now - self._last_line >= self._interval_s:
             self._last_line = now
             log.info("%s", summary_line(self._stats, now))

@@ -31,7 +31,7 @@ from harvester.flickr.budget import SharedBudget, budget_name
 from harvester.flickr.client import FlickrClient, load_api_key
 from harvester.images.download import Fetcher, FetchPolicy
 from harvester.images.writer import cleanup_temp_files
-from harvester.progress import ProgressDisplay, RunStats
+from harvester.progress import ProgressDisplay, RunStats, setup_logging
 from harvester.records import DateField
 from harvester.search.queries import KeywordQuery, QueryFile, load_queries
 from harvester.store.sqlite import Store
@@ -193,11 +193,8 @@ def _run_processes(
 def _worker_process(
     cfg: RunConfig, queries: QueryFile, keywords: Sequence[KeywordQuery], api_key: str
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
+    # A spawned process starts with no logging; plain lines, as several workers share stderr.
+    setup_logging(verbosity=0)
     try:
         code = run_loop(run_worker(cfg, queries, keywords, api_key, live=False))
     except HarvestError as exc:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
 from rich.console import Console
 
-from harvester.progress import MAX_ROWS, ProgressDisplay, RunStats, render_table, summary_line
+from harvester.progress import (
+    MAX_ROWS,
+    ProgressDisplay,
+    RunStats,
+    log_handler,
+    render_table,
+    summary_line,
+)
 
 
 class FakeClock:
@@ -77,3 +85,34 @@ def test_plain_mode_logs_the_first_line_at_clock_zero_then_one_per_interval(
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3  # the first, one an interval later, the final one
     assert all("found 3" in line for line in lines)
+
+
+def test_live_view_keeps_log_lines_above_one_table() -> None:
+    console = Console(file=io.StringIO(), record=True, width=160)
+    clock, stats = FakeClock(), RunStats(started_at=0.0)
+    logger = logging.getLogger("harvester.test_live")
+    handler = log_handler(console)  # what setup_logging installs on a terminal
+    logger.addHandler(handler)
+    try:
+        with ProgressDisplay(stats, live=True, clock=clock, console=console) as display:
+            for step, city in enumerate(("london", "paris", "rome")):
+                clock.now = step * 0.5
+                stats.keyword(city).new = 10
+                logger.warning("%s: search finished", city)
+                display.update()
+    finally:
+        logger.removeHandler(handler)
+    lines = console.export_text().splitlines()
+    headers = [i for i, line in enumerate(lines) if "windows" in line]
+    logged = [i for i, line in enumerate(lines) if "search finished" in line]
+    assert len(headers) == 1  # one live view, not a table drawn again under each log line
+    assert len(logged) == 3
+    assert max(logged) < headers[0]
+
+
+def test_plain_log_lines_name_time_process_level_and_logger() -> None:
+    record = logging.makeLogRecord({"name": "harvester.engine", "msg": "london: search finished"})
+    record.levelname, record.processName = "INFO", "worker-2"
+    line = log_handler(None).format(record)
+    assert line.endswith(" worker-2 INFO harvester.engine: london: search finished")
+    assert line[:4].isdigit()  # starts with the date
