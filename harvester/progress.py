@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from rich.console import Console, Group
 from rich.live import Live
 from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class RunStats:
     def eta_s(self) -> float | None:
         """Seconds until the known queue of photos is harvested, at the current rate."""
         images_s, _ = self.rates()
-        remaining = self.total("new") + self.pending_at_start - self.done_count()
+        remaining = self.claimed_count() - self.done_count()
         if images_s <= 0 or remaining <= 0:
             return None
         return remaining / images_s
@@ -102,6 +103,22 @@ class RunStats:
     def done_count(self) -> int:
         """Photos finished in any way (downloaded, skipped, failed)."""
         return self.total("downloaded") + self.total("skipped") + self.total("failed")
+
+    def claimed_count(self) -> int:
+        """Photos this run has to finish: those pending when it started and those it claimed."""
+        return self.pending_at_start + self.total("new")
+
+    def keywords_searched(self) -> int:
+        """Keywords whose search is finished."""
+        return sum(1 for k in self.keywords.values() if k.search_done)
+
+    def search_eta_s(self, now: float) -> float | None:
+        """Seconds until every keyword is searched, at the pace of the run so far."""
+        searched = self.keywords_searched()
+        remaining = len(self.keywords) - searched
+        if searched == 0 or remaining == 0:
+            return None
+        return remaining * max(now - self.started_at, 0.0) / searched
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -148,6 +165,32 @@ def summary_line(stats: RunStats, now: float) -> str:
         f"API calls {stats.api_calls:,} (retries {stats.api_retries:,}, "
         f"budget left ~{stats.budget_left(now):,.0f}/h)  ETA {_fmt_eta(stats.eta_s())}"
     )
+
+
+def overall_bars(stats: RunStats, now: float) -> Progress:
+    """Bars for the whole run: photos finished of those claimed, keywords searched of planned."""
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=40),
+        TextColumn("{task.fields[figures]}", justify="right"),
+        TextColumn("ETA {task.fields[eta]}"),
+        get_time=lambda: now,  # the bars' animation follows the display's clock, not the wall
+    )
+    _add_bar(bars, "photos", stats.done_count(), stats.claimed_count(), stats.eta_s())
+    searched, planned = stats.keywords_searched(), len(stats.keywords)
+    _add_bar(bars, "keywords", searched, planned, stats.search_eta_s(now))
+    return bars
+
+
+def _add_bar(bars: Progress, name: str, done: int, total: int, eta_s: float | None) -> None:
+    # A total of None pulses the bar: nothing counted yet, rather than a full bar at 0/0.
+    figures = f"{done:,}/{total:,}"
+    bars.add_task(name, total=total or None, completed=done, figures=figures, eta=_fmt_eta(eta_s))
+
+
+def render_view(stats: RunStats, now: float) -> Group:
+    """The whole live view: the keyword table with its totals line, then the overall bars."""
+    return Group(render_table(stats, now), overall_bars(stats, now))
 
 
 @functools.cache
@@ -219,7 +262,7 @@ class ProgressDisplay:
         now = self._clock()
         self._stats.sample(now)
         if self._live is not None:
-            self._live.update(render_table(self._stats, now), refresh=True)
+            self._live.update(render_view(self._stats, now), refresh=True)
         elif final or now - self._last_line >= self._interval_s:
             self._last_line = now
             log.info("%s", summary_line(self._stats, now))

@@ -13,6 +13,7 @@ from harvester.progress import (
     ProgressDisplay,
     RunStats,
     log_handler,
+    overall_bars,
     render_table,
     summary_line,
 )
@@ -108,6 +109,35 @@ def test_live_view_keeps_log_lines_above_one_table() -> None:
     assert len(headers) == 1  # one live view, not a table drawn again under each log line
     assert len(logged) == 3
     assert max(logged) < headers[0]
+    assert [line.split()[:2] for line in lines if line.startswith(("photos", "keywords"))] == [
+        ["photos", "0/30"],  # the overall bars, below the table
+        ["keywords", "0/3"],
+    ]
+
+
+def bar_lines(stats: RunStats, now: float) -> dict[str, str]:
+    console = Console(file=io.StringIO(), record=True, width=120)
+    console.print(overall_bars(stats, now))
+    return {line.split()[0]: line for line in console.export_text().splitlines()}
+
+
+def test_overall_bars_count_photos_of_claimed_and_keywords_of_planned_with_etas() -> None:
+    stats = RunStats(started_at=0.0, pending_at_start=20)  # claimed by an earlier run
+    a, b, _, _ = (stats.keyword(name) for name in "abcd")  # four keywords planned
+    a.search_done, a.new, a.downloaded = True, 100, 10
+    b.search_done = True
+    stats.sample(0.0)
+    a.downloaded, a.skipped, a.failed = 30, 5, 5  # 20 more downloaded in 2 s: 10 img/s
+    stats.sample(2.0)
+    bars = bar_lines(stats, 60.0)
+    assert bars["photos"].split()[-3:] == ["40/120", "ETA", "0m08s"]  # 80 left at 10 img/s
+    assert bars["keywords"].split()[-3:] == ["2/4", "ETA", "1m00s"]  # 2 in 60 s, 2 left
+
+
+def test_overall_bars_before_anything_is_counted() -> None:
+    bars = bar_lines(RunStats(started_at=0.0), 0.0)
+    assert bars["photos"].split()[-3:] == ["0/0", "ETA", "-"]
+    assert bars["keywords"].split()[-3:] == ["0/0", "ETA", "-"]
 
 
 def test_plain_log_lines_name_time_process_level_and_logger() -> None:
