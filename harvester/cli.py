@@ -419,23 +419,19 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _setup_logging(verbosity: int) -> None:
-    level = logging.DEBUG if verbosity > 1 else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
-    if verbosity < 1:
-        for noisy in ("aiohttp.access", "aiohttp.server"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(args: argparse.Namespace) -> None:
+    from harvester.progress import setup_logging, stderr_console, wants_live
+
+    # On a terminal, log lines go through the console the live view draws on, so they scroll
+    # above it; `--plain` and pipes get plain lines.
+    live = wants_live(plain=getattr(args, "plain", False))
+    setup_logging(args.verbose, console=stderr_console() if live else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `harvest` console script."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -1,17 +1,32 @@
-"""Live run statistics and their display: a rich table on a terminal, plain log lines otherwise."""
+"""Live run statistics and their display: a rich table on a terminal, plain log lines otherwise.
+
+The process's logging is set up here too: on a terminal, log lines must go through the console
+the live view draws on, so that rich prints them above the view instead of under a stale copy.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
+import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 log = logging.getLogger(__name__)
+
+_MESSAGE_FORMAT = "%(name)s: %(message)s"
+#: The one plain log format, for the CLI's process and the worker processes alike.
+LOG_FORMAT = f"%(asctime)s %(processName)s %(levelname)s {_MESSAGE_FORMAT}"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 @dataclass(slots=True)
@@ -80,7 +95,7 @@ class RunStats:
     def eta_s(self) -> float | None:
         """Seconds until the known queue of photos is harvested, at the current rate."""
         images_s, _ = self.rates()
-        remaining = self.total("new") + self.pending_at_start - self.done_count()
+        remaining = self.claimed_count() - self.done_count()
         if images_s <= 0 or remaining <= 0:
             return None
         return remaining / images_s
@@ -88,6 +103,22 @@ class RunStats:
     def done_count(self) -> int:
         """Photos finished in any way (downloaded, skipped, failed)."""
         return self.total("downloaded") + self.total("skipped") + self.total("failed")
+
+    def claimed_count(self) -> int:
+        """Photos this run has to finish: those pending when it started and those it claimed."""
+        return self.pending_at_start + self.total("new")
+
+    def keywords_searched(self) -> int:
+        """Keywords whose search is finished."""
+        return sum(1 for k in self.keywords.values() if k.search_done)
+
+    def search_eta_s(self, now: float) -> float | None:
+        """Seconds until every keyword is searched, at the pace of the run so far."""
+        searched = self.keywords_searched()
+        remaining = len(self.keywords) - searched
+        if searched == 0 or remaining == 0:
+            return None
+        return remaining * max(now - self.started_at, 0.0) / searched
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -136,16 +167,93 @@ def summary_line(stats: RunStats, now: float) -> str:
     )
 
 
-class ProgressDisplay:
-    """Shows RunStats: rich Live on a terminal, a log line every `interval_s` otherwise."""
+def overall_bars(stats: RunStats, now: float) -> Progress:
+    """Bars for the whole run: photos finished of those claimed, keywords searched of planned."""
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=40),
+        TextColumn("{task.fields[figures]}", justify="right"),
+        TextColumn("ETA {task.fields[eta]}"),
+        get_time=lambda: now,  # the bars' animation follows the display's clock, not the wall
+    )
+    _add_bar(bars, "photos", stats.done_count(), stats.claimed_count(), stats.eta_s())
+    searched, planned = stats.keywords_searched(), len(stats.keywords)
+    _add_bar(bars, "keywords", searched, planned, stats.search_eta_s(now))
+    return bars
 
-    def __init__(self, stats: RunStats, *, live: bool, interval_s: float = 10.0) -> None:
+
+def _add_bar(bars: Progress, name: str, done: int, total: int, eta_s: float | None) -> None:
+    # A total of None pulses the bar: nothing counted yet, rather than a full bar at 0/0.
+    figures = f"{done:,}/{total:,}"
+    bars.add_task(name, total=total or None, completed=done, figures=figures, eta=_fmt_eta(eta_s))
+
+
+def render_view(stats: RunStats, now: float) -> Group:
+    """The whole live view: the keyword table with its totals line, then the overall bars."""
+    return Group(render_table(stats, now), overall_bars(stats, now))
+
+
+def wants_live(*, plain: bool) -> bool:
+    """Whether to draw the live view: stderr is a terminal and `--plain` was not asked for.
+
+    The one place this is decided: the CLI's log handler and the runner's display must agree.
+    """
+    return sys.stderr.isatty() and not plain
+
+
+@functools.cache
+def stderr_console() -> Console:
+    """This process's stderr console: the live view and the rich log handler must share it."""
+    return Console(stderr=True)
+
+
+def log_handler(console: Console | None) -> logging.Handler:
+    """Rich log lines through `console`, above its live view; plain lines on stderr for None."""
+    if console is None:
+        plain = logging.StreamHandler(sys.stderr)
+        plain.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+        return plain
+    # Rich draws the time and level columns itself; the message keeps the logger's name.
+    handler = RichHandler(console=console, show_path=False, log_time_format=DATE_FORMAT)
+    handler.setFormatter(logging.Formatter(_MESSAGE_FORMAT))
+    return handler
+
+
+def setup_logging(verbosity: int, *, console: Console | None = None) -> None:
+    """Configure this process's logging: called by the CLI, and by each worker process it spawns."""
+    level = logging.DEBUG if verbosity > 1 else logging.INFO
+    logging.basicConfig(level=level, handlers=[log_handler(console)])
+    if verbosity < 1:
+        for noisy in ("aiohttp.access", "aiohttp.server"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class ProgressDisplay:
+    """Shows RunStats: rich Live on a terminal, a log line every `interval_s` otherwise.
+
+    The live view draws on `console`, by default `stderr_console()`: the console that
+    `setup_logging` gives the rich log handler, so log lines scroll above the view.
+    """
+
+    def __init__(
+        self,
+        stats: RunStats,
+        *,
+        live: bool,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        console: Console | None = None,
+    ) -> None:
         self._stats = stats
-        self._live: Live | None = None
+        self._clock = clock
         self._interval_s = interval_s
-        self._last_line = 0.0
+        self._last_line = -math.inf  # so the first update logs at once, whatever the clock reads
+        self._live: Live | None = None
         if live:
-            self._live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+            # No refresh thread: the runner updates twice a second, and tests step it by hand.
+            self._live = Live(
+                console=console or stderr_console(), auto_refresh=False, transient=False
+            )
 
     def __enter__(self) -> ProgressDisplay:
         if self._live is not None:
@@ -158,11 +266,11 @@ class ProgressDisplay:
             self._live.__exit__(None, None, None)
 
     def update(self, *, final: bool = False) -> None:
-        """Refresh the view (called about twice a second by the engine)."""
-        now = time.monotonic()
+        """Refresh the view (called about twice a second by the runner's display loop)."""
+        now = self._clock()
         self._stats.sample(now)
         if self._live is not None:
-            self._live.update(render_table(self._stats, now))
+            self._live.update(render_view(self._stats, now), refresh=True)
         elif final or now - self._last_line >= self._interval_s:
             self._last_line = now
             log.info("%s", summary_line(self._stats, now))

@@ -30,7 +30,7 @@ from harvester.flickr.budget import SharedBudget, budget_name
 from harvester.flickr.client import FlickrClient, load_api_key
 from harvester.images.download import Fetcher
 from harvester.images.writer import cleanup_temp_files
-from harvester.progress import ProgressDisplay, RunStats
+from harvester.progress import ProgressDisplay, RunStats, setup_logging, wants_live
 from harvester.search.queries import KeywordQuery, QueryFile, load_queries
 from harvester.store.schema import StoreSummary
 from harvester.store.sqlite import Store
@@ -65,19 +65,25 @@ def check_output_dir(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def bundled_emulator(spec: BundledEmulator) -> Iterator[str]:
-    """Run `harvest emulate` in a child process on a free loopback port; yield its REST URL."""
+def bundled_emulator(spec: BundledEmulator, log_path: Path) -> Iterator[str]:
+    """Run `harvest emulate` in a child process on a free loopback port; yield its REST URL.
+
+    Its log goes to `log_path`, not to our terminal, where it would tear the live view.
+    """
     cmd = [sys.executable, "-m", "harvester", "emulate", "--port", "0"]
     cmd += ["--photos", str(spec.photos), "--profile", spec.profile, "--seed", str(spec.seed)]
     cmd += ["--time-scale", "1000"]
     # Its own session: Ctrl-C in the terminal must stop the harvest gracefully, not cut the
     # emulator from under the photos in flight; we stop it when the harvest is done.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True
+        )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         if not line.startswith("http"):
-            raise HarvestError(f"the bundled emulator did not start (said {line!r})")
+            raise HarvestError(f"the bundled emulator did not start; see {log_path}")
         log.info("bundled Flickr emulator at %s (%d photos, %s)", line, spec.photos, spec.profile)
         yield line.rstrip("/") + "/services/rest/"
     finally:
@@ -104,7 +110,7 @@ def run_command(cfg: RunConfig) -> RunResult:
         return _run_all(cfg, queries, load_api_key())
     from harvester.emulator import DEFAULT_API_KEY
 
-    with bundled_emulator(cfg.emulator) as url:
+    with bundled_emulator(cfg.emulator, cfg.out_dir / "emulator.log") as url:
         # The emulator keeps its own rate limit (time-scaled); ours must not bind before it.
         api = replace(cfg.api, rest_url=url, calls_per_hour=max(cfg.api.calls_per_hour, 3.6e6))
         return _run_all(replace(cfg, api=api), queries, DEFAULT_API_KEY)
@@ -124,7 +130,7 @@ def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str) -> RunResult:
     code = EXIT_FAILED
     try:
         if cfg.workers == 1:
-            live = sys.stderr.isatty() and not cfg.plain
+            live = wants_live(plain=cfg.plain)
             code = run_loop(run_worker(cfg, queries, keywords, api_key, live=live))
         else:
             run_loop(check_key(cfg, api_key))  # one clear line here, not one per worker
@@ -198,11 +204,8 @@ def _run_processes(
 def _worker_process(
     cfg: RunConfig, queries: QueryFile, keywords: Sequence[KeywordQuery], api_key: str
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
+    # A spawned process starts with no logging; plain lines, as several workers share stderr.
+    setup_logging(verbosity=0)
     try:
         code = run_loop(run_worker(cfg, queries, keywords, api_key, live=False))
     except HarvestError as exc:
