@@ -1,4 +1,5 @@
-"""Typed records shared by the stages: photos as parsed from search results, and their outcomes."""
+"""Typed records shared by the stages: photos as parsed from search results, the date windows
+they are searched in, and their outcomes."""
 
 from __future__ import annotations
 
@@ -106,3 +107,16 @@ class SearchPage:
     per_page: int
     total: int | None
     photos: tuple[PhotoRecord, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Window:
+    """A half-open date range `[start, end)` in unix seconds, optionally one licence only."""
+
+    start: int
+    end: int
+    license: int | None = None
+
+    def contains(self, date: int) -> bool:
+        """True when `date` lies in `[start, end)`."""
+        return self.start <= date < self.end

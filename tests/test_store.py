@@ -288,8 +288,8 @@ def test_two_processes_lease_disjoint_sets(db_path: Path) -> None:
 
 
 def test_commit_result_takes_the_search_loops_result(db_path: Path) -> None:
+    from harvester.records import Window
     from harvester.search.loop import WindowResult
-    from harvester.search.windows import Window
 
     result = WindowResult(
         keyword="paris",

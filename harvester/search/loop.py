@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
+from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery, Window
 from harvester.search.planner import KeywordPlan, plan_range
 from harvester.search.queries import KeywordQuery, matches_negative
 from harvester.search.windows import (
@@ -26,7 +26,6 @@ from harvester.search.windows import (
     PageObservation,
     PageRequest,
     PlannerConfig,
-    Window,
     WindowCapped,
     WindowDone,
     WindowSplit,

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from harvester.licenses import ALL_IDS
-from harvester.records import DateField
+from harvester.records import DateField, Window
 from harvester.search.windows import (
     Checkpoint,
     Coverage,
@@ -36,7 +36,6 @@ from harvester.search.windows import (
     PageObservation,
     PageRequest,
     PlannerConfig,
-    Window,
     WindowCapped,
     WindowDone,
     WindowSplit,

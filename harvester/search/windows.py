@@ -9,7 +9,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Protocol
 
-from harvester.records import DateField, PhotoRecord, SearchPage
+from harvester.records import DateField, PhotoRecord, SearchPage, Window
 
 
 def record_date(record: PhotoRecord, date_field: DateField) -> int | None:
@@ -46,19 +46,6 @@ class PlannerConfig:
             raise ValueError("window targets, per_page and floor_s must be positive")
         if self.max_results < self.per_page:
             raise ValueError("max_results must hold at least one page")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Window:
-    """A half-open date range `[start, end)` in unix seconds, optionally one licence only."""
-
-    start: int
-    end: int
-    license: int | None = None
-
-    def contains(self, date: int) -> bool:
-        """True when `date` lies in `[start, end)`."""
-        return self.start <= date < self.end
 
 
 @dataclass(frozen=True, slots=True)

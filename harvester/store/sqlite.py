@@ -24,8 +24,7 @@ from typing import Any, Protocol, Self
 import orjson
 
 from harvester.exceptions import StoreError
-from harvester.records import PhotoRecord, PhotoStatus
-from harvester.search.windows import Window
+from harvester.records import PhotoRecord, PhotoStatus, Window
 from harvester.store.schema import (
     PENDING_COLUMNS,
     ClaimResult,
