@@ -46,7 +46,7 @@ from harvester.config import RunConfig
 from harvester.engine import Engine
 from harvester.images.download import Fetcher, FetchPolicy
 from harvester.progress import RunStats
-from harvester.records import PhotoRecord, SearchPage, SearchQuery
+from harvester.records import PhotoRecord, SearchPage, SearchQuery, Window
 from harvester.runner import STORE_NAME, run_loop
 from harvester.search.planner import plan_range
 from harvester.search.queries import KeywordQuery, QueryFile
@@ -88,7 +88,12 @@ def preclaim(out: Path, records: Sequence[PhotoRecord]) -> None:
     start, end = plan_range(SINCE, UNTIL, int(time.time()), floor_s)
     with Store.open(out / STORE_NAME) as store:
         store.commit_window(
-            KEYWORD, start, end, None, records, len(records), False, lease_new=False
+            KEYWORD,
+            Window(start, end),
+            records,
+            reported_total=len(records),
+            capped=False,
+            lease_new=False,
         )
 
 

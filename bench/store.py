@@ -17,26 +17,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harvester.records import PhotoRecord, SizeVariant
+from harvester.records import PhotoRecord, SizeVariant, Window
 from harvester.store.sqlite import Store
 
 WINDOW = 400
 KEYWORDS = 20
 LEASE_BATCH = 256
-
-
-@dataclass(frozen=True)
-class Image:
-    """Stand-in for imaging's result."""
-
-    width: int
-    height: int
-    sha256: str
 
 
 def record(i: int) -> PhotoRecord:
@@ -94,16 +84,26 @@ def bench(n: int, directory: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     found = 0
     for keyword, w, photos in windows(n):
-        store.commit_window(keyword, w * 600, w * 600 + 600, None, photos, len(photos), False)
+        store.commit_window(
+            keyword,
+            Window(w * 600, w * 600 + 600),
+            photos,
+            reported_total=len(photos),
+            capped=False,
+        )
         found += len(photos)
     t_claim = time.perf_counter() - t0
     t0 = time.perf_counter()
     done = 0
-    image = Image(1024, 768, "0" * 64)
     while batch := store.pending(LEASE_BATCH, after=0):
         for item in batch:
             store.mark_done(
-                item.record.id, f"{item.keyword}/{item.seq // 1000 + 1:05d}/x.jpg", image, "l"
+                item.record.id,
+                path=f"{item.keyword}/{item.seq // 1000 + 1:05d}/x.jpg",
+                sha256="0" * 64,
+                width=1024,
+                height=768,
+                size_label="l",
             )
         store.flush()
         done += len(batch)

@@ -1,6 +1,6 @@
 """The engine: the one place that knows queues, tasks, the thread pool and shutdown.
 
-    keywords ─► search_keyword (planner + client) ─► store.commit_result (checkpoint + claim)
+    keywords ─► search_keyword (planner + client) ─► store.commit_window (checkpoint + claim)
     store.lease ─► feeder ─► bounded queue ─► N download tasks ─► thread pool
                                   (process_image + atomic write) ─► store.mark_done
 
@@ -34,6 +34,7 @@ from harvester.records import PhotoStatus
 from harvester.search.loop import SearchBackend, WindowResult, search_keyword
 from harvester.search.planner import PlannerConfig
 from harvester.search.queries import KeywordQuery, QueryFile
+from harvester.search.windows import Checkpoint
 from harvester.store.sqlite import PendingPhoto, Store
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,8 @@ class Engine:
         async with gate:
             if self._stop.is_set():
                 return
-            done = self._store.done_windows(kq.keyword)
+            rows = self._store.done_windows(kq.keyword)
+            done = [Checkpoint(window=row.window, found=row.found) for row in rows]
             stream = search_keyword(
                 kq,
                 self._backend,
@@ -184,7 +186,13 @@ class Engine:
             self._stats.keyword(kq.keyword).search_done = True
 
     def _commit_window(self, result: WindowResult) -> None:
-        claim = self._store.commit_result(result)
+        claim = self._store.commit_window(
+            result.keyword,
+            result.window,
+            result.photos,
+            reported_total=result.reported_total,
+            capped=result.capped,
+        )
         stats = self._stats.keyword(result.keyword)
         stats.windows_done += 1
         stats.windows_planned = max(stats.windows_planned, result.windows_planned)
@@ -324,8 +332,15 @@ class Engine:
     def _record(self, item: PendingPhoto, outcome: Outcome) -> None:
         stats = self._stats.keyword(item.keyword)
         if outcome.status is PhotoStatus.DONE and outcome.image is not None:
-            path = outcome.path or ""
-            self._store.mark_done(item.record.id, path, outcome.image, outcome.size_label)
+            image = outcome.image
+            self._store.mark_done(
+                item.record.id,
+                path=outcome.path or "",
+                sha256=image.sha256,
+                width=image.width,
+                height=image.height,
+                size_label=outcome.size_label,
+            )
             stats.downloaded += 1
             return
         # A photo that did not make it must not keep a file from an attempt cut off by a kill.

@@ -14,7 +14,6 @@ from harvester.records import DateField, PhotoRecord, SearchPage
 from harvester.search.planner import (
     DEFAULT_SINCE,
     DEFAULT_TAKEN_SINCE,
-    DoneWindow,
     KeywordPlan,
     PageObservation,
     PageRequest,
@@ -24,6 +23,7 @@ from harvester.search.planner import (
     WindowDone,
     plan_range,
 )
+from harvester.search.windows import Checkpoint
 
 DAY = 86_400
 YEAR = 365 * DAY
@@ -91,7 +91,7 @@ class Run:
 
     found: set[int] = field(default_factory=set)
     windows: list[Window] = field(default_factory=list)
-    done: list[DoneWindow] = field(default_factory=list)
+    done: list[Checkpoint] = field(default_factory=list)
     requests: list[PageRequest] = field(default_factory=list)
     capped_lost: int = 0
 
@@ -110,7 +110,7 @@ def drive(plan: KeywordPlan, sim: Sim, max_windows: int | None = None) -> Run:
                 w = decision.window
                 run.windows.append(w)
                 run.found |= {i for i in seen if w.contains(sim.times[i])}
-                run.done.append(DoneWindow(w.start, w.end, w.license, decision.found))
+                run.done.append(Checkpoint(window=w, found=decision.found))
             if isinstance(decision, WindowCapped):
                 run.capped_lost += decision.lost_estimate
         if max_windows is not None and len(run.windows) >= max_windows:
@@ -273,22 +273,23 @@ def test_resume_skips_done_windows_and_finishes(stop_after: int) -> None:
     assert_no_overlap(first.windows + second.windows)
 
 
-def window_truth(sim: Sim, done: DoneWindow) -> set[int]:
+def window_truth(sim: Sim, done: Checkpoint) -> set[int]:
     """The visible photos of one window (of its licence only, for a licence window)."""
-    inside = sim.truth(done.start, done.end)
-    return {i for i in inside if done.license is None or sim.licenses[i] == done.license}
+    w = done.window
+    inside = sim.truth(w.start, w.end)
+    return {i for i in inside if w.license is None or sim.licenses[i] == w.license}
 
 
 def test_resume_mid_licence_split_searches_only_the_other_licences() -> None:
     sim = one_hot_bucket(9_000, list(range(17)))
     first = drive(KeywordPlan(T0, END, CFG), sim)
-    licence_done = [d for d in first.done if d.license is not None]
-    bucket = licence_done[0].start
-    kept = [d for d in first.done if d.end <= bucket] + licence_done[:6]
+    licence_done = [d for d in first.done if d.window.license is not None]
+    bucket = licence_done[0].window.start
+    kept = [d for d in first.done if d.window.end <= bucket] + licence_done[:6]
     second = drive(KeywordPlan.resume(T0, END, kept, CFG), sim)
     again = {w.license for w in second.windows if w.license is not None}
-    assert again == set(range(17)) - {d.license for d in licence_done[:6]}
-    assert_no_overlap([Window(d.start, d.end, d.license) for d in kept] + second.windows)
+    assert again == set(range(17)) - {d.window.license for d in licence_done[:6]}
+    assert_no_overlap([d.window for d in kept] + second.windows)
     before = set().union(*(window_truth(sim, d) for d in kept))
     assert before | second.found == sim.truth(T0, END)
     assert not before & second.found

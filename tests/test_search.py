@@ -20,13 +20,13 @@ from harvester.retry import RetryPolicy
 from harvester.search.loop import WindowResult, build_query, search_keyword
 from harvester.search.planner import (
     DEFAULT_SINCE,
-    DoneWindow,
     PageRequest,
     PlannerConfig,
     Window,
     plan_range,
 )
 from harvester.search.queries import KeywordQuery
+from harvester.search.windows import Checkpoint
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]  # the conftest fixture's type
 YEAR = 365 * 86_400
@@ -106,7 +106,7 @@ def truth(fake: FakeFlickr, kq: KeywordQuery) -> set[str]:
 async def collect(
     kq: KeywordQuery,
     fake: FakeFlickr,
-    done: Sequence[DoneWindow] = (),
+    done: Sequence[Checkpoint] = (),
     negatives: tuple[str, ...] = (),
     *,
     send_negatives: bool = False,
@@ -166,9 +166,7 @@ async def test_resume_searches_only_what_is_left() -> None:
             first.append(result)
             if len(first) == 2:
                 break
-    done = [
-        DoneWindow(r.window.start, r.window.end, r.window.license, len(r.photos)) for r in first
-    ]
+    done = [Checkpoint(window=r.window, found=len(r.photos)) for r in first]
     fake.queries.clear()
     second = await collect(kq, fake, done=done)
     assert all(q.min_date >= first[-1].window.end for q in fake.queries)

@@ -173,7 +173,7 @@ async def search_keyword(
 ) -> AsyncGenerator[WindowResult, None]:
     """Search one keyword to the end, yielding each window as it finishes.
 
-    Windows in `done_windows` (from the store) are never searched again. Backend errors
+    Windows in `done_windows` (checkpointed earlier) are never searched again. Backend errors
     propagate: whatever was yielded is checkpointed, and a rerun resumes after it.
     """
     cfg = keyword_config(kq, plan_config)

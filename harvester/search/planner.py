@@ -32,7 +32,6 @@ from harvester.search.windows import (
     Checkpoint,
     Coverage,
     Decision,
-    DoneWindow,
     PageObservation,
     PageRequest,
     PlannerConfig,
@@ -47,7 +46,6 @@ __all__ = [
     "DEFAULT_TAKEN_SINCE",
     "Checkpoint",
     "Decision",
-    "DoneWindow",
     "KeywordPlan",
     "PageObservation",
     "PageRequest",
@@ -416,10 +414,11 @@ class KeywordPlan:
     def _resume(self, done: Iterable[Checkpoint]) -> None:
         recent: list[Checkpoint] = []
         for item in done:
-            whole = item.license is None or item.license < 0  # the store may say -1 for all
-            self._done.add(item.start, item.end, None if whole else item.license)
-            recent += [item] if whole else []
+            window = item.window
+            self._done.add(window.start, window.end, window.license)
+            recent += [item] if window.license is None else []
             self._windows_done += 1
-        for item in sorted(recent, key=lambda w: w.end)[-8:]:
-            self._add_rate(item.found, item.end - item.start)
-            self._last_width = item.end - item.start
+        for item in sorted(recent, key=lambda c: c.window.end)[-8:]:
+            width = item.window.end - item.window.start
+            self._add_rate(item.found, width)
+            self._last_width = width

@@ -7,7 +7,6 @@ import itertools
 import time
 from collections.abc import Container
 from dataclasses import dataclass
-from typing import Protocol
 
 from harvester.records import DateField, PhotoRecord, SearchPage, Window
 
@@ -48,27 +47,15 @@ class PlannerConfig:
             raise ValueError("max_results must hold at least one page")
 
 
-@dataclass(frozen=True, slots=True)
-class DoneWindow:
-    """A window finished in an earlier run, as the store remembers it (license None = all)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """A window finished in an earlier run, which a resumed plan skips (license None = all).
 
-    start: int
-    end: int
-    license: int | None
+    The engine builds these from the store's window rows; `found` seeds the rate estimate.
+    """
+
+    window: Window
     found: int
-
-
-class Checkpoint(Protocol):
-    """A finished window as any store keeps it (`harvester.store.schema.DoneWindow` is one)."""
-
-    @property
-    def start(self) -> int: ...
-    @property
-    def end(self) -> int: ...
-    @property
-    def license(self) -> int | None: ...
-    @property
-    def found(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

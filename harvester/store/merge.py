@@ -11,14 +11,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harvester.records import PhotoStatus
-from harvester.store.schema import DoneWindow, ExportRow, license_key, record_to_json
+from harvester.store.schema import ExportRow, WindowRow, license_key, record_to_json
 from harvester.store.sqlite import Store
 
 
 class MergeStore(Store):
     """The destination store of a merge."""
 
-    def import_windows(self, windows: Iterable[DoneWindow]) -> int:
+    def import_windows(self, windows: Iterable[WindowRow]) -> int:
         """Copy finished windows from another store (already present ones are kept)."""
         rows = [_window_row(w) for w in windows]
         with self._write() as db:
@@ -93,13 +93,12 @@ class MergeStore(Store):
             )
 
 
-def _window_row(w: DoneWindow) -> tuple[Any, ...]:
-    lic = license_key(w.license)
+def _window_row(w: WindowRow) -> tuple[Any, ...]:
     return (
         w.keyword,
-        w.start,
-        w.end,
-        lic,
+        w.window.start,
+        w.window.end,
+        license_key(w.window.license),
         w.found,
         w.new,
         w.reported_total,

@@ -12,12 +12,12 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from harvester.exceptions import StoreError
-from harvester.records import PhotoRecord, PhotoStatus, SizeVariant
+from harvester.records import PhotoRecord, PhotoStatus, SizeVariant, Window
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000  # several workers share the file; writers wait rather than fail
@@ -154,14 +154,15 @@ class ClaimResult:
         return tuple(photo.id for photo in self.new)
 
 
-@dataclass(frozen=True, slots=True)
-class DoneWindow:
-    """A searched window, as checkpointed; `license` None means every licence at once."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowRow:
+    """A row of the windows table: a searched window of one keyword, as checkpointed.
+
+    `window.license` None means every licence at once (NO_LICENSE in the table).
+    """
 
     keyword: str
-    start: int
-    end: int
-    license: int | None
+    window: Window
     found: int
     new: int
     reported_total: int | None
@@ -183,25 +184,6 @@ class PendingPhoto:
     record: PhotoRecord
     keywords: tuple[str, ...]
     attempts: int
-
-
-class StoredImage(Protocol):
-    """What the store keeps about a written image (imaging's result satisfies it)."""
-
-    @property
-    def width(self) -> int:
-        """Stored width in pixels."""
-        ...
-
-    @property
-    def height(self) -> int:
-        """Stored height in pixels."""
-        ...
-
-    @property
-    def sha256(self) -> str:
-        """Hex SHA-256 of the stored file."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +253,7 @@ class ExportRow:
 
 # --- rows to records -------------------------------------------------------------------------
 
+WINDOW_COLUMNS = "keyword, start_s, end_s, license, found, new, reported_total, capped, finished_at"
 PENDING_COLUMNS = (
     f"id, keyword, seq, record, (SELECT group_concat(keyword, char({ord(KEYWORD_SEP)}))"
     " FROM photo_keywords k WHERE k.photo_id = photos.id), attempts"
@@ -287,14 +270,12 @@ def split_keywords(joined: str | None, claimer: str) -> tuple[str, ...]:
     return tuple(sorted(joined.split(KEYWORD_SEP))) if joined else (claimer,)
 
 
-def done_window(row: Sequence[Any]) -> DoneWindow:
-    """A windows-table row as a DoneWindow."""
+def window_row(row: Sequence[Any]) -> WindowRow:
+    """A row selected with WINDOW_COLUMNS as a WindowRow."""
     keyword, start, end, lic, found, new, total, capped, finished = row
-    return DoneWindow(
+    return WindowRow(
         keyword=keyword,
-        start=start,
-        end=end,
-        license=None if lic == NO_LICENSE else lic,
+        window=Window(start, end, None if lic == NO_LICENSE else lic),
         found=found,
         new=new,
         reported_total=total,

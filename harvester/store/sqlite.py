@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import orjson
 
@@ -27,41 +27,26 @@ from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, PhotoStatus, Window
 from harvester.store.schema import (
     PENDING_COLUMNS,
+    WINDOW_COLUMNS,
     ClaimResult,
-    DoneWindow,
     ExportRow,
     KeywordSummary,
     PendingPhoto,
-    StoredImage,
     StoreSummary,
+    WindowRow,
     build_summary,
     connect,
-    done_window,
     export_row,
     license_key,
     pending_photo,
     record_to_json,
+    window_row,
 )
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 STORE_FILENAME = "harvest.sqlite"
-
-
-class WindowOutcome(Protocol):
-    """A finished window as the search loop reports it (what `commit_result` needs)."""
-
-    @property
-    def keyword(self) -> str: ...
-    @property
-    def window(self) -> Window: ...
-    @property
-    def photos(self) -> Sequence[PhotoRecord]: ...
-    @property
-    def reported_total(self) -> int | None: ...
-    @property
-    def capped(self) -> bool: ...
 
 
 def default_worker_id() -> str:
@@ -170,13 +155,11 @@ class Store:
     def commit_window(
         self,
         keyword: str,
-        start: int,
-        end: int,
-        license: int | None,
+        window: Window,
         photos: Sequence[PhotoRecord],
+        *,
         reported_total: int | None,
         capped: bool,
-        *,
         lease_new: bool = True,
     ) -> ClaimResult:
         """Checkpoint a searched window and claim its photos, in one transaction.
@@ -192,25 +175,12 @@ class Store:
                 "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
                 [(int(photo.id), keyword) for photo in unique],
             )
-            row = (keyword, start, end, license_key(license), len(photos), len(new))
+            row = (keyword, window.start, window.end, license_key(window.license), len(photos))
             db.execute(
                 "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, reported_total, int(capped), now),
+                (*row, len(new), reported_total, int(capped), now),
             )
         return ClaimResult(new=tuple(new), duplicates=len(photos) - len(new))
-
-    def commit_result(self, result: WindowOutcome) -> ClaimResult:
-        """`commit_window` for a search loop result (harvester.search.loop.WindowResult)."""
-        w = result.window
-        return self.commit_window(
-            result.keyword,
-            w.start,
-            w.end,
-            w.license,
-            result.photos,
-            result.reported_total,
-            result.capped,
-        )
 
     def _claim(
         self,
@@ -241,15 +211,15 @@ class Store:
         row = db.execute("SELECT next_seq FROM keywords WHERE keyword = ?", (keyword,)).fetchone()
         return int(row[0])
 
-    def done_windows(self, keyword: str) -> list[DoneWindow]:
+    def done_windows(self, keyword: str) -> list[WindowRow]:
         """The windows already searched for a keyword, in date order."""
         with self._read() as db:
             rows = db.execute(
-                "SELECT keyword, start_s, end_s, license, found, new, reported_total, capped,"
-                " finished_at FROM windows WHERE keyword = ? ORDER BY start_s, end_s, license",
+                f"SELECT {WINDOW_COLUMNS} FROM windows WHERE keyword = ?"
+                " ORDER BY start_s, end_s, license",
                 (keyword,),
             ).fetchall()
-        return [done_window(row) for row in rows]
+        return [window_row(row) for row in rows]
 
     # --- the download queue ------------------------------------------------------------------
 
@@ -329,10 +299,21 @@ class Store:
     # --- outcomes (batched) ------------------------------------------------------------------
 
     def mark_done(
-        self, photo_id: str, path: str, image: StoredImage, size_label: str | None
+        self,
+        photo_id: str,
+        *,
+        path: str,
+        sha256: str,
+        width: int,
+        height: int,
+        size_label: str | None,
     ) -> None:
-        """Record a photo whose file is durably written (buffered; see `flush`)."""
-        facts = (path, image.sha256, image.width, image.height, size_label)
+        """Record a photo whose file (`path` under the output directory) is durably written.
+
+        Buffered; see `flush`. `width`/`height` are the stored file's, `size_label` the size
+        downloaded.
+        """
+        facts = (path, sha256, width, height, size_label)
         self._queue(photo_id, PhotoStatus.DONE, None, facts)
 
     def mark_skipped(self, photo_id: str, reason: str) -> None:
@@ -374,14 +355,13 @@ class Store:
 
     # --- reading a whole store (`harvest merge`; the writing side is store_merge.MergeStore) ---
 
-    def all_windows(self) -> list[DoneWindow]:
+    def all_windows(self) -> list[WindowRow]:
         """Every finished window of every keyword."""
         with self._read() as db:
             rows = db.execute(
-                "SELECT keyword, start_s, end_s, license, found, new, reported_total, capped,"
-                " finished_at FROM windows ORDER BY keyword, start_s, end_s, license"
+                f"SELECT {WINDOW_COLUMNS} FROM windows ORDER BY keyword, start_s, end_s, license"
             ).fetchall()
-        return [done_window(row) for row in rows]
+        return [window_row(row) for row in rows]
 
     # --- reporting ---------------------------------------------------------------------------
 
@@ -455,12 +435,10 @@ def _translated() -> Iterator[None]:
 __all__ = [
     "STORE_FILENAME",
     "ClaimResult",
-    "DoneWindow",
     "ExportRow",
     "KeywordSummary",
     "PendingPhoto",
     "Store",
     "StoreSummary",
-    "StoredImage",
-    "WindowOutcome",
+    "WindowRow",
 ]
