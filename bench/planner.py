@@ -61,8 +61,9 @@ from harvester.flickr.budget import HOUR_S, LocalBudget
 from harvester.flickr.client import FlickrClient
 from harvester.retry import RetryPolicy
 from harvester.search.loop import WindowResult, search_keyword
-from harvester.search.planner import DEFAULT_SINCE, PlannerConfig, plan_range
+from harvester.search.planner import DEFAULT_SINCE, plan_range
 from harvester.search.queries import parse_queries
+from harvester.search.windows import PlannerConfig
 
 SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 CORPUS_PHOTOS = 1_100_000

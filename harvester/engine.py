@@ -25,17 +25,18 @@ from pathlib import Path
 
 from harvester.config import RunConfig
 from harvester.exceptions import DownloadError, HarvestError, StoreError, UnsafeRecordError
-from harvester.images.download import DownloadPolicy, Fetcher, NoSize, choose_size
+from harvester.images.download import Fetcher
 from harvester.images.process import ImagePolicy, ProcessedImage, Rejected, process_image
 from harvester.images.provenance import Provenance
+from harvester.images.sizes import NoSize, SizePolicy, choose_size
 from harvester.images.writer import WritePolicy, photo_path, write_atomic
 from harvester.progress import RunStats
 from harvester.records import PhotoStatus
 from harvester.search.loop import SearchBackend, WindowResult, search_keyword
-from harvester.search.planner import PlannerConfig
 from harvester.search.queries import KeywordQuery, QueryFile
-from harvester.search.windows import Checkpoint
-from harvester.store.sqlite import PendingPhoto, Store
+from harvester.search.windows import Checkpoint, PlannerConfig
+from harvester.store.rows import PendingPhoto
+from harvester.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Engine:
             max_bytes=cfg.max_image_bytes,
         )
         self._write_policy = WritePolicy(fsync=cfg.fsync)
-        self._size_policy = DownloadPolicy.from_config(cfg)
+        self._size_policy = SizePolicy.from_config(cfg)
         self._in_hand: set[int] = set()  # photo ids queued or in flight
         self.fatal: BaseException | None = None
 
@@ -369,6 +370,3 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-__all__ = ["Engine", "Outcome"]

@@ -26,7 +26,7 @@ from harvester.exceptions import ConfigError
 from harvester.images.writer import cleanup_temp_files, photo_path
 from harvester.records import PhotoStatus
 from harvester.store.merge import MergeStore
-from harvester.store.schema import ExportRow
+from harvester.store.rows import ExportRow
 from harvester.store.sqlite import STORE_FILENAME, Store
 
 log = logging.getLogger(__name__)

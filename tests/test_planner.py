@@ -10,20 +10,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harvester.records import DateField, PhotoRecord, SearchPage
-from harvester.search.planner import (
-    DEFAULT_SINCE,
-    DEFAULT_TAKEN_SINCE,
-    KeywordPlan,
+from harvester.records import DateField, PhotoRecord, SearchPage, Window
+from harvester.search.planner import DEFAULT_SINCE, DEFAULT_TAKEN_SINCE, KeywordPlan, plan_range
+from harvester.search.windows import (
+    Checkpoint,
     PageObservation,
     PageRequest,
     PlannerConfig,
-    Window,
     WindowCapped,
     WindowDone,
-    plan_range,
 )
-from harvester.search.windows import Checkpoint
 
 DAY = 86_400
 YEAR = 365 * DAY

@@ -15,18 +15,12 @@ import pytest
 from harvester.emulator import RunningEmulator
 from harvester.flickr.budget import LocalBudget
 from harvester.flickr.client import FlickrClient
-from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
+from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery, Window
 from harvester.retry import RetryPolicy
 from harvester.search.loop import WindowResult, build_query, search_keyword
-from harvester.search.planner import (
-    DEFAULT_SINCE,
-    PageRequest,
-    PlannerConfig,
-    Window,
-    plan_range,
-)
+from harvester.search.planner import DEFAULT_SINCE, plan_range
 from harvester.search.queries import KeywordQuery
-from harvester.search.windows import Checkpoint
+from harvester.search.windows import Checkpoint, PageRequest, PlannerConfig
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]  # the conftest fixture's type
 YEAR = 365 * 86_400

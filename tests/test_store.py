@@ -11,7 +11,7 @@ import pytest
 
 from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, SizeVariant, Window
-from harvester.store.schema import WindowRow
+from harvester.store.rows import WindowRow
 from harvester.store.sqlite import Store
 
 

@@ -23,7 +23,7 @@ from aiolimiter import AsyncLimiter
 
 from harvester.config import IMAGE_RATE_PER_S, MAX_IMAGE_BYTES, default_concurrency
 from harvester.exceptions import DownloadError
-from harvester.images.sizes import NoSize, SizeChoice, SizePolicy, choose_size
+from harvester.images.sizes import SizeChoice
 from harvester.retry import RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 
 #: Image hosts recover within seconds; five tries over ~30 s ride out a throttling burst.
 DEFAULT_RETRY = RetryPolicy(attempts=5, base_s=1.0, cap_s=30.0)
-
-#: The engine's name for the size policy.
-DownloadPolicy = SizePolicy
 
 
 class _FetchConfig(Protocol):
@@ -277,18 +274,3 @@ def _mime(resp: aiohttp.ClientResponse) -> str:
 def _head(exc: DownloadError) -> str:
     """The tally key of a permanent failure: its reason up to the first colon or parenthesis."""
     return str(exc).split(":", 1)[0].split(" (", 1)[0]
-
-
-__all__ = [
-    "DownloadPolicy",
-    "Downloaded",
-    "FetchPolicy",
-    "FetchStats",
-    "Fetcher",
-    "NoSize",
-    "SizeChoice",
-    "SizePolicy",
-    "choose_size",
-    "open_image_session",
-    "sniff_image_type",
-]

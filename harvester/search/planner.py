@@ -38,25 +38,7 @@ from harvester.search.windows import (
     WindowCapped,
     WindowDone,
     WindowSplit,
-    record_date,
 )
-
-__all__ = [
-    "DEFAULT_SINCE",
-    "DEFAULT_TAKEN_SINCE",
-    "Checkpoint",
-    "Decision",
-    "KeywordPlan",
-    "PageObservation",
-    "PageRequest",
-    "PlannerConfig",
-    "Window",
-    "WindowCapped",
-    "WindowDone",
-    "WindowSplit",
-    "plan_range",
-    "record_date",
-]
 
 log = logging.getLogger(__name__)
 

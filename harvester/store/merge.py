@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harvester.records import PhotoStatus
-from harvester.store.schema import ExportRow, WindowRow, license_key, record_to_json
+from harvester.store.rows import ExportRow, WindowRow
+from harvester.store.schema import license_key, record_to_json
 from harvester.store.sqlite import Store
 
 

@@ -25,23 +25,20 @@ import orjson
 
 from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, PhotoStatus, Window
-from harvester.store.schema import (
+from harvester.store.rows import (
     PENDING_COLUMNS,
     WINDOW_COLUMNS,
     ClaimResult,
     ExportRow,
-    KeywordSummary,
     PendingPhoto,
     StoreSummary,
     WindowRow,
     build_summary,
-    connect,
     export_row,
-    license_key,
     pending_photo,
-    record_to_json,
     window_row,
 )
+from harvester.store.schema import connect, license_key, record_to_json
 
 log = logging.getLogger(__name__)
 
@@ -430,15 +427,3 @@ def _translated() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StoreError(f"store: {exc}") from exc
-
-
-__all__ = [
-    "STORE_FILENAME",
-    "ClaimResult",
-    "ExportRow",
-    "KeywordSummary",
-    "PendingPhoto",
-    "Store",
-    "StoreSummary",
-    "WindowRow",
-]
