@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harvester.exceptions import StoreError, UnsafeRecordError
+from harvester.exceptions import DiskFullError, StoreError, UnsafeRecordError
 from harvester.images import writer
 from harvester.images.writer import (
-    DiskFullError,
     WritePolicy,
     cleanup_temp_files,
     photo_path,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harvester.exceptions import StoreError, UnsafeRecordError
+from harvester.exceptions import DiskFullError, UnsafeRecordError, WriteError
 from harvester.records import PhotoRecord
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,6 @@ _WINDOWS_RESERVED = frozenset(
     {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in "123456789"}
 )
 _TEMP = re.compile(r"\..+\.tmp-([0-9]+)")
-
-
-class WriteError(StoreError):
-    """A file could not be written to the output directory."""
-
-
-class DiskFullError(WriteError):
-    """The output filesystem is full (ENOSPC) or over quota (EDQUOT); the run must stop."""
 
 
 @dataclass(frozen=True, slots=True)
