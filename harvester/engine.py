@@ -31,7 +31,7 @@ from harvester.images.provenance import Provenance
 from harvester.images.sizes import NoSize, SizePolicy, choose_size
 from harvester.images.writer import WritePolicy, photo_path, write_atomic
 from harvester.progress import RunStats
-from harvester.records import PhotoStatus
+from harvester.records import PhotoStatus, reason_key
 from harvester.search.loop import SearchBackend, WindowResult, search_keyword
 from harvester.search.queries import KeywordQuery, QueryFile
 from harvester.search.windows import Checkpoint, PlannerConfig
@@ -355,13 +355,7 @@ class Engine:
         else:
             self._store.mark_failed(item.record.id, outcome.reason)
             stats.failed += 1
-        self._stats.reasons[_reason_key(outcome)] += 1
-
-
-def _reason_key(outcome: Outcome) -> str:
-    """Group reasons for the summary: 'too small: 400x300 < 500' → 'skipped: too small'."""
-    head = outcome.reason.split(":", 1)[0].strip() or "unknown"
-    return f"{outcome.status.value}: {head}"
+        self._stats.reasons[reason_key(outcome.status, outcome.reason)] += 1
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

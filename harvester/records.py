@@ -16,6 +16,21 @@ class PhotoStatus(StrEnum):
     FAILED = "failed"  # an error (download, corrupt image, ...): retried by --retry-failed
 
 
+def reason_head(reason: str | None) -> str:
+    """A reason's tally key: the text before its first colon or " (", "unknown" if none.
+
+    Reasons read "head: detail" or "head (detail)": "too small: 400x300 < 500" and
+    "not found (http 404)" are tallied as "too small" and "not found".
+    """
+    head = (reason or "").split(":", 1)[0].split(" (", 1)[0].strip()
+    return head or "unknown"
+
+
+def reason_key(status: str, reason: str | None) -> str:
+    """The summaries' key for a skipped or failed photo: "skipped: too small"."""
+    return f"{status}: {reason_head(reason)}"
+
+
 @dataclass(frozen=True, slots=True)
 class SizeVariant:
     """One downloadable size of a photo, from a url_X extra (or built from originalsecret)."""

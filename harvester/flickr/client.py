@@ -139,16 +139,12 @@ class FlickrClient:
 
     async def _call(self, params: Mapping[str, str], parse: Callable[[JsonObject], T]) -> T:
         form = {**params, "api_key": self._key, "format": "json", "nojsoncallback": "1"}
-        last_reason: list[str] = []
 
         async def attempt() -> T:
-            if last_reason:
-                self.stats.retries[last_reason[-1]] += 1
             try:
                 return parse(await self._post(form))
-            except TransientApiError as exc:
-                last_reason.append(_reason(exc))
-                raise
+            except TransientApiError:
+                raise  # retried; scrubbed below once it is the last
             except HarvestError as exc:
                 raise _scrubbed(exc, self._key) from None
 
@@ -159,10 +155,14 @@ class FlickrClient:
                 retry_on=(TransientApiError,),
                 what=params["method"],
                 sleep=self._sleep,
+                on_retry=self._count_retry,
             )
         except TransientApiError as exc:
             self.stats.gave_up += 1
             raise _scrubbed(exc, self._key) from None
+
+    def _count_retry(self, exc: TransientApiError) -> None:
+        self.stats.retries[_reason(exc)] += 1
 
     async def _post(self, form: Mapping[str, str]) -> JsonObject:
         await self._budget.acquire()

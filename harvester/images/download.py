@@ -11,6 +11,7 @@ a 429 carrying `Retry-After` pauses every request to the host, not just the one 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from aiolimiter import AsyncLimiter
 from harvester.config import IMAGE_RATE_PER_S, MAX_IMAGE_BYTES, default_concurrency
 from harvester.exceptions import DownloadError
 from harvester.images.sizes import SizeChoice
+from harvester.records import reason_head
 from harvester.retry import RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
@@ -144,33 +146,27 @@ class Fetcher:
 
     async def fetch(self, choice: SizeChoice) -> Downloaded:
         """Download `choice`, retrying transient failures; raise DownloadError when it fails."""
-        last: list[str] = []
-
-        async def attempt() -> Downloaded:
-            if last:
-                self.stats.retries[last[-1]] += 1
-            try:
-                return await self._attempt(choice)
-            except _Transient as exc:
-                last.append(exc.reason)
-                raise
-
         try:
             result = await retry_async(
-                attempt,
+                functools.partial(self._attempt, choice),
                 policy=self.config.retry,
                 retry_on=(_Transient,),
                 what=f"image {choice.photo_id}_{choice.label}",
                 sleep=self._sleep,
+                on_retry=self._count_retry,
             )
         except _Transient as exc:
             self._count_failure(exc.reason)
-            raise DownloadError(f"{exc.reason} (after {len(last)} tries)") from exc
+            tries = max(1, self.config.retry.attempts)  # a transient error escapes only the last
+            raise DownloadError(f"{exc.reason} (after {tries} tries)") from exc
         except DownloadError as exc:
-            self._count_failure(_head(exc))
+            self._count_failure(reason_head(str(exc)))
             raise
         self.stats.ok += 1
         return result
+
+    def _count_retry(self, exc: _Transient) -> None:
+        self.stats.retries[exc.reason] += 1
 
     def _count_failure(self, reason: str) -> None:
         self.stats.failed += 1
@@ -269,8 +265,3 @@ def open_image_session(config: FetchPolicy) -> aiohttp.ClientSession:
 
 def _mime(resp: aiohttp.ClientResponse) -> str:
     return resp.content_type or "no content type"
-
-
-def _head(exc: DownloadError) -> str:
-    """The tally key of a permanent failure: its reason up to the first colon or parenthesis."""
-    return str(exc).split(":", 1)[0].split(" (", 1)[0]

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harvester.records import PhotoRecord, PhotoStatus, Window
+from harvester.records import PhotoRecord, PhotoStatus, Window, reason_key
 from harvester.store.schema import KEYWORD_SEP, NO_LICENSE, record_from_json
 
 
@@ -196,7 +196,7 @@ def build_summary(
         statuses[status] = statuses.get(status, 0) + count
     keywords = tuple(KeywordSummary(keyword, **counts) for keyword, counts in sorted(per.items()))
     tally: dict[str, int] = {}
-    for status, reason, count in reasons:  # "too small: 400x300 < 500" -> "too small"
-        key = f"{status}: {(reason or 'unknown').split(':', 1)[0].strip()}"
+    for status, reason, count in reasons:
+        key = reason_key(status, reason)
         tally[key] = tally.get(key, 0) + count
     return StoreSummary(statuses=statuses, keywords=keywords, reasons=tally)
