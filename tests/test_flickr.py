@@ -16,7 +16,8 @@ from harvester.emulator import RunningEmulator
 from harvester.emulator.control import vocabulary
 from harvester.exceptions import ConfigError, FlickrError, InvalidApiKeyError, TransientApiError
 from harvester.flickr.budget import Bucket, LocalBudget, SharedBudget, budget_name, take_token
-from harvester.flickr.client import FlickrClient, load_api_key
+from harvester.flickr.client import FlickrClient
+from harvester.flickr.keys import load_api_key
 from harvester.licenses import LICENSES
 from harvester.records import PhotoRecord, SearchPage, SearchQuery
 from harvester.retry import RetryPolicy, no_sleep

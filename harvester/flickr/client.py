@@ -4,26 +4,24 @@ Calls are form-encoded POSTs (as flickrapi sends them), so the API key travels i
 never in a URL that aiohttp could quote in an error. Each attempt takes one token from the
 `CallBudget` before it goes out; transient failures are retried under `RetryPolicy`
 (harvester/retry.py), permanent ones raise `FlickrError`, code 100 `InvalidApiKeyError`.
-Parsing of the loose JSON lives in harvester/flickr_parse.py.
+Parsing of the loose JSON lives in flickr/parse.py; where the key comes from, in flickr/keys.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tomllib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
 from harvester.config import FLICKR_REST_URL
-from harvester.exceptions import ConfigError, HarvestError, TransientApiError
+from harvester.exceptions import HarvestError, TransientApiError
 from harvester.flickr.budget import CallBudget
+from harvester.flickr.keys import load_api_key as load_api_key  # until runner.py imports keys
 from harvester.flickr.parse import (
     JsonObject,
     as_int,
@@ -41,7 +39,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
-API_KEY_ENV = "FLICKR_API_KEY"
 _KEY_MASK = "[api-key]"
 
 #: getSizes labels → the url_X suffix labels used everywhere else.
@@ -239,40 +236,3 @@ def _size_variant(item: Mapping[str, Any]) -> SizeVariant:
         width=as_int(item.get("width")) or 0,
         height=as_int(item.get("height")) or 0,
     )
-
-
-# --- the key ---------------------------------------------------------------------------------
-
-
-def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """~/.config/harvest/config.toml, honouring XDG_CONFIG_HOME."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "harvest" / "config.toml"
-
-
-def load_api_key(environ: Mapping[str, str] | None = None, config_path: Path | None = None) -> str:
-    """The API key from FLICKR_API_KEY, else `api_key` in the config file; ConfigError if none."""
-    env = os.environ if environ is None else environ
-    key = env.get(API_KEY_ENV, "").strip()
-    if key:
-        return key
-    path = config_path or default_config_path(env)
-    key = _key_from_file(path)
-    if key:
-        return key
-    raise ConfigError(f'no Flickr API key: set {API_KEY_ENV} or put api_key = "..." in {path}')
-
-
-def _key_from_file(path: Path) -> str:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return ""
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        # The decoder's message names a line and column, never the file's contents.
-        raise ConfigError(f"cannot read the config file {path}: {exc}") from None
-    value = data.get("api_key", "")
-    if not isinstance(value, str):
-        raise ConfigError(f"{path}: api_key must be a string")
-    return value.strip()
