@@ -47,11 +47,11 @@ from harvester.engine import Engine
 from harvester.images.download import Fetcher, FetchPolicy
 from harvester.progress import RunStats
 from harvester.records import PhotoRecord, SearchPage, SearchQuery, Window
-from harvester.runner import STORE_NAME, run_loop
+from harvester.runner import run_loop
 from harvester.search.planner import plan_range
 from harvester.search.queries import KeywordQuery, QueryFile
 from harvester.search.windows import PlannerConfig
-from harvester.store.sqlite import Store
+from harvester.store.sqlite import STORE_FILENAME, Store
 
 log = logging.getLogger("bench.pipeline")
 
@@ -86,7 +86,7 @@ def preclaim(out: Path, records: Sequence[PhotoRecord]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     floor_s = PlannerConfig().floor_s
     start, end = plan_range(SINCE, UNTIL, int(time.time()), floor_s)
-    with Store.open(out / STORE_NAME) as store:
+    with Store.open(out / STORE_FILENAME) as store:
         store.commit_window(
             KEYWORD,
             Window(start, end),
@@ -113,7 +113,7 @@ async def run_engine(cfg: RunConfig) -> dict[str, Any]:
     returns a few of the engine's own counters."""
     queries = bench_queries()
     backend = EmptySearch()
-    store = Store.open(cfg.out_dir / STORE_NAME)
+    store = Store.open(cfg.out_dir / STORE_FILENAME)
     stats = RunStats(budget_per_hour=cfg.calls_per_hour)
     connector = aiohttp.TCPConnector(limit=cfg.concurrency + 8, ttl_dns_cache=300)
     try:
@@ -161,8 +161,8 @@ def measure_image_half(
     returns images (stored), wall_s, cpu_s, images_per_s, cpu_s_per_image, peak_rss_mb,
     outcome counts, and `paths` (photo id -> stored file).
     """
-    if (out / STORE_NAME).exists():
-        raise FileExistsError(f"{out / STORE_NAME} exists: measure on a fresh output")
+    if (out / STORE_FILENAME).exists():
+        raise FileExistsError(f"{out / STORE_FILENAME} exists: measure on a fresh output")
     preclaim(out, records)
     result = out.parent / f"{out.name}-engine.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "harvest"]
@@ -186,7 +186,7 @@ def _stored(out: Path) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     paths: dict[str, str] = {}
-    with Store.open(out / STORE_NAME, readonly=True) as store:
+    with Store.open(out / STORE_FILENAME, readonly=True) as store:
         for row in store.iter_export():
             statuses[row.status] += 1
             if row.path and row.status == "done":
