@@ -256,12 +256,5 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def open_image_session(config: FetchPolicy) -> aiohttp.ClientSession:
-    """A session for image hosts: pool sized to the concurrency, no transparent decompression."""
-    # Images are never gzipped; refusing Content-Encoding keeps max_bytes a true memory cap.
-    connector = aiohttp.TCPConnector(limit=config.concurrency, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, auto_decompress=False)
-
-
 def _mime(resp: aiohttp.ClientResponse) -> str:
     return resp.content_type or "no content type"

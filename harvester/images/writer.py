@@ -156,20 +156,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_photo(
-    out: Path,
-    keyword: str,
-    seq: int,
-    record: PhotoRecord,
-    parts: Sequence[bytes | memoryview],
-    policy: WritePolicy | None = None,
-) -> Path:
-    """Validate, place and atomically write one processed photo; returns its path."""
-    path = photo_path(out, keyword, seq, record)
-    write_atomic(path, parts, policy or WritePolicy())
-    return path
-
-
 def cleanup_temp_files(out: Path) -> int:
     """Remove temp files left by killed runs (those whose writer pid is gone); returns count."""
     removed = 0

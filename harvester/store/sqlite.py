@@ -228,47 +228,17 @@ class Store:
         Read only: photos leased by another live worker are left out, this worker's own
         leases (its fresh claims) and stale leases are included.
         """
-        sql, args = self._pending_query("claimed", keywords, after, lease_filter=True)
+        sql, args = self._pending_query(keywords, after)
         with self._read() as db:
             rows = db.execute(sql, [*args, limit]).fetchall()
         return [pending_photo(row) for row in rows]
 
-    def lease(
-        self, limit: int, keywords: Sequence[str] | None = None, *, after: int = 0
-    ) -> list[PendingPhoto]:
-        """Take unleased (or stale) claimed photos for this worker so no other worker gets them."""
-        sql, args = self._pending_query("claimed", keywords, after, lease_filter=True, own=False)
-        with self._write() as db:
-            rows = db.execute(sql, [*args, limit]).fetchall()
-            db.executemany(
-                "UPDATE photos SET leased_by = ?, leased_at = ? WHERE id = ?",
-                [(self.worker_id, self._clock(), row[0]) for row in rows],
-            )
-        return [pending_photo(row) for row in rows]
-
-    def failed(
-        self, limit: int, keywords: Sequence[str] | None = None, *, after: int = 0
-    ) -> list[PendingPhoto]:
-        """Photos that failed (not those skipped by policy), for `--retry-failed`."""
-        sql, args = self._pending_query("failed", keywords, after, lease_filter=False)
-        with self._read() as db:
-            rows = db.execute(sql, [*args, limit]).fetchall()
-        return [pending_photo(row) for row in rows]
-
-    def _pending_query(
-        self,
-        status: str,
-        keywords: Sequence[str] | None,
-        after: int,
-        *,
-        lease_filter: bool,
-        own: bool = True,
-    ) -> tuple[str, list[Any]]:
-        sql = f"SELECT {PENDING_COLUMNS} FROM photos WHERE status = '{status}' AND id > ?"
-        args: list[Any] = [after]
-        if lease_filter:
-            sql += " AND (leased_by IS NULL OR leased_by = ? OR leased_at < ?)"
-            args += [self.worker_id if own else None, self._clock() - self._lease_ttl_s]
+    def _pending_query(self, keywords: Sequence[str] | None, after: int) -> tuple[str, list[Any]]:
+        sql = (
+            f"SELECT {PENDING_COLUMNS} FROM photos WHERE status = 'claimed' AND id > ?"
+            " AND (leased_by IS NULL OR leased_by = ? OR leased_at < ?)"
+        )
+        args: list[Any] = [after, self.worker_id, self._clock() - self._lease_ttl_s]
         if keywords is not None:
             sql += f" AND keyword IN ({','.join('?' * len(keywords))})"
             args.extend(keywords)
