@@ -47,7 +47,8 @@ def merge_outputs(sources: list[Path], into: Path) -> int:
         raise ConfigError(f"cannot create the merge target {into}: {exc.strerror}") from exc
     cleanup_temp_files(into)  # left by a merge that was killed
     merged = 0
-    with MergeStore.in_dir(into) as dest:
+    with Store.in_dir(into) as target:
+        dest = MergeStore(target)
         for src in sources:
             with Store.open(src / STORE_FILENAME, readonly=True) as store:
                 batch: list[ExportRow] = []

@@ -98,10 +98,11 @@ class Store:
         """The store of an output directory (`OUT/harvest.sqlite`)."""
         return cls(out_dir / STORE_FILENAME, **kwargs)
 
-    # --- transactions ------------------------------------------------------------------------
+    # --- transactions: also the seam for store/merge.py, which keeps its own SQL --------------
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE write transaction: committed at the end, rolled back on any error."""
         with self._lock, _translated():
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -113,7 +114,8 @@ class Store:
             self._db.execute("COMMIT")
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, under the store's lock, with errors translated."""
         with self._lock, _translated():
             yield self._db
 
@@ -122,7 +124,7 @@ class Store:
     def start_run(self, config: Mapping[str, Any]) -> int:
         """Record a run's start with its configuration (which never holds the API key)."""
         blob = orjson.dumps(config, default=str).decode()
-        with self._write() as db:
+        with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO runs (worker, started_at, config) VALUES (?, ?, ?)",
                 (self.worker_id, self._clock(), blob),
@@ -132,7 +134,7 @@ class Store:
     def finish_run(self, run_id: int, outcome: str, counts: Mapping[str, Any]) -> None:
         """Record how a run ended."""
         blob = orjson.dumps(counts, default=str).decode()
-        with self._write() as db:
+        with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, outcome = ?, counts = ? WHERE id = ?",
                 (self._clock(), outcome, blob, run_id),
@@ -140,7 +142,7 @@ class Store:
 
     def runs(self) -> list[dict[str, Any]]:
         """Run history, oldest first."""
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(
                 "SELECT id, worker, started_at, finished_at, outcome, config, counts FROM runs"
             ).fetchall()
@@ -166,7 +168,7 @@ class Store:
         """
         unique = list({photo.id: photo for photo in photos}.values())
         now = self._clock()
-        with self._write() as db:
+        with self.transaction() as db:
             new = self._claim(db, keyword, unique, now, lease_new)
             db.executemany(
                 "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
@@ -188,7 +190,7 @@ class Store:
         lease: bool,
     ) -> list[PhotoRecord]:
         worker, leased_at = (self.worker_id, now) if lease else (None, None)
-        seq = self._next_seq(db, keyword)
+        seq = next_seq(db, keyword)
         new: list[PhotoRecord] = []
         for photo in photos:
             cur = db.execute(
@@ -202,15 +204,9 @@ class Store:
         db.execute("UPDATE keywords SET next_seq = ? WHERE keyword = ?", (seq, keyword))
         return new
 
-    @staticmethod
-    def _next_seq(db: sqlite3.Connection, keyword: str) -> int:
-        db.execute("INSERT OR IGNORE INTO keywords (keyword, next_seq) VALUES (?, 0)", (keyword,))
-        row = db.execute("SELECT next_seq FROM keywords WHERE keyword = ?", (keyword,)).fetchone()
-        return int(row[0])
-
     def done_windows(self, keyword: str) -> list[WindowRow]:
         """The windows already searched for a keyword, in date order."""
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(
                 f"SELECT {WINDOW_COLUMNS} FROM windows WHERE keyword = ?"
                 " ORDER BY start_s, end_s, license",
@@ -229,7 +225,7 @@ class Store:
         leases (its fresh claims) and stale leases are included.
         """
         sql, args = self._pending_query(keywords, after)
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(sql, [*args, limit]).fetchall()
         return [pending_photo(row) for row in rows]
 
@@ -250,7 +246,7 @@ class Store:
         args: tuple[str, ...] = ()
         if worker_id is not None:
             sql, args = sql + " AND leased_by = ?", (worker_id,)
-        with self._write() as db:
+        with self.transaction() as db:
             return int(db.execute(sql, args).rowcount)
 
     def requeue_failed(self, keywords: Sequence[str] | None = None) -> int:
@@ -260,7 +256,7 @@ class Store:
         if keywords is not None:
             sql += f" AND keyword IN ({','.join('?' * len(keywords))})"
             args.extend(keywords)
-        with self._write() as db:
+        with self.transaction() as db:
             return int(db.execute(sql, args).rowcount)
 
     # --- outcomes (batched) ------------------------------------------------------------------
@@ -313,18 +309,18 @@ class Store:
             if not batch:
                 return 0
             try:
-                with self._write() as db:
+                with self.transaction() as db:
                     db.executemany(_UPDATE_OUTCOME, batch)
             except StoreError:
                 self._outcomes[:0] = batch  # keep them for the next try
                 raise
         return len(batch)
 
-    # --- reading a whole store (`harvest merge`; the writing side is store_merge.MergeStore) ---
+    # --- reading a whole store (`harvest merge`; the writing side is store.merge.MergeStore) ---
 
     def all_windows(self) -> list[WindowRow]:
         """Every finished window of every keyword."""
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(
                 f"SELECT {WINDOW_COLUMNS} FROM windows ORDER BY keyword, start_s, end_s, license"
             ).fetchall()
@@ -335,14 +331,14 @@ class Store:
     def count(self, status: str) -> int:
         """Photos in one status; cheap for "claimed" and "failed" (partial indexes), unlike
         summary(), which reads every row (seconds at a million photos)."""
-        with self._read() as db:
+        with self.reading() as db:
             return int(
                 db.execute("SELECT COUNT(*) FROM photos WHERE status = ?", (status,)).fetchone()[0]
             )
 
     def summary(self) -> StoreSummary:
         """Counts by status, by keyword, and the tally of skip/failure reasons."""
-        with self._read() as db:
+        with self.reading() as db:
             windows = db.execute(
                 "SELECT keyword, COUNT(*), SUM(found), SUM(new) FROM windows GROUP BY keyword"
             ).fetchall()
@@ -368,7 +364,7 @@ class Store:
 
     def journal_mode(self) -> str:
         """The SQLite journal mode in force ("wal")."""
-        with self._read() as db:
+        with self.reading() as db:
             return str(db.execute("PRAGMA journal_mode").fetchone()[0])
 
     def close(self) -> None:
@@ -388,6 +384,13 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.path}, worker={self.worker_id}, buffered={len(self._outcomes)})"
+
+
+def next_seq(db: sqlite3.Connection, keyword: str) -> int:
+    """The keyword's next sequence number (0 for a new keyword); the caller stores the next one."""
+    db.execute("INSERT OR IGNORE INTO keywords (keyword, next_seq) VALUES (?, 0)", (keyword,))
+    row = db.execute("SELECT next_seq FROM keywords WHERE keyword = ?", (keyword,)).fetchone()
+    return int(row[0])
 
 
 @contextmanager
