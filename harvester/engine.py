@@ -1,8 +1,8 @@
 """The engine: the one place that knows queues, tasks, the thread pool and shutdown.
 
     keywords ─► search_keyword (planner + client) ─► store.commit_window (checkpoint + claim)
-    store.lease ─► feeder ─► bounded queue ─► N download tasks ─► thread pool
-                                  (process_image + atomic write) ─► store.mark_done
+    store.pending ─► feeder ─► bounded queue ─► N download tasks (choose_size + fetcher.fetch)
+        ─► thread pool (process_image + write_atomic) ─► store.mark_done | skipped | failed
 
 The downloader reads its work from the store, not from the searcher directly, so a fresh run
 and a resumed one are the same code path, and memory is bounded by the queue, not the job.
@@ -44,16 +44,27 @@ MAX_KEYWORDS_IN_FLIGHT = 4  # keywords searched at once per worker (API calls ov
 IDLE_POLL_S = 1.0  # how long the feeder sleeps when the queue is empty and search goes on
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one photo: the engine turns it into one store update."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stored:
+    """A photo whose file is durably written: recorded as done."""
 
     photo_id: str
-    status: PhotoStatus
-    reason: str = ""
-    path: str | None = None
-    image: ProcessedImage | None = None
-    size_label: str | None = None
+    path: str  # relative to the output directory, with forward slashes
+    image: ProcessedImage
+    size_label: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dropped:
+    """A photo that will not be stored: SKIPPED by policy or FAILED by an error, with why."""
+
+    photo_id: str
+    status: PhotoStatus  # SKIPPED or FAILED
+    reason: str
+
+
+#: What became of one photo: the engine turns it into one store update.
+Outcome = Stored | Dropped
 
 
 class Engine:
@@ -284,25 +295,25 @@ class Engine:
                 self._fail(exc)
             except Exception as exc:  # a bug must cost one photo, not the run
                 log.exception("photo %s: unexpected error", item.rowid)
-                self._record(item, Outcome(item.record.id, PhotoStatus.FAILED, f"internal: {exc}"))
+                self._record(item, _failed(item.record.id, f"internal: {exc}"))
             finally:
                 self._in_hand.discard(item.rowid)
 
     async def _harvest_one(self, item: PendingPhoto) -> Outcome:
         record = item.record
-        try:
+        try:  # first: photo_path validates the record's fields before any request is made
             path = photo_path(self._cfg.out_dir, item.keyword, item.seq, record)
         except UnsafeRecordError as exc:
-            return Outcome(record.id, PhotoStatus.FAILED, f"unsafe record: {exc}")
+            return _failed(record.id, f"unsafe record: {exc}")
         choice = choose_size(record, self._size_policy)
         if isinstance(choice, NoSize):
-            return Outcome(record.id, PhotoStatus.SKIPPED, choice.reason)
+            return Dropped(photo_id=record.id, status=PhotoStatus.SKIPPED, reason=choice.reason)
         if self._fetcher is None:
             raise HarvestError("the engine has no fetcher but was asked to download")
         try:
             downloaded = await self._fetcher.fetch(choice)
         except DownloadError as exc:
-            return Outcome(record.id, PhotoStatus.FAILED, f"download: {exc}")
+            return _failed(record.id, f"download: {exc}")
         self._stats.bytes_downloaded += len(downloaded.data)
         prov = Provenance.from_record(
             record,
@@ -320,11 +331,10 @@ class Engine:
         """Runs in the thread pool: decode, clean, stamp and write one image."""
         result = process_image(data, prov, self._image_policy)
         if isinstance(result, Rejected):
-            return Outcome(prov.id, result.status, result.reason, size_label=prov.size_label)
+            return Dropped(photo_id=prov.id, status=result.status, reason=result.reason)
         write_atomic(path, result.parts, self._write_policy)
-        return Outcome(
-            prov.id,
-            PhotoStatus.DONE,
+        return Stored(
+            photo_id=prov.id,
             path=path.relative_to(self._cfg.out_dir).as_posix(),
             image=result,
             size_label=prov.size_label,
@@ -332,11 +342,11 @@ class Engine:
 
     def _record(self, item: PendingPhoto, outcome: Outcome) -> None:
         stats = self._stats.keyword(item.keyword)
-        if outcome.status is PhotoStatus.DONE and outcome.image is not None:
+        if isinstance(outcome, Stored):
             image = outcome.image
             self._store.mark_done(
                 item.record.id,
-                path=outcome.path or "",
+                path=outcome.path,
                 sha256=image.sha256,
                 width=image.width,
                 height=image.height,
@@ -356,6 +366,10 @@ class Engine:
             self._store.mark_failed(item.record.id, outcome.reason)
             stats.failed += 1
         self._stats.reasons[reason_key(outcome.status, outcome.reason)] += 1
+
+
+def _failed(photo_id: str, reason: str) -> Dropped:
+    return Dropped(photo_id=photo_id, status=PhotoStatus.FAILED, reason=reason)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

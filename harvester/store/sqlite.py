@@ -269,7 +269,7 @@ class Store:
         sha256: str,
         width: int,
         height: int,
-        size_label: str | None,
+        size_label: str,
     ) -> None:
         """Record a photo whose file (`path` under the output directory) is durably written.
 
