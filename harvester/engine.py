@@ -186,10 +186,10 @@ class Engine:
             stream = search_keyword(
                 kq,
                 self._backend,
-                self._plan_cfg,
-                done,
-                self._queries.negatives,
+                plan_config=self._plan_cfg,
                 now=int(self._clock()),
+                done_windows=done,
+                negatives=self._queries.negatives,
                 send_negatives=self._cfg.send_negatives,
             )
             async with contextlib.aclosing(stream) as results:

@@ -105,7 +105,15 @@ async def collect(
     *,
     send_negatives: bool = False,
 ) -> list[WindowResult]:
-    stream = search_keyword(kq, fake, CFG, done, negatives, NOW, send_negatives=send_negatives)
+    stream = search_keyword(
+        kq,
+        fake,
+        plan_config=CFG,
+        now=NOW,
+        done_windows=done,
+        negatives=negatives,
+        send_negatives=send_negatives,
+    )
     return [r async for r in stream]
 
 
@@ -154,7 +162,7 @@ async def test_resume_searches_only_what_is_left() -> None:
     fake = FakeFlickr(corpus(30_000))
     kq = KeywordQuery("paris", text="paris")
     first: list[WindowResult] = []
-    stream = search_keyword(kq, fake, CFG, (), (), NOW)
+    stream = search_keyword(kq, fake, plan_config=CFG, now=NOW)
     async with contextlib.aclosing(stream) as results:
         async for result in results:
             first.append(result)
@@ -237,7 +245,7 @@ async def harvest_from_emulator(
             rest_url=running.rest_url,
             policy=RetryPolicy(attempts=8, base_s=0.0),
         )
-        results = [r async for r in search_keyword(kq, client, CFG, (), (), now)]
+        results = [r async for r in search_keyword(kq, client, plan_config=CFG, now=now)]
     dates = {"min_upload_date": start, "max_upload_date": end - 1}
     if kq.date_field is DateField.TAKEN:
         dates = {"min_taken_date": start, "max_taken_date": end - 1}

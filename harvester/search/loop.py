@@ -164,11 +164,11 @@ def _result(
 async def search_keyword(
     kq: KeywordQuery,
     backend: SearchBackend,
-    plan_config: PlannerConfig,
-    done_windows: Iterable[Checkpoint],
-    negatives: tuple[str, ...],
-    now: int,
     *,
+    plan_config: PlannerConfig,
+    now: int,
+    done_windows: Iterable[Checkpoint] = (),
+    negatives: tuple[str, ...] = (),
     send_negatives: bool = False,
 ) -> AsyncGenerator[WindowResult, None]:
     """Search one keyword to the end, yielding each window as it finishes.
