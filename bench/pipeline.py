@@ -89,7 +89,7 @@ def preclaim(out: Path, records: Sequence[PhotoRecord]) -> None:
     with Store.open(out / STORE_FILENAME) as store:
         store.commit_window(
             KEYWORD,
-            Window(start, end),
+            Window(start=start, end=end),
             records,
             reported_total=len(records),
             capped=False,

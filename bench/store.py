@@ -34,7 +34,7 @@ def record(i: int) -> PhotoRecord:
     pid = 50_000_000_000 + i
     base = f"https://live.staticflickr.com/65535/{pid}_0123456789"
     sizes = tuple(
-        SizeVariant(label, f"{base}{suffix}.jpg", w, w * 3 // 4)
+        SizeVariant(label=label, url=f"{base}{suffix}.jpg", width=w, height=w * 3 // 4)
         for label, suffix, w in (
             ("s", "_m", 240),
             ("m", "", 500),
@@ -86,7 +86,7 @@ def bench(n: int, directory: Path) -> dict[str, float]:
     for keyword, w, photos in windows(n):
         store.commit_window(
             keyword,
-            Window(w * 600, w * 600 + 600),
+            Window(start=w * 600, end=w * 600 + 600),
             photos,
             reported_total=len(photos),
             capped=False,

@@ -31,7 +31,7 @@ def reason_key(status: str, reason: str | None) -> str:
     return f"{status}: {reason_head(reason)}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SizeVariant:
     """One downloadable size of a photo, from a url_X extra (or built from originalsecret)."""
 
@@ -41,7 +41,7 @@ class SizeVariant:
     height: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PhotoRecord:
     """A photo as flickr.photos.search returns it with harvest's extras, types normalised."""
 
@@ -89,7 +89,7 @@ class DateField(StrEnum):
     TAKEN = "taken"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SearchQuery:
     """One flickr.photos.search call, in harvest's terms; the client maps it to API parameters.
 
@@ -113,7 +113,7 @@ class SearchQuery:
     per_page: int = 500
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SearchPage:
     """One page of search results; `total`/`pages` are None when Flickr sent "" or nothing."""
 
@@ -124,7 +124,7 @@ class SearchPage:
     photos: tuple[PhotoRecord, ...]
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True, order=True, kw_only=True)
 class Window:
     """A half-open date range `[start, end)` in unix seconds, optionally one licence only."""
 

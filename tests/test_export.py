@@ -27,7 +27,7 @@ def photo(i: int) -> PhotoRecord:
         tags=("eiffel", "tower"),
         license=11,
         date_upload=1_600_000_000 + i,
-        sizes=(SizeVariant("l", url, 1024, 683),),
+        sizes=(SizeVariant(label="l", url=url, width=1024, height=683),),
     )
 
 
@@ -37,13 +37,13 @@ def store_path(tmp_path: Path) -> Path:
     with Store(path) as store:
         store.commit_window(
             "eiffel tower",
-            Window(0, 10),
+            Window(start=0, end=10),
             [photo(1), photo(2), photo(3)],
             reported_total=3,
             capped=False,
         )
         store.commit_window(
-            "paris", Window(0, 10), [photo(2), photo(4)], reported_total=2, capped=False
+            "paris", Window(start=0, end=10), [photo(2), photo(4)], reported_total=2, capped=False
         )
         store.mark_done(
             "1",

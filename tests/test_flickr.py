@@ -266,7 +266,9 @@ def test_take_token_table(
     tokens: float, elapsed: float, expected_tokens: float, expected_wait: float
 ) -> None:
     now = 1000.0
-    take = take_token(Bucket(tokens, now - elapsed), now, rate_per_s=1.0, capacity=10.0)
+    take = take_token(
+        Bucket(tokens=tokens, updated_s=now - elapsed), now, rate_per_s=1.0, capacity=10.0
+    )
     assert take.bucket.tokens == pytest.approx(expected_tokens)
     assert take.wait_s == pytest.approx(expected_wait)
 

@@ -302,7 +302,7 @@ def fake_record(i: int) -> PhotoRecord:
         server="65535",
         license=4,
         date_upload=1_500_000_000 + i,
-        sizes=(SizeVariant("l", url, 1024, 768),),
+        sizes=(SizeVariant(label="l", url=url, width=1024, height=768),),
     )
 
 
@@ -315,7 +315,7 @@ def synthetic_source(
     with Store.in_dir(out) as store:
         store.commit_window(
             keyword,
-            Window(0, 10**9),
+            Window(start=0, end=10**9),
             records,
             reported_total=len(records),
             capped=False,

@@ -76,9 +76,12 @@ class Sim:
             at = self.calls * 7919 % max(1, len(shown) - 3)
             del shown[at : at + 1 + self.calls % 3]
         photos = tuple(
-            PhotoRecord(str(i), "1@N01", "ab", "1", date_upload=self.times[i]) for i in shown
+            PhotoRecord(
+                id=str(i), owner="1@N01", secret="ab", server="1", date_upload=self.times[i]
+            )
+            for i in shown
         )
-        return SearchPage(request.page, pages, per, total, photos)
+        return SearchPage(page=request.page, pages=pages, per_page=per, total=total, photos=photos)
 
 
 @dataclass
@@ -305,7 +308,11 @@ def test_geo_queries_follow_the_apis_smaller_page() -> None:
     run, calls = Run(), 0
     while (request := plan.next_request()) is not None:
         calls += 1
-        page = sim.search(PageRequest(request.window, request.page, min(250, request.per_page)))
+        page = sim.search(
+            PageRequest(
+                window=request.window, page=request.page, per_page=min(250, request.per_page)
+            )
+        )
         obs = PageObservation.from_page(page, request.window, DateField.UPLOAD, CFG.floor_s)
         run.found |= {int(p.id) for p in page.photos if request.window.contains(p.date_upload)}
         plan.observe(request, obs)
@@ -336,15 +343,29 @@ def test_observe_rejects_a_page_for_another_request() -> None:
     plan = KeywordPlan(T0, END, CFG)
     request = plan.next_request()
     assert request is not None
-    other = PageRequest(request.window, 2, 500)
+    other = PageRequest(window=request.window, page=2, per_page=500)
     with pytest.raises(ValueError, match="active request"):
-        plan.observe(other, PageObservation(0, 500, 0, 0, 0, None, None, True))
+        plan.observe(
+            other,
+            PageObservation(
+                count=0,
+                per_page=500,
+                pages=0,
+                total=0,
+                in_window=0,
+                first_date=None,
+                last_date=None,
+                ascending=True,
+            ),
+        )
 
 
 def test_taken_dates_are_read_as_utc() -> None:
-    record = PhotoRecord("1", "1@N01", "ab", "1", date_taken="2004-01-01 00:05:00")
-    page = SearchPage(1, 1, 500, 1, (record,))
-    obs = PageObservation.from_page(page, Window(T0, T0 + 600), DateField.TAKEN, 300)
+    record = PhotoRecord(
+        id="1", owner="1@N01", secret="ab", server="1", date_taken="2004-01-01 00:05:00"
+    )
+    page = SearchPage(page=1, pages=1, per_page=500, total=1, photos=(record,))
+    obs = PageObservation.from_page(page, Window(start=T0, end=T0 + 600), DateField.TAKEN, 300)
     assert (obs.in_window, obs.first_date) == (1, T0 + 300)
 
 

@@ -61,7 +61,11 @@ class FakeFlickr:
         offset = min((query.page - 1) * per, self.cap - per)
         total = int(len(found) * (1 - self.under_report))
         return SearchPage(
-            query.page, math.ceil(total / per), per, total, tuple(found[offset:][:per])
+            page=query.page,
+            pages=math.ceil(total / per),
+            per_page=per,
+            total=total,
+            photos=tuple(found[offset:][:per]),
         )
 
 
@@ -77,10 +81,10 @@ def corpus(n: int, seed: int = 0, hot: int = 0) -> list[PhotoRecord]:
         tags = ("paris", *tags) if i >= n else tags
         photos.append(
             PhotoRecord(
-                str(1000 + i),
-                "1@N01",
-                "ab",
-                "1",
+                id=str(1000 + i),
+                owner="1@N01",
+                secret="ab",
+                server="1",
                 tags=tags,
                 license=rng.randrange(17),
                 date_upload=when,
@@ -212,12 +216,18 @@ def test_build_query_maps_every_option() -> None:
         user_id="1@N02",
         accuracy=6,
     )
-    q = build_query(kq, PageRequest(Window(600, 1200, 2), 3, 250), ("party",))
+    q = build_query(
+        kq,
+        PageRequest(window=Window(start=600, end=1200, license=2), page=3, per_page=250),
+        ("party",),
+    )
     assert (q.min_date, q.max_date, q.page, q.per_page) == (600, 1199, 3, 250)
     assert (q.text, q.tags, q.tag_mode, q.licenses) == (None, ("a", "b"), "all", (2,))
     assert (q.bbox, q.has_geo, q.user_id, q.accuracy) == ((-1.0, -2.0, 3.0, 4.0), True, "1@N02", 6)
     assert (q.date_field, q.sort) == (DateField.TAKEN, "date-taken-asc")
-    assert build_query(kq, PageRequest(Window(0, 300), 1, 500)).licenses == (1, 2)
+    assert build_query(
+        kq, PageRequest(window=Window(start=0, end=300), page=1, per_page=500)
+    ).licenses == (1, 2)
 
 
 async def test_geo_keywords_page_by_250() -> None:

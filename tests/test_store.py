@@ -29,7 +29,7 @@ def photo(i: int, **extra: object) -> PhotoRecord:
         date_upload=1_600_000_000 + i,
         latitude=48.85,
         longitude=2.35,
-        sizes=(SizeVariant("l", url, 1024, 768),),
+        sizes=(SizeVariant(label="l", url=url, width=1024, height=768),),
         **extra,  # type: ignore[arg-type]
     )
 
@@ -53,7 +53,9 @@ def test_wal_mode_and_records_round_trip(db_path: Path) -> None:
     original = photo(7, description="<b>hi</b>", views=3, o_width=4000, o_height=3000)
     with Store(db_path) as store:
         assert store.journal_mode() == "wal"
-        store.commit_window("paris", Window(0, 10), [original], reported_total=1, capped=False)
+        store.commit_window(
+            "paris", Window(start=0, end=10), [original], reported_total=1, capped=False
+        )
     with Store.open(db_path, readonly=True) as store:
         [pending] = store.pending(10)
         assert pending.record == original
@@ -63,13 +65,21 @@ def test_wal_mode_and_records_round_trip(db_path: Path) -> None:
 def test_first_keyword_claims_and_every_keyword_is_recorded(db_path: Path) -> None:
     with Store(db_path) as store:
         first = store.commit_window(
-            "paris", Window(0, 10), [photo(1), photo(2), photo(3)], reported_total=3, capped=False
+            "paris",
+            Window(start=0, end=10),
+            [photo(1), photo(2), photo(3)],
+            reported_total=3,
+            capped=False,
         )
         second = store.commit_window(
-            "france", Window(0, 10), [photo(2), photo(3), photo(4)], reported_total=3, capped=False
+            "france",
+            Window(start=0, end=10),
+            [photo(2), photo(3), photo(4)],
+            reported_total=3,
+            capped=False,
         )
         again = store.commit_window(
-            "paris", Window(10, 20), [photo(1), photo(1)], reported_total=2, capped=False
+            "paris", Window(start=10, end=20), [photo(1), photo(1)], reported_total=2, capped=False
         )
         assert first.new_ids == ("1", "2", "3")
         assert (second.new_ids, second.duplicates) == (("4",), 2)
@@ -89,17 +99,21 @@ def test_windows_round_trip_for_resume(db_path: Path) -> None:
     clock = Clock()
     with Store(db_path, clock=clock) as store:
         store.commit_window(
-            "paris", Window(100, 200), [photo(1)], reported_total=None, capped=False
+            "paris", Window(start=100, end=200), [photo(1)], reported_total=None, capped=False
         )
         store.commit_window(
-            "paris", Window(200, 260, 4), [photo(2), photo(1)], reported_total=5000, capped=True
+            "paris",
+            Window(start=200, end=260, license=4),
+            [photo(2), photo(1)],
+            reported_total=5000,
+            capped=True,
         )
-        store.commit_window("rome", Window(0, 50), [], reported_total=0, capped=False)
+        store.commit_window("rome", Window(start=0, end=50), [], reported_total=0, capped=False)
     with Store(db_path) as store:
         assert store.done_windows("paris") == [
             WindowRow(
                 keyword="paris",
-                window=Window(100, 200),
+                window=Window(start=100, end=200),
                 found=1,
                 new=1,
                 reported_total=None,
@@ -108,7 +122,7 @@ def test_windows_round_trip_for_resume(db_path: Path) -> None:
             ),
             WindowRow(
                 keyword="paris",
-                window=Window(200, 260, 4),
+                window=Window(start=200, end=260, license=4),
                 found=2,
                 new=1,
                 reported_total=5000,
@@ -124,7 +138,11 @@ def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
     clock = Clock()
     store = Store(db_path, batch_size=1000, flush_interval_s=60, clock=clock)
     store.commit_window(
-        "paris", Window(0, 10), [photo(i) for i in range(1, 6)], reported_total=5, capped=False
+        "paris",
+        Window(start=0, end=10),
+        [photo(i) for i in range(1, 6)],
+        reported_total=5,
+        capped=False,
     )
     store.mark_done(
         "1",
@@ -167,7 +185,11 @@ def test_flush_by_size_and_by_time(db_path: Path) -> None:
     clock = Clock()
     with Store(db_path, batch_size=3, flush_interval_s=1.0, clock=clock) as store:
         store.commit_window(
-            "k", Window(0, 1), [photo(i) for i in range(1, 10)], reported_total=9, capped=False
+            "k",
+            Window(start=0, end=1),
+            [photo(i) for i in range(1, 10)],
+            reported_total=9,
+            capped=False,
         )
         with Store.open(db_path, readonly=True) as reader:
             store.mark_skipped("1", "x")
@@ -184,11 +206,13 @@ def test_flush_by_size_and_by_time(db_path: Path) -> None:
 def test_summary_per_keyword(db_path: Path) -> None:
     with Store(db_path) as store:
         store.commit_window(
-            "paris", Window(0, 10), [photo(1), photo(2)], reported_total=2, capped=False
+            "paris", Window(start=0, end=10), [photo(1), photo(2)], reported_total=2, capped=False
         )
-        store.commit_window("paris", Window(10, 20), [photo(3)], reported_total=1, capped=False)
         store.commit_window(
-            "france", Window(0, 10), [photo(2), photo(4)], reported_total=2, capped=False
+            "paris", Window(start=10, end=20), [photo(3)], reported_total=1, capped=False
+        )
+        store.commit_window(
+            "france", Window(start=0, end=10), [photo(2), photo(4)], reported_total=2, capped=False
         )
         store.mark_skipped("4", "no usable size")
         store.flush()
@@ -216,11 +240,17 @@ def test_leases_keep_workers_apart_and_go_stale(db_path: Path) -> None:
     b = Store(db_path, worker_id="b", clock=clock, lease_ttl_s=600)
     try:
         a.commit_window(
-            "k", Window(0, 1), [photo(i) for i in range(1, 4)], reported_total=3, capped=False
+            "k",
+            Window(start=0, end=1),
+            [photo(i) for i in range(1, 4)],
+            reported_total=3,
+            capped=False,
         )
-        b.commit_window("k", Window(1, 2), [photo(4), photo(5)], reported_total=2, capped=False)
         b.commit_window(
-            "k", Window(2, 3), [photo(6)], reported_total=1, capped=False, lease_new=False
+            "k", Window(start=1, end=2), [photo(4), photo(5)], reported_total=2, capped=False
+        )
+        b.commit_window(
+            "k", Window(start=2, end=3), [photo(6)], reported_total=1, capped=False, lease_new=False
         )
         assert [p.record.id for p in a.pending(10)] == ["1", "2", "3", "6"]  # b's claims hidden
         assert [p.record.id for p in b.pending(10)] == ["4", "5", "6"]  # a's claims hidden
@@ -241,9 +271,9 @@ def test_read_only_open_of_a_missing_store_is_a_store_error(tmp_path: Path) -> N
 
 def test_sqlite_errors_become_store_errors(db_path: Path) -> None:
     with Store(db_path) as store:
-        store.commit_window("k", Window(0, 1), [photo(1)], reported_total=1, capped=False)
+        store.commit_window("k", Window(start=0, end=1), [photo(1)], reported_total=1, capped=False)
     with Store.open(db_path, readonly=True) as store, pytest.raises(StoreError):
-        store.commit_window("k", Window(1, 2), [photo(2)], reported_total=1, capped=False)
+        store.commit_window("k", Window(start=1, end=2), [photo(2)], reported_total=1, capped=False)
 
 
 def test_runs_history(db_path: Path) -> None:
@@ -268,7 +298,7 @@ def _claim_worker(path: str, keyword: str, ids: list[int], out: Results) -> None
         chunk = [photo(i) for i in ids[start : start + 25]]
         won.extend(
             store.commit_window(
-                keyword, Window(start, start + 1), chunk, reported_total=25, capped=False
+                keyword, Window(start=start, end=start + 1), chunk, reported_total=25, capped=False
             ).new_ids
         )
     store.close()

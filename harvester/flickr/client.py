@@ -214,7 +214,11 @@ def _parse_licenses(data: JsonObject) -> tuple[License, ...]:
     if not isinstance(items, list):
         raise TransientApiError("stat=ok but no licence list in licenses.getInfo")
     return tuple(
-        License(as_int(item.get("id")) or 0, as_str(item.get("name")), as_str(item.get("url")))
+        License(
+            id=as_int(item.get("id")) or 0,
+            name=as_str(item.get("name")),
+            url=as_str(item.get("url")),
+        )
         for item in items
         if isinstance(item, dict)
     )

@@ -79,7 +79,7 @@ class FetchPolicy:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Downloaded:
     """An image body in memory, with the type sniffed from its first bytes."""
 
@@ -197,7 +197,13 @@ class Fetcher:
                 kind = sniff_image_type(data)
                 if kind is None:
                     raise DownloadError(f"not an image ({_mime(resp)}, {len(data)} bytes)")
-                return Downloaded(data, kind, choice.url, choice.label, resp.status)
+                return Downloaded(
+                    data=data,
+                    content_type=kind,
+                    url=choice.url,
+                    label=choice.label,
+                    status=resp.status,
+                )
         except TimeoutError as exc:
             raise _Transient("timeout") from exc
         except aiohttp.ClientPayloadError as exc:

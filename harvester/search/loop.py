@@ -45,7 +45,7 @@ class SearchBackend(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WindowResult:
     """One finished window of one keyword: what to checkpoint and which photos to claim."""
 

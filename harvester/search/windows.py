@@ -58,7 +58,7 @@ class Checkpoint:
     found: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PageRequest:
     """One page of one window to fetch, sorted ascending on the plan's date field."""
 
@@ -67,7 +67,7 @@ class PageRequest:
     per_page: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PageObservation:
     """What the planner needs from a page: counts and dates, never the photos themselves."""
 
@@ -108,7 +108,7 @@ class PageObservation:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WindowDone:
     """`window` is complete: `found` in-window results (truncated: cut short at the cap)."""
 
@@ -118,7 +118,7 @@ class WindowDone:
     truncated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WindowCapped:
     """`window` (one licence in one bucket) holds more than the cap: done, with a known loss."""
 

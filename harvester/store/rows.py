@@ -40,7 +40,7 @@ class WindowRow:
     finished_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PendingPhoto:
     """A claimed photo to download, with where it goes: its keyword and that keyword's seq.
 
@@ -56,7 +56,7 @@ class PendingPhoto:
     attempts: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KeywordSummary:
     """Per-keyword totals: windows searched, photos found/new/duplicate, outcomes."""
 
@@ -101,10 +101,10 @@ class StoreSummary:
 def _total(keywords: Sequence[KeywordSummary]) -> KeywordSummary:
     names = ("windows", "found", "new", "duplicates", "claimed", "done", "skipped", "failed")
     sums = {name: sum(getattr(k, name) for k in keywords) for name in names}
-    return KeywordSummary("TOTAL", **sums)
+    return KeywordSummary(keyword="TOTAL", **sums)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExportRow:
     """One photo with everything the store knows about it, for export."""
 
@@ -140,7 +140,7 @@ def window_row(row: Sequence[Any]) -> WindowRow:
     keyword, start, end, lic, found, new, total, capped, finished = row
     return WindowRow(
         keyword=keyword,
-        window=Window(start, end, None if lic == NO_LICENSE else lic),
+        window=Window(start=start, end=end, license=None if lic == NO_LICENSE else lic),
         found=found,
         new=new,
         reported_total=total,
@@ -194,7 +194,9 @@ def build_summary(
         if status in PhotoStatus.__members__.values():
             per.setdefault(keyword, {})[status] = count
         statuses[status] = statuses.get(status, 0) + count
-    keywords = tuple(KeywordSummary(keyword, **counts) for keyword, counts in sorted(per.items()))
+    keywords = tuple(
+        KeywordSummary(keyword=keyword, **counts) for keyword, counts in sorted(per.items())
+    )
     tally: dict[str, int] = {}
     for status, reason, count in reasons:
         key = reason_key(status, reason)
