@@ -1,6 +1,6 @@
 """Image downloads: bounded, rate-limited, retried, size-capped and type-checked, into memory.
 
-`Fetcher.fetch(choice)` turns a `SizeChoice` (harvester/sizes.py) into the image's bytes or a
+`Fetcher.fetch(choice)` turns a `SizeChoice` (images/sizes.py) into the image's bytes or a
 `DownloadError` with a short reason. Transient failures (HTTP 429 and 5xx, connection errors,
 timeouts, truncated bodies) are retried under a `RetryPolicy`; permanent ones (404 and other
 4xx, a body over `max_bytes`, a body that is not an image) fail at once. The image hosts get
