@@ -43,7 +43,7 @@ from harvester.config import FetchPolicy, PlannerConfig, RunConfig, WritePolicy
 from harvester.engine import Engine
 from harvester.images.download import Fetcher
 from harvester.progress import RunStats
-from harvester.records import PhotoRecord, SearchPage, SearchQuery
+from harvester.records import PhotoRecord, SearchPage, SearchQuery, Window
 from harvester.runner import run_loop
 from harvester.search.planner import plan_range
 from harvester.search.queries import KeywordQuery, QueryFile
@@ -83,7 +83,12 @@ def preclaim(out: Path, records: Sequence[PhotoRecord]) -> None:
     start, end = plan_range(SINCE, UNTIL, int(time.time()), floor_s)
     with Store.open(out / STORE_FILENAME) as store:
         store.commit_window(
-            KEYWORD, start, end, None, records, len(records), False, lease_new=False
+            KEYWORD,
+            Window(start=start, end=end),
+            records,
+            reported_total=len(records),
+            capped=False,
+            lease_new=False,
         )
 
 

@@ -209,7 +209,7 @@ async def run_harvest(emu: RunningEmulator, target: Target, now: int) -> tuple[s
     pages = 0
     start = time.perf_counter()
     async with flickr_client(emu) as client:
-        stream = search_keyword(kq, client, PlannerConfig(), [], (), now=now)
+        stream = search_keyword(kq, client, plan_config=PlannerConfig(), now=now)
         async with contextlib.aclosing(stream) as results:
             async for result in results:
                 ids.update(p.id for p in result.photos)

@@ -17,11 +17,10 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
-from harvester.records import PhotoRecord, SizeVariant
+from harvester.records import PhotoRecord, SizeVariant, Window
 from harvester.store.sqlite import Store
 
 WINDOW = 400
@@ -29,21 +28,12 @@ KEYWORDS = 20
 LEASE_BATCH = 256
 
 
-@dataclass(frozen=True)
-class Image:
-    """Stand-in for the process stage's result: what `Store.mark_done` reads."""
-
-    width: int
-    height: int
-    sha256: str
-
-
 def record(i: int) -> PhotoRecord:
     """A record shaped like a real search result with harvest's extras (about 1 KB of JSON)."""
     pid = 50_000_000_000 + i
     base = f"https://live.staticflickr.com/65535/{pid}_0123456789"
     sizes = tuple(
-        SizeVariant(label, f"{base}{suffix}.jpg", w, w * 3 // 4)
+        SizeVariant(label=label, url=f"{base}{suffix}.jpg", width=w, height=w * 3 // 4)
         for label, suffix, w in (
             ("s", "_m", 240),
             ("m", "", 500),
@@ -93,16 +83,26 @@ def bench(n: int, directory: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     found = 0
     for keyword, w, photos in windows(n):
-        store.commit_window(keyword, w * 600, w * 600 + 600, None, photos, len(photos), False)
+        store.commit_window(
+            keyword,
+            Window(start=w * 600, end=w * 600 + 600),
+            photos,
+            reported_total=len(photos),
+            capped=False,
+        )
         found += len(photos)
     t_claim = time.perf_counter() - t0
     t0 = time.perf_counter()
     done = 0
-    image = Image(1024, 768, "0" * 64)
     while batch := store.pending(LEASE_BATCH, after=0):
         for item in batch:
             store.mark_done(
-                item.record.id, f"{item.keyword}/{item.seq // 1000 + 1:05d}/x.jpg", image, "l"
+                item.record.id,
+                path=f"{item.keyword}/{item.seq // 1000 + 1:05d}/x.jpg",
+                sha256="0" * 64,
+                width=1024,
+                height=768,
+                size_label="l",
             )
         store.flush()
         done += len(batch)

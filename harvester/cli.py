@@ -380,11 +380,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _store_of(out: Path) -> Path:
-    from harvester.runner import STORE_NAME
+    from harvester.store.sqlite import STORE_FILENAME
 
-    path = out / STORE_NAME
+    path = out / STORE_FILENAME
     if not path.exists():
-        raise ConfigError(f"{out} holds no harvest (no {STORE_NAME})")
+        raise ConfigError(f"{out} holds no harvest (no {STORE_FILENAME})")
     return path
 
 

@@ -1,8 +1,8 @@
 """The engine: the one place that knows queues, tasks, the thread pool and shutdown.
 
-    keywords ─► search_keyword (planner + client) ─► store.commit_result (checkpoint + claim)
-    store.lease ─► feeder ─► bounded queue ─► N download tasks ─► thread pool
-                                  (process_image + atomic write) ─► store.mark_done
+    keywords ─► search_keyword (planner + client) ─► store.commit_window (checkpoint + claim)
+    store.pending ─► feeder ─► bounded queue ─► N download tasks (choose_size + fetcher.fetch)
+        ─► thread pool (process_image + write_atomic) ─► store.mark_done | skipped | failed
 
 The downloader reads its work from the store, not from the searcher directly, so a fresh run
 and a resumed one are the same code path, and memory is bounded by the queue, not the job.
@@ -25,15 +25,18 @@ from pathlib import Path
 
 from harvester.config import RunConfig
 from harvester.exceptions import DownloadError, HarvestError, StoreError, UnsafeRecordError
-from harvester.images.download import Fetcher, NoSize, choose_size
+from harvester.images.download import Fetcher
 from harvester.images.process import ProcessedImage, Rejected, process_image
 from harvester.images.provenance import Provenance
+from harvester.images.sizes import NoSize, choose_size
 from harvester.images.writer import photo_path, write_atomic
 from harvester.progress import RunStats
-from harvester.records import PhotoStatus
+from harvester.records import PhotoStatus, reason_key
 from harvester.search.loop import SearchBackend, WindowResult, search_keyword
 from harvester.search.queries import KeywordQuery
-from harvester.store.sqlite import PendingPhoto, Store
+from harvester.search.windows import Checkpoint
+from harvester.store.rows import PendingPhoto
+from harvester.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +44,27 @@ MAX_KEYWORDS_IN_FLIGHT = 4  # keywords searched at once per worker (API calls ov
 IDLE_POLL_S = 1.0  # how long the feeder sleeps when the queue is empty and search goes on
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one photo: the engine turns it into one store update."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stored:
+    """A photo whose file is durably written: recorded as done."""
 
     photo_id: str
-    status: PhotoStatus
-    reason: str = ""
-    path: str | None = None
-    image: ProcessedImage | None = None
-    size_label: str | None = None
+    path: str  # relative to the output directory, with forward slashes
+    image: ProcessedImage
+    size_label: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dropped:
+    """A photo that will not be stored: SKIPPED by policy or FAILED by an error, with why."""
+
+    photo_id: str
+    status: PhotoStatus  # SKIPPED or FAILED
+    reason: str
+
+
+#: What became of one photo: the engine turns it into one store update.
+Outcome = Stored | Dropped
 
 
 class Engine:
@@ -158,14 +172,15 @@ class Engine:
         async with gate:
             if self._stop.is_set():
                 return
-            done = self._store.done_windows(kq.keyword)
+            rows = self._store.done_windows(kq.keyword)
+            done = [Checkpoint(window=row.window, found=row.found) for row in rows]
             stream = search_keyword(
                 kq,
                 self._backend,
-                self._cfg.planner,
-                done,
-                self._negatives,
+                plan_config=self._cfg.planner,
                 now=int(self._clock()),
+                done_windows=done,
+                negatives=self._negatives,
                 send_negatives=self._cfg.search.send_negatives,
             )
             async with contextlib.aclosing(stream) as results:
@@ -174,7 +189,13 @@ class Engine:
             self._stats.keyword(kq.keyword).search_done = True
 
     def _commit_window(self, result: WindowResult) -> None:
-        claim = self._store.commit_result(result)
+        claim = self._store.commit_window(
+            result.keyword,
+            result.window,
+            result.photos,
+            reported_total=result.reported_total,
+            capped=result.capped,
+        )
         stats = self._stats.keyword(result.keyword)
         stats.windows_done += 1
         stats.windows_planned = max(stats.windows_planned, result.windows_planned)
@@ -265,25 +286,25 @@ class Engine:
                 self._fail(exc)
             except Exception as exc:  # a bug must cost one photo, not the run
                 log.exception("photo %s: unexpected error", item.rowid)
-                self._record(item, Outcome(item.record.id, PhotoStatus.FAILED, f"internal: {exc}"))
+                self._record(item, _failed(item.record.id, f"internal: {exc}"))
             finally:
                 self._in_hand.discard(item.rowid)
 
     async def _harvest_one(self, item: PendingPhoto) -> Outcome:
         record = item.record
-        try:
+        try:  # first: photo_path validates the record's fields before any request is made
             path = photo_path(self._cfg.out_dir, item.keyword, item.seq, record)
         except UnsafeRecordError as exc:
-            return Outcome(record.id, PhotoStatus.FAILED, f"unsafe record: {exc}")
+            return _failed(record.id, f"unsafe record: {exc}")
         choice = choose_size(record, self._cfg.sizes)
         if isinstance(choice, NoSize):
-            return Outcome(record.id, PhotoStatus.SKIPPED, choice.reason)
+            return Dropped(photo_id=record.id, status=PhotoStatus.SKIPPED, reason=choice.reason)
         if self._fetcher is None:
             raise HarvestError("the engine has no fetcher but was asked to download")
         try:
             downloaded = await self._fetcher.fetch(choice)
         except DownloadError as exc:
-            return Outcome(record.id, PhotoStatus.FAILED, f"download: {exc}")
+            return _failed(record.id, f"download: {exc}")
         self._stats.bytes_downloaded += len(downloaded.data)
         prov = Provenance.from_record(
             record,
@@ -301,11 +322,10 @@ class Engine:
         """Runs in the thread pool: decode, clean, stamp and write one image."""
         result = process_image(data, prov, self._cfg.images)
         if isinstance(result, Rejected):
-            return Outcome(prov.id, result.status, result.reason, size_label=prov.size_label)
+            return Dropped(photo_id=prov.id, status=result.status, reason=result.reason)
         write_atomic(path, result.parts, self._cfg.write)
-        return Outcome(
-            prov.id,
-            PhotoStatus.DONE,
+        return Stored(
+            photo_id=prov.id,
             path=path.relative_to(self._cfg.out_dir).as_posix(),
             image=result,
             size_label=prov.size_label,
@@ -313,9 +333,16 @@ class Engine:
 
     def _record(self, item: PendingPhoto, outcome: Outcome) -> None:
         stats = self._stats.keyword(item.keyword)
-        if outcome.status is PhotoStatus.DONE and outcome.image is not None:
-            path = outcome.path or ""
-            self._store.mark_done(item.record.id, path, outcome.image, outcome.size_label)
+        if isinstance(outcome, Stored):
+            image = outcome.image
+            self._store.mark_done(
+                item.record.id,
+                path=outcome.path,
+                sha256=image.sha256,
+                width=image.width,
+                height=image.height,
+                size_label=outcome.size_label,
+            )
             stats.downloaded += 1
             return
         # A photo that did not make it must not keep a file from an attempt cut off by a kill.
@@ -329,13 +356,11 @@ class Engine:
         else:
             self._store.mark_failed(item.record.id, outcome.reason)
             stats.failed += 1
-        self._stats.reasons[_reason_key(outcome)] += 1
+        self._stats.reasons[reason_key(outcome.status, outcome.reason)] += 1
 
 
-def _reason_key(outcome: Outcome) -> str:
-    """Group reasons for the summary: 'too small: 400x300 < 500' → 'skipped: too small'."""
-    head = outcome.reason.split(":", 1)[0].strip() or "unknown"
-    return f"{outcome.status.value}: {head}"
+def _failed(photo_id: str, reason: str) -> Dropped:
+    return Dropped(photo_id=photo_id, status=PhotoStatus.FAILED, reason=reason)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -344,6 +369,3 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-__all__ = ["Engine", "Outcome"]

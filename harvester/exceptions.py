@@ -3,14 +3,19 @@
     HarvestError
     ├── ConfigError              bad option, unwritable output, missing key
     │   └── QueriesFileError     a queries file that cannot be read or parsed (names file:line)
-    ├── FlickrError              the API said stat=fail (code, message)
-    │   ├── InvalidApiKeyError   code 100: fatal, stops the run
-    │   └── TransientApiError    codes 0/10/105/201, HTTP 429/5xx, bad bodies: retried
+    ├── FlickrError              the API said stat=fail with a permanent code (code, message)
+    │   └── InvalidApiKeyError   code 100: fatal, stops the run
+    ├── TransientApiError        codes 0/10/105/201, HTTP 429/5xx, bad bodies: retried
     ├── DownloadError            an image could not be fetched (after retries)
     ├── ImageError               an image could not be decoded or processed (corrupt, bomb, ...)
     ├── UnsafeRecordError        a record whose fields could write outside the output directory
-    └── StoreError               the SQLite store failed (including a full disk)
+    └── StoreError               the SQLite store failed (a full disk: SQLITE_FULL as __cause__)
+        └── WriteError           a file could not be written to the output directory
+            └── DiskFullError    the output filesystem is full (ENOSPC) or over quota (EDQUOT)
 
+TransientApiError is not a FlickrError: a retryable failure may have no API code at all
+(a timeout, a 502). Two private subclasses never leave their module: the Flickr client's
+`_NetworkError(TransientApiError)` and the downloader's `_Transient(DownloadError)`.
 A deliberate drop (too small, negative term, duplicate) is an outcome, never an exception.
 """
 
@@ -71,3 +76,11 @@ class UnsafeRecordError(HarvestError):
 
 class StoreError(HarvestError):
     """The store could not be read or written."""
+
+
+class WriteError(StoreError):
+    """A file could not be written to the output directory."""
+
+
+class DiskFullError(WriteError):
+    """The output filesystem is full (ENOSPC) or over quota (EDQUOT); the run must stop."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-from harvester.exceptions import ConfigError, InvalidApiKeyError, StoreError
-from harvester.images.writer import DiskFullError
+from harvester.exceptions import ConfigError, DiskFullError, InvalidApiKeyError
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # an error that is not one of the below (API down past every retry, a bug)
@@ -14,8 +13,6 @@ EXIT_USAGE = 2  # bad command line, queries file or output directory
 EXIT_BAD_KEY = 3  # Flickr rejected the API key
 EXIT_DISK_FULL = 4  # the output filesystem is full; everything written so far is kept
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM; the same command resumes
-
-_SQLITE_FULL = "database or disk is full"  # SQLite's message for SQLITE_FULL
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -35,8 +32,7 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    cause = exc.__cause__  # a StoreError is raised from the sqlite3 error...
-    if isinstance(cause, sqlite3.Error):
-        return cause.sqlite_errorcode == sqlite3.SQLITE_FULL
-    # ...but the engine re-raises task errors `from None`, which drops the cause.
-    return isinstance(exc, StoreError) and _SQLITE_FULL in str(exc)
+    # A StoreError is raised from the sqlite3 error (store.sqlite._translated), and Engine.run
+    # re-raises a task's error with its cause, so the SQLite code is still there to read.
+    cause = exc.__cause__
+    return isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode == sqlite3.SQLITE_FULL

@@ -19,7 +19,8 @@ import orjson
 from harvester.exceptions import ConfigError
 from harvester.licenses import license_for
 from harvester.records import PhotoRecord
-from harvester.store.sqlite import ExportRow, Store
+from harvester.store.rows import ExportRow
+from harvester.store.sqlite import Store
 
 FORMATS = ("jsonl", "csv")
 _RECORD_FIELDS = tuple(f.name for f in fields(PhotoRecord))

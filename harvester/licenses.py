@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class License:
     """One Flickr licence: numeric id, short name and canonical URL."""
 
@@ -21,25 +21,37 @@ _ARR_URL = (
 
 #: In the order the API returns them (reference/flickr-api.md §D).
 LICENSES: tuple[License, ...] = (
-    License(0, "All Rights Reserved", _ARR_URL),
-    License(4, "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"),
-    License(6, "CC BY-ND 2.0", "https://creativecommons.org/licenses/by-nd/2.0/"),
-    License(3, "CC BY-NC-ND 2.0", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
-    License(2, "CC BY-NC 2.0", "https://creativecommons.org/licenses/by-nc/2.0/"),
-    License(1, "CC BY-NC-SA 2.0", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
-    License(5, "CC BY-SA 2.0", "https://creativecommons.org/licenses/by-sa/2.0/"),
-    License(7, "No known copyright restrictions", "https://www.flickr.com/commons/usage/"),
-    License(8, "United States Government Work", "https://www.usa.gov/government-copyright"),
+    License(id=0, name="All Rights Reserved", url=_ARR_URL),
+    License(id=4, name="CC BY 2.0", url="https://creativecommons.org/licenses/by/2.0/"),
+    License(id=6, name="CC BY-ND 2.0", url="https://creativecommons.org/licenses/by-nd/2.0/"),
+    License(id=3, name="CC BY-NC-ND 2.0", url="https://creativecommons.org/licenses/by-nc-nd/2.0/"),
+    License(id=2, name="CC BY-NC 2.0", url="https://creativecommons.org/licenses/by-nc/2.0/"),
+    License(id=1, name="CC BY-NC-SA 2.0", url="https://creativecommons.org/licenses/by-nc-sa/2.0/"),
+    License(id=5, name="CC BY-SA 2.0", url="https://creativecommons.org/licenses/by-sa/2.0/"),
     License(
-        9, "Public Domain Dedication (CC0)", "https://creativecommons.org/publicdomain/zero/1.0/"
+        id=7, name="No known copyright restrictions", url="https://www.flickr.com/commons/usage/"
     ),
-    License(10, "Public Domain Mark", "https://creativecommons.org/publicdomain/mark/1.0/"),
-    License(11, "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
-    License(12, "CC BY-SA 4.0", "https://creativecommons.org/licenses/by-sa/4.0/"),
-    License(13, "CC BY-ND 4.0", "https://creativecommons.org/licenses/by-nd/4.0/"),
-    License(14, "CC BY-NC 4.0", "https://creativecommons.org/licenses/by-nc/4.0/"),
-    License(15, "CC BY-NC-SA 4.0", "https://creativecommons.org/licenses/by-nc-sa/4.0/"),
-    License(16, "CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
+    License(
+        id=8, name="United States Government Work", url="https://www.usa.gov/government-copyright"
+    ),
+    License(
+        id=9,
+        name="Public Domain Dedication (CC0)",
+        url="https://creativecommons.org/publicdomain/zero/1.0/",
+    ),
+    License(
+        id=10, name="Public Domain Mark", url="https://creativecommons.org/publicdomain/mark/1.0/"
+    ),
+    License(id=11, name="CC BY 4.0", url="https://creativecommons.org/licenses/by/4.0/"),
+    License(id=12, name="CC BY-SA 4.0", url="https://creativecommons.org/licenses/by-sa/4.0/"),
+    License(id=13, name="CC BY-ND 4.0", url="https://creativecommons.org/licenses/by-nd/4.0/"),
+    License(id=14, name="CC BY-NC 4.0", url="https://creativecommons.org/licenses/by-nc/4.0/"),
+    License(
+        id=15, name="CC BY-NC-SA 4.0", url="https://creativecommons.org/licenses/by-nc-sa/4.0/"
+    ),
+    License(
+        id=16, name="CC BY-NC-ND 4.0", url="https://creativecommons.org/licenses/by-nc-nd/4.0/"
+    ),
 )
 
 BY_ID: dict[int, License] = {lic.id: lic for lic in LICENSES}
@@ -48,4 +60,6 @@ ALL_IDS: tuple[int, ...] = tuple(sorted(BY_ID))
 
 def license_for(license_id: int) -> License:
     """The licence with this id; an unknown id (Flickr may add more) gets a placeholder."""
-    return BY_ID.get(license_id, License(license_id, f"Flickr licence {license_id}", ""))
+    return BY_ID.get(
+        license_id, License(id=license_id, name=f"Flickr licence {license_id}", url="")
+    )

@@ -26,7 +26,7 @@ from harvester.exceptions import ConfigError
 from harvester.images.writer import cleanup_temp_files, photo_path
 from harvester.records import PhotoStatus
 from harvester.store.merge import MergeStore
-from harvester.store.schema import ExportRow
+from harvester.store.rows import ExportRow
 from harvester.store.sqlite import STORE_FILENAME, Store
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ def merge_outputs(sources: list[Path], into: Path) -> int:
         raise ConfigError(f"cannot create the merge target {into}: {exc.strerror}") from exc
     cleanup_temp_files(into)  # left by a merge that was killed
     merged = 0
-    with MergeStore.in_dir(into) as dest:
+    with Store.in_dir(into) as target:
+        dest = MergeStore(target)
         for src in sources:
             with Store.open(src / STORE_FILENAME, readonly=True) as store:
                 batch: list[ExportRow] = []

@@ -1,4 +1,5 @@
-"""Typed records shared by the stages: photos as parsed from search results, and their outcomes."""
+"""Typed records shared by the stages: photos as parsed from search results, the date windows
+they are searched in, and their outcomes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,22 @@ class PhotoStatus(StrEnum):
     FAILED = "failed"  # an error (download, corrupt image, ...): retried by --retry-failed
 
 
-@dataclass(frozen=True, slots=True)
+def reason_head(reason: str | None) -> str:
+    """A reason's tally key: the text before its first colon or " (", "unknown" if none.
+
+    Reasons read "head: detail" or "head (detail)": "too small: 400x300 < 500" and
+    "not found (http 404)" are tallied as "too small" and "not found".
+    """
+    head = (reason or "").split(":", 1)[0].split(" (", 1)[0].strip()
+    return head or "unknown"
+
+
+def reason_key(status: str, reason: str | None) -> str:
+    """The summaries' key for a skipped or failed photo: "skipped: too small"."""
+    return f"{status}: {reason_head(reason)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SizeVariant:
     """One downloadable size of a photo, from a url_X extra (or built from originalsecret)."""
 
@@ -25,7 +41,7 @@ class SizeVariant:
     height: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PhotoRecord:
     """A photo as flickr.photos.search returns it with harvest's extras, types normalised."""
 
@@ -73,7 +89,7 @@ class DateField(StrEnum):
     TAKEN = "taken"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SearchQuery:
     """One flickr.photos.search call, in harvest's terms; the client maps it to API parameters.
 
@@ -97,7 +113,7 @@ class SearchQuery:
     per_page: int = 500
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SearchPage:
     """One page of search results; `total`/`pages` are None when Flickr sent "" or nothing."""
 
@@ -106,3 +122,16 @@ class SearchPage:
     per_page: int
     total: int | None
     photos: tuple[PhotoRecord, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True, kw_only=True)
+class Window:
+    """A half-open date range `[start, end)` in unix seconds, optionally one licence only."""
+
+    start: int
+    end: int
+    license: int | None = None
+
+    def contains(self, date: int) -> bool:
+        """True when `date` lies in `[start, end)`."""
+        return self.start <= date < self.end

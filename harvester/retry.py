@@ -1,7 +1,8 @@
 """Retries with capped exponential backoff and full jitter: the one place waits are decided.
 
-Policy is pure (`RetryPolicy.delay_s`); `retry_async` applies it. Tests turn waits off by
-passing `sleep=no_sleep` or a policy with `base_s=0`.
+Policy is pure (`RetryPolicy.delay_s`); `retry_async` applies it, and tells an `on_retry`
+hook about each error it retries (the callers tally retries by reason there). Tests turn waits
+off by passing `sleep=no_sleep` or a policy with `base_s=0`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 _RNG = random.Random()
 
@@ -49,11 +51,16 @@ async def retry_async(
     call: Callable[[], Awaitable[T]],
     *,
     policy: RetryPolicy,
-    retry_on: tuple[type[BaseException], ...],
+    retry_on: tuple[type[E], ...],
     what: str,
     sleep: Sleep = asyncio.sleep,
+    on_retry: Callable[[E], object] | None = None,
 ) -> T:
-    """Run `call` until it succeeds, retrying the `retry_on` errors under `policy`."""
+    """Run `call` until it succeeds, retrying the `retry_on` errors under `policy`.
+
+    `on_retry` sees each error that is about to be retried, before the wait; the error of the
+    last try is raised instead.
+    """
     attempt = 1
     while True:
         try:
@@ -61,6 +68,8 @@ async def retry_async(
         except retry_on as exc:
             if attempt >= policy.attempts:
                 raise
+            if on_retry is not None:
+                on_retry(exc)
             delay = policy.delay_s(attempt)
             log.debug("%s failed (%s); try %d in %.2fs", what, exc, attempt + 1, delay)
             await sleep(delay)

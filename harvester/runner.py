@@ -27,17 +27,17 @@ from harvester.engine import Engine
 from harvester.exceptions import ConfigError, HarvestError
 from harvester.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 from harvester.flickr.budget import SharedBudget, budget_name
-from harvester.flickr.client import FlickrClient, load_api_key
+from harvester.flickr.client import FlickrClient
+from harvester.flickr.keys import load_api_key
 from harvester.images.download import Fetcher
 from harvester.images.writer import cleanup_temp_files
 from harvester.progress import ProgressDisplay, RunStats, setup_logging, wants_live
 from harvester.search.queries import KeywordQuery, QueryFile, load_queries
-from harvester.store.schema import StoreSummary
-from harvester.store.sqlite import Store
+from harvester.store.rows import StoreSummary
+from harvester.store.sqlite import STORE_FILENAME, Store
 
 log = logging.getLogger(__name__)
 
-STORE_NAME = "harvest.sqlite"
 BUDGET_NAME = "budget.sqlite"
 
 
@@ -121,7 +121,7 @@ def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str) -> RunResult:
     if not keywords:
         log.warning("shard %d/%d has no keywords", cfg.shard.index + 1, cfg.shard.count)
     cleanup_temp_files(cfg.out_dir)
-    with Store.open(cfg.out_dir / STORE_NAME) as store:
+    with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         # Leases of workers killed earlier; no worker of ours runs on this output yet.
         freed = store.release_leases()
         if freed:
@@ -144,7 +144,7 @@ def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str) -> RunResult:
 def _finish(out: Path, run_id: int, outcome: str) -> StoreSummary | None:
     """Record how the run ended; never hides the run's own error."""
     try:
-        with Store.open(out / STORE_NAME) as store:
+        with Store.open(out / STORE_FILENAME) as store:
             summary = store.summary()
             store.finish_run(run_id, outcome, dict(summary.statuses))
     except HarvestError as exc:  # e.g. the disk is full: the summary can wait for `status`
@@ -234,7 +234,7 @@ async def run_worker(
     live: bool,
 ) -> int:
     """One worker: its own event loop, session, client and engine over the shared store."""
-    store = Store.open(cfg.out_dir / STORE_NAME)
+    store = Store.open(cfg.out_dir / STORE_FILENAME)
     stats = RunStats(budget_per_hour=cfg.api.calls_per_hour)
     for kq in keywords:
         stats.keyword(kq.keyword)
@@ -286,6 +286,3 @@ async def _run_engine(engine: Engine, client: FlickrClient, stats: RunStats, *, 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return signals_seen > 0
-
-
-__all__ = ["RunResult", "run_command", "run_worker", "shard_keywords"]

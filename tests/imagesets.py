@@ -132,7 +132,7 @@ def add_frame(
     out = np.empty((height + top + bottom, width + left + right, 3), np.uint8)
     out[:] = colour
     out[top : top + height, left : left + width] = pixels
-    return out, CropBox(left, top, left + width, top + height)
+    return out, CropBox(left=left, top=top, right=left + width, bottom=top + height)
 
 
 def _noisy(pixels: Pixels, sigma: float, rng: np.random.Generator) -> Pixels:

@@ -144,7 +144,7 @@ class FakeTime:
 
 
 def choice(server: FaultServer, name: str) -> SizeChoice:
-    return SizeChoice("123", "l", f"{server.base_url}/{name}", 0, 0)
+    return SizeChoice(photo_id="123", label="l", url=f"{server.base_url}/{name}", width=0, height=0)
 
 
 def fetcher(session: aiohttp.ClientSession, **overrides: object) -> Fetcher:
@@ -268,7 +268,9 @@ async def test_connection_refused_is_retried_then_fails(session: aiohttp.ClientS
     port = runner.addresses[0][1]
     await runner.cleanup()
     f = fetcher(session)
-    gone = SizeChoice("1", "l", f"http://127.0.0.1:{port}/x.jpg", 0, 0)
+    gone = SizeChoice(
+        photo_id="1", label="l", url=f"http://127.0.0.1:{port}/x.jpg", width=0, height=0
+    )
     with pytest.raises(DownloadError, match=r"connection: \w+ \(after 4 tries\)"):
         await f.fetch(gone)
     assert f.stats.requests == NO_WAIT.attempts

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -12,15 +11,8 @@ import pytest
 
 from harvester.exceptions import ConfigError
 from harvester.export import COLUMNS, export
-from harvester.records import PhotoRecord, SizeVariant
+from harvester.records import PhotoRecord, SizeVariant, Window
 from harvester.store.sqlite import Store
-
-
-@dataclass(frozen=True)
-class Image:
-    width: int
-    height: int
-    sha256: str
 
 
 def photo(i: int) -> PhotoRecord:
@@ -35,7 +27,7 @@ def photo(i: int) -> PhotoRecord:
         tags=("eiffel", "tower"),
         license=11,
         date_upload=1_600_000_000 + i,
-        sizes=(SizeVariant("l", url, 1024, 683),),
+        sizes=(SizeVariant(label="l", url=url, width=1024, height=683),),
     )
 
 
@@ -43,13 +35,23 @@ def photo(i: int) -> PhotoRecord:
 def store_path(tmp_path: Path) -> Path:
     path = tmp_path / "harvest.sqlite"
     with Store(path) as store:
-        store.commit_window("eiffel tower", 0, 10, None, [photo(1), photo(2), photo(3)], 3, False)
-        store.commit_window("paris", 0, 10, None, [photo(2), photo(4)], 2, False)
+        store.commit_window(
+            "eiffel tower",
+            Window(start=0, end=10),
+            [photo(1), photo(2), photo(3)],
+            reported_total=3,
+            capped=False,
+        )
+        store.commit_window(
+            "paris", Window(start=0, end=10), [photo(2), photo(4)], reported_total=2, capped=False
+        )
         store.mark_done(
             "1",
-            "eiffel tower/00001/1_abcdef0123_65535_7478087@N06.jpg",
-            Image(1024, 683, "f" * 64),
-            "l",
+            path="eiffel tower/00001/1_abcdef0123_65535_7478087@N06.jpg",
+            sha256="f" * 64,
+            width=1024,
+            height=683,
+            size_label="l",
         )
         store.mark_skipped("3", "too small: 400x300")
     return path

@@ -16,7 +16,8 @@ from harvester.emulator import RunningEmulator
 from harvester.emulator.control import vocabulary
 from harvester.exceptions import ConfigError, FlickrError, InvalidApiKeyError, TransientApiError
 from harvester.flickr.budget import Bucket, LocalBudget, SharedBudget, budget_name, take_token
-from harvester.flickr.client import FlickrClient, load_api_key
+from harvester.flickr.client import FlickrClient
+from harvester.flickr.keys import load_api_key
 from harvester.licenses import LICENSES
 from harvester.records import PhotoRecord, SearchPage, SearchQuery
 from harvester.retry import RetryPolicy, no_sleep
@@ -265,7 +266,9 @@ def test_take_token_table(
     tokens: float, elapsed: float, expected_tokens: float, expected_wait: float
 ) -> None:
     now = 1000.0
-    take = take_token(Bucket(tokens, now - elapsed), now, rate_per_s=1.0, capacity=10.0)
+    take = take_token(
+        Bucket(tokens=tokens, updated_s=now - elapsed), now, rate_per_s=1.0, capacity=10.0
+    )
     assert take.bucket.tokens == pytest.approx(expected_tokens)
     assert take.wait_s == pytest.approx(expected_wait)
 

@@ -25,7 +25,7 @@ import pytest
 from harvester import merge
 from harvester.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from harvester.images.writer import FILES_PER_DIR, photo_path
-from harvester.records import PhotoRecord, SizeVariant
+from harvester.records import PhotoRecord, SizeVariant, Window
 from harvester.store.sqlite import Store
 from tests.test_cli import (
     STORE,
@@ -293,13 +293,6 @@ def test_merge_bad_input_one_line(
 # --- synthetic stores: numbering past 1,000, a harvested copy beats an unfinished one ----------
 
 
-@dataclass(frozen=True)
-class FakeImage:
-    width: int
-    height: int
-    sha256: str
-
-
 def fake_record(i: int) -> PhotoRecord:
     url = f"http://127.0.0.1:1/65535/{i}_abc123_b.jpg"
     return PhotoRecord(
@@ -309,7 +302,7 @@ def fake_record(i: int) -> PhotoRecord:
         server="65535",
         license=4,
         date_upload=1_500_000_000 + i,
-        sizes=(SizeVariant("l", url, 1024, 768),),
+        sizes=(SizeVariant(label="l", url=url, width=1024, height=768),),
     )
 
 
@@ -320,15 +313,28 @@ def synthetic_source(
     out.mkdir()
     records = [fake_record(i) for i in ids]
     with Store.in_dir(out) as store:
-        store.commit_window(keyword, 0, 10**9, None, records, len(records), False, lease_new=False)
+        store.commit_window(
+            keyword,
+            Window(start=0, end=10**9),
+            records,
+            reported_total=len(records),
+            capped=False,
+            lease_new=False,
+        )
         for seq, rec in enumerate(records):  # a fresh keyword numbers its photos in claim order
             if int(rec.id) in done:
                 path = photo_path(out, keyword, seq, rec)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 data = f"image {rec.id} from {out.name}".encode()
                 path.write_bytes(data)
-                image = FakeImage(1024, 768, hashlib.sha256(data).hexdigest())
-                store.mark_done(rec.id, path.relative_to(out).as_posix(), image, "l")
+                store.mark_done(
+                    rec.id,
+                    path=path.relative_to(out).as_posix(),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    width=1024,
+                    height=768,
+                    size_label="l",
+                )
             elif int(rec.id) in skipped:
                 store.mark_skipped(rec.id, "too small: 400x300 < 500")
 

@@ -11,18 +11,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from harvester.config import PlannerConfig
-from harvester.records import DateField, PhotoRecord, SearchPage
-from harvester.search.planner import (
-    DEFAULT_SINCE,
-    DEFAULT_TAKEN_SINCE,
-    DoneWindow,
-    KeywordPlan,
+from harvester.records import DateField, PhotoRecord, SearchPage, Window
+from harvester.search.planner import DEFAULT_SINCE, DEFAULT_TAKEN_SINCE, KeywordPlan, plan_range
+from harvester.search.windows import (
+    Checkpoint,
     PageObservation,
     PageRequest,
-    Window,
     WindowCapped,
     WindowDone,
-    plan_range,
 )
 
 DAY = 86_400
@@ -80,9 +76,12 @@ class Sim:
             at = self.calls * 7919 % max(1, len(shown) - 3)
             del shown[at : at + 1 + self.calls % 3]
         photos = tuple(
-            PhotoRecord(str(i), "1@N01", "ab", "1", date_upload=self.times[i]) for i in shown
+            PhotoRecord(
+                id=str(i), owner="1@N01", secret="ab", server="1", date_upload=self.times[i]
+            )
+            for i in shown
         )
-        return SearchPage(request.page, pages, per, total, photos)
+        return SearchPage(page=request.page, pages=pages, per_page=per, total=total, photos=photos)
 
 
 @dataclass
@@ -91,7 +90,7 @@ class Run:
 
     found: set[int] = field(default_factory=set)
     windows: list[Window] = field(default_factory=list)
-    done: list[DoneWindow] = field(default_factory=list)
+    done: list[Checkpoint] = field(default_factory=list)
     requests: list[PageRequest] = field(default_factory=list)
     capped_lost: int = 0
 
@@ -110,7 +109,7 @@ def drive(plan: KeywordPlan, sim: Sim, max_windows: int | None = None) -> Run:
                 w = decision.window
                 run.windows.append(w)
                 run.found |= {i for i in seen if w.contains(sim.times[i])}
-                run.done.append(DoneWindow(w.start, w.end, w.license, decision.found))
+                run.done.append(Checkpoint(window=w, found=decision.found))
             if isinstance(decision, WindowCapped):
                 run.capped_lost += decision.lost_estimate
         if max_windows is not None and len(run.windows) >= max_windows:
@@ -273,22 +272,23 @@ def test_resume_skips_done_windows_and_finishes(stop_after: int) -> None:
     assert_no_overlap(first.windows + second.windows)
 
 
-def window_truth(sim: Sim, done: DoneWindow) -> set[int]:
+def window_truth(sim: Sim, done: Checkpoint) -> set[int]:
     """The visible photos of one window (of its licence only, for a licence window)."""
-    inside = sim.truth(done.start, done.end)
-    return {i for i in inside if done.license is None or sim.licenses[i] == done.license}
+    w = done.window
+    inside = sim.truth(w.start, w.end)
+    return {i for i in inside if w.license is None or sim.licenses[i] == w.license}
 
 
 def test_resume_mid_licence_split_searches_only_the_other_licences() -> None:
     sim = one_hot_bucket(9_000, list(range(17)))
     first = drive(KeywordPlan(T0, END, CFG), sim)
-    licence_done = [d for d in first.done if d.license is not None]
-    bucket = licence_done[0].start
-    kept = [d for d in first.done if d.end <= bucket] + licence_done[:6]
+    licence_done = [d for d in first.done if d.window.license is not None]
+    bucket = licence_done[0].window.start
+    kept = [d for d in first.done if d.window.end <= bucket] + licence_done[:6]
     second = drive(KeywordPlan.resume(T0, END, kept, CFG), sim)
     again = {w.license for w in second.windows if w.license is not None}
-    assert again == set(range(17)) - {d.license for d in licence_done[:6]}
-    assert_no_overlap([Window(d.start, d.end, d.license) for d in kept] + second.windows)
+    assert again == set(range(17)) - {d.window.license for d in licence_done[:6]}
+    assert_no_overlap([d.window for d in kept] + second.windows)
     before = set().union(*(window_truth(sim, d) for d in kept))
     assert before | second.found == sim.truth(T0, END)
     assert not before & second.found
@@ -308,7 +308,11 @@ def test_geo_queries_follow_the_apis_smaller_page() -> None:
     run, calls = Run(), 0
     while (request := plan.next_request()) is not None:
         calls += 1
-        page = sim.search(PageRequest(request.window, request.page, min(250, request.per_page)))
+        page = sim.search(
+            PageRequest(
+                window=request.window, page=request.page, per_page=min(250, request.per_page)
+            )
+        )
         obs = PageObservation.from_page(page, request.window, DateField.UPLOAD, CFG.floor_s)
         run.found |= {int(p.id) for p in page.photos if request.window.contains(p.date_upload)}
         plan.observe(request, obs)
@@ -339,15 +343,29 @@ def test_observe_rejects_a_page_for_another_request() -> None:
     plan = KeywordPlan(T0, END, CFG)
     request = plan.next_request()
     assert request is not None
-    other = PageRequest(request.window, 2, 500)
+    other = PageRequest(window=request.window, page=2, per_page=500)
     with pytest.raises(ValueError, match="active request"):
-        plan.observe(other, PageObservation(0, 500, 0, 0, 0, None, None, True))
+        plan.observe(
+            other,
+            PageObservation(
+                count=0,
+                per_page=500,
+                pages=0,
+                total=0,
+                in_window=0,
+                first_date=None,
+                last_date=None,
+                ascending=True,
+            ),
+        )
 
 
 def test_taken_dates_are_read_as_utc() -> None:
-    record = PhotoRecord("1", "1@N01", "ab", "1", date_taken="2004-01-01 00:05:00")
-    page = SearchPage(1, 1, 500, 1, (record,))
-    obs = PageObservation.from_page(page, Window(T0, T0 + 600), DateField.TAKEN, 300)
+    record = PhotoRecord(
+        id="1", owner="1@N01", secret="ab", server="1", date_taken="2004-01-01 00:05:00"
+    )
+    page = SearchPage(page=1, pages=1, per_page=500, total=1, photos=(record,))
+    obs = PageObservation.from_page(page, Window(start=T0, end=T0 + 600), DateField.TAKEN, 300)
     assert (obs.in_window, obs.first_date) == (1, T0 + 300)
 
 

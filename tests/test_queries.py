@@ -132,7 +132,15 @@ NEGATIVES = ("birthday", "child", "children", "still life", "bw")
 
 
 def photo(title: str = "", tags: tuple[str, ...] = (), description: str = "") -> PhotoRecord:
-    return PhotoRecord("1", "1@N01", "ab", "1", title=title, tags=tags, description=description)
+    return PhotoRecord(
+        id="1",
+        owner="1@N01",
+        secret="ab",
+        server="1",
+        title=title,
+        tags=tags,
+        description=description,
+    )
 
 
 @pytest.mark.parametrize(

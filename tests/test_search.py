@@ -16,11 +16,12 @@ from harvester.config import PlannerConfig
 from harvester.emulator import RunningEmulator
 from harvester.flickr.budget import LocalBudget
 from harvester.flickr.client import FlickrClient
-from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
+from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery, Window
 from harvester.retry import RetryPolicy
 from harvester.search.loop import WindowResult, build_query, search_keyword
-from harvester.search.planner import DEFAULT_SINCE, DoneWindow, PageRequest, Window, plan_range
+from harvester.search.planner import DEFAULT_SINCE, plan_range
 from harvester.search.queries import KeywordQuery
+from harvester.search.windows import Checkpoint, PageRequest
 
 EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]  # the conftest fixture's type
 YEAR = 365 * 86_400
@@ -61,7 +62,11 @@ class FakeFlickr:
         offset = min((query.page - 1) * per, self.cap - per)
         total = int(len(found) * (1 - self.under_report))
         return SearchPage(
-            query.page, math.ceil(total / per), per, total, tuple(found[offset:][:per])
+            page=query.page,
+            pages=math.ceil(total / per),
+            per_page=per,
+            total=total,
+            photos=tuple(found[offset:][:per]),
         )
 
 
@@ -77,10 +82,10 @@ def corpus(n: int, seed: int = 0, hot: int = 0) -> list[PhotoRecord]:
         tags = ("paris", *tags) if i >= n else tags
         photos.append(
             PhotoRecord(
-                str(1000 + i),
-                "1@N01",
-                "ab",
-                "1",
+                id=str(1000 + i),
+                owner="1@N01",
+                secret="ab",
+                server="1",
                 tags=tags,
                 license=rng.randrange(17),
                 date_upload=when,
@@ -100,12 +105,20 @@ def truth(fake: FakeFlickr, kq: KeywordQuery) -> set[str]:
 async def collect(
     kq: KeywordQuery,
     fake: FakeFlickr,
-    done: Sequence[DoneWindow] = (),
+    done: Sequence[Checkpoint] = (),
     negatives: tuple[str, ...] = (),
     *,
     send_negatives: bool = False,
 ) -> list[WindowResult]:
-    stream = search_keyword(kq, fake, CFG, done, negatives, NOW, send_negatives=send_negatives)
+    stream = search_keyword(
+        kq,
+        fake,
+        plan_config=CFG,
+        now=NOW,
+        done_windows=done,
+        negatives=negatives,
+        send_negatives=send_negatives,
+    )
     return [r async for r in stream]
 
 
@@ -154,15 +167,13 @@ async def test_resume_searches_only_what_is_left() -> None:
     fake = FakeFlickr(corpus(30_000))
     kq = KeywordQuery("paris", text="paris")
     first: list[WindowResult] = []
-    stream = search_keyword(kq, fake, CFG, (), (), NOW)
+    stream = search_keyword(kq, fake, plan_config=CFG, now=NOW)
     async with contextlib.aclosing(stream) as results:
         async for result in results:
             first.append(result)
             if len(first) == 2:
                 break
-    done = [
-        DoneWindow(r.window.start, r.window.end, r.window.license, len(r.photos)) for r in first
-    ]
+    done = [Checkpoint(window=r.window, found=len(r.photos)) for r in first]
     fake.queries.clear()
     second = await collect(kq, fake, done=done)
     assert all(q.min_date >= first[-1].window.end for q in fake.queries)
@@ -206,12 +217,18 @@ def test_build_query_maps_every_option() -> None:
         user_id="1@N02",
         accuracy=6,
     )
-    q = build_query(kq, PageRequest(Window(600, 1200, 2), 3, 250), ("party",))
+    q = build_query(
+        kq,
+        PageRequest(window=Window(start=600, end=1200, license=2), page=3, per_page=250),
+        ("party",),
+    )
     assert (q.min_date, q.max_date, q.page, q.per_page) == (600, 1199, 3, 250)
     assert (q.text, q.tags, q.tag_mode, q.licenses) == (None, ("a", "b"), "all", (2,))
     assert (q.bbox, q.has_geo, q.user_id, q.accuracy) == ((-1.0, -2.0, 3.0, 4.0), True, "1@N02", 6)
     assert (q.date_field, q.sort) == (DateField.TAKEN, "date-taken-asc")
-    assert build_query(kq, PageRequest(Window(0, 300), 1, 500)).licenses == (1, 2)
+    assert build_query(
+        kq, PageRequest(window=Window(start=0, end=300), page=1, per_page=500)
+    ).licenses == (1, 2)
 
 
 async def test_geo_keywords_page_by_250() -> None:
@@ -239,7 +256,7 @@ async def harvest_from_emulator(
             rest_url=running.rest_url,
             policy=RetryPolicy(attempts=8, base_s=0.0),
         )
-        results = [r async for r in search_keyword(kq, client, CFG, (), (), now)]
+        results = [r async for r in search_keyword(kq, client, plan_config=CFG, now=now)]
     dates = {"min_upload_date": start, "max_upload_date": end - 1}
     if kq.date_field is DateField.TAKEN:
         dates = {"min_taken_date": start, "max_taken_date": end - 1}

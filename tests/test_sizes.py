@@ -36,7 +36,9 @@ def variant(label: str, dims: tuple[int, int] | None = None) -> SizeVariant:
     width, height = dims or DIMS[label]
     suffix = {"m": "", "l": "_b", "o": "_o"}.get(label, f"_{label}")
     secret = "0ffe1234ab" if label != "o" else "a1b2c3d4e5"
-    return SizeVariant(label, f"{HOST}/65535/123_{secret}{suffix}.jpg", width, height)
+    return SizeVariant(
+        label=label, url=f"{HOST}/65535/123_{secret}{suffix}.jpg", width=width, height=height
+    )
 
 
 def photo(*labels: str, **fields: object) -> PhotoRecord:
@@ -119,7 +121,9 @@ def test_original_built_from_originalsecret_on_the_record_host() -> None:
         "m", "z", original_secret="deadbeef01", original_format="png", o_width=3000, o_height=6000
     )
     choice = choose_size(record, LARGE)
-    assert choice == SizeChoice("123", "o", f"{HOST}/65535/123_deadbeef01_o.png", 3000, 6000)
+    assert choice == SizeChoice(
+        photo_id="123", label="o", url=f"{HOST}/65535/123_deadbeef01_o.png", width=3000, height=6000
+    )
 
 
 def test_original_built_on_flickr_cdn_when_no_other_url() -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
 import pytest
 
 from harvester.exceptions import StoreError
-from harvester.records import PhotoRecord, SizeVariant
-from harvester.store.sqlite import DoneWindow, Store
+from harvester.records import PhotoRecord, SizeVariant, Window
+from harvester.store.rows import WindowRow
+from harvester.store.sqlite import Store
 
 
 def photo(i: int, **extra: object) -> PhotoRecord:
@@ -29,18 +29,9 @@ def photo(i: int, **extra: object) -> PhotoRecord:
         date_upload=1_600_000_000 + i,
         latitude=48.85,
         longitude=2.35,
-        sizes=(SizeVariant("l", url, 1024, 768),),
+        sizes=(SizeVariant(label="l", url=url, width=1024, height=768),),
         **extra,  # type: ignore[arg-type]
     )
-
-
-@dataclass(frozen=True)
-class Image:
-    """What imaging reports about a written file (satisfies StoredImage)."""
-
-    width: int
-    height: int
-    sha256: str
 
 
 class Clock:
@@ -62,7 +53,9 @@ def test_wal_mode_and_records_round_trip(db_path: Path) -> None:
     original = photo(7, description="<b>hi</b>", views=3, o_width=4000, o_height=3000)
     with Store(db_path) as store:
         assert store.journal_mode() == "wal"
-        store.commit_window("paris", 0, 10, None, [original], 1, False)
+        store.commit_window(
+            "paris", Window(start=0, end=10), [original], reported_total=1, capped=False
+        )
     with Store.open(db_path, readonly=True) as store:
         [pending] = store.pending(10)
         assert pending.record == original
@@ -71,11 +64,23 @@ def test_wal_mode_and_records_round_trip(db_path: Path) -> None:
 
 def test_first_keyword_claims_and_every_keyword_is_recorded(db_path: Path) -> None:
     with Store(db_path) as store:
-        first = store.commit_window("paris", 0, 10, None, [photo(1), photo(2), photo(3)], 3, False)
-        second = store.commit_window(
-            "france", 0, 10, None, [photo(2), photo(3), photo(4)], 3, False
+        first = store.commit_window(
+            "paris",
+            Window(start=0, end=10),
+            [photo(1), photo(2), photo(3)],
+            reported_total=3,
+            capped=False,
         )
-        again = store.commit_window("paris", 10, 20, None, [photo(1), photo(1)], 2, False)
+        second = store.commit_window(
+            "france",
+            Window(start=0, end=10),
+            [photo(2), photo(3), photo(4)],
+            reported_total=3,
+            capped=False,
+        )
+        again = store.commit_window(
+            "paris", Window(start=10, end=20), [photo(1), photo(1)], reported_total=2, capped=False
+        )
         assert first.new_ids == ("1", "2", "3")
         assert (second.new_ids, second.duplicates) == (("4",), 2)
         assert (again.new_ids, again.duplicates) == ((), 2)
@@ -93,13 +98,37 @@ def test_first_keyword_claims_and_every_keyword_is_recorded(db_path: Path) -> No
 def test_windows_round_trip_for_resume(db_path: Path) -> None:
     clock = Clock()
     with Store(db_path, clock=clock) as store:
-        store.commit_window("paris", 100, 200, None, [photo(1)], None, False)
-        store.commit_window("paris", 200, 260, 4, [photo(2), photo(1)], 5000, True)
-        store.commit_window("rome", 0, 50, None, [], 0, False)
+        store.commit_window(
+            "paris", Window(start=100, end=200), [photo(1)], reported_total=None, capped=False
+        )
+        store.commit_window(
+            "paris",
+            Window(start=200, end=260, license=4),
+            [photo(2), photo(1)],
+            reported_total=5000,
+            capped=True,
+        )
+        store.commit_window("rome", Window(start=0, end=50), [], reported_total=0, capped=False)
     with Store(db_path) as store:
         assert store.done_windows("paris") == [
-            DoneWindow("paris", 100, 200, None, 1, 1, None, False, clock.now),
-            DoneWindow("paris", 200, 260, 4, 2, 1, 5000, True, clock.now),
+            WindowRow(
+                keyword="paris",
+                window=Window(start=100, end=200),
+                found=1,
+                new=1,
+                reported_total=None,
+                capped=False,
+                finished_at=clock.now,
+            ),
+            WindowRow(
+                keyword="paris",
+                window=Window(start=200, end=260, license=4),
+                found=2,
+                new=1,
+                reported_total=5000,
+                capped=True,
+                finished_at=clock.now,
+            ),
         ]
         assert [w.found for w in store.done_windows("rome")] == [0]
         assert store.done_windows("london") == []
@@ -108,8 +137,21 @@ def test_windows_round_trip_for_resume(db_path: Path) -> None:
 def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
     clock = Clock()
     store = Store(db_path, batch_size=1000, flush_interval_s=60, clock=clock)
-    store.commit_window("paris", 0, 10, None, [photo(i) for i in range(1, 6)], 5, False)
-    store.mark_done("1", "paris/00001/1_abc.jpg", Image(1024, 768, "ab" * 32), "l")
+    store.commit_window(
+        "paris",
+        Window(start=0, end=10),
+        [photo(i) for i in range(1, 6)],
+        reported_total=5,
+        capped=False,
+    )
+    store.mark_done(
+        "1",
+        path="paris/00001/1_abc.jpg",
+        sha256="ab" * 32,
+        width=1024,
+        height=768,
+        size_label="l",
+    )
     store.mark_skipped("2", "too small: 400x300")
     store.mark_failed("3", "download: HTTP 500")
     with Store.open(db_path, readonly=True) as other:  # nothing written yet: it is buffered
@@ -123,7 +165,6 @@ def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
             "failed: download": 1,
         }
         assert [p.record.id for p in store.pending(10)] == ["4", "5"]
-        assert [p.record.id for p in store.failed(10)] == ["3"]
         assert store.requeue_failed(["paris"]) == 1
         assert [(p.record.id, p.attempts) for p in store.pending(10)] == [
             ("3", 1),
@@ -143,7 +184,13 @@ def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
 def test_flush_by_size_and_by_time(db_path: Path) -> None:
     clock = Clock()
     with Store(db_path, batch_size=3, flush_interval_s=1.0, clock=clock) as store:
-        store.commit_window("k", 0, 1, None, [photo(i) for i in range(1, 10)], 9, False)
+        store.commit_window(
+            "k",
+            Window(start=0, end=1),
+            [photo(i) for i in range(1, 10)],
+            reported_total=9,
+            capped=False,
+        )
         with Store.open(db_path, readonly=True) as reader:
             store.mark_skipped("1", "x")
             store.mark_skipped("2", "x")
@@ -158,9 +205,15 @@ def test_flush_by_size_and_by_time(db_path: Path) -> None:
 
 def test_summary_per_keyword(db_path: Path) -> None:
     with Store(db_path) as store:
-        store.commit_window("paris", 0, 10, None, [photo(1), photo(2)], 2, False)
-        store.commit_window("paris", 10, 20, None, [photo(3)], 1, False)
-        store.commit_window("france", 0, 10, None, [photo(2), photo(4)], 2, False)
+        store.commit_window(
+            "paris", Window(start=0, end=10), [photo(1), photo(2)], reported_total=2, capped=False
+        )
+        store.commit_window(
+            "paris", Window(start=10, end=20), [photo(3)], reported_total=1, capped=False
+        )
+        store.commit_window(
+            "france", Window(start=0, end=10), [photo(2), photo(4)], reported_total=2, capped=False
+        )
         store.mark_skipped("4", "no usable size")
         store.flush()
         summary = store.summary()
@@ -186,16 +239,25 @@ def test_leases_keep_workers_apart_and_go_stale(db_path: Path) -> None:
     a = Store(db_path, worker_id="a", clock=clock, lease_ttl_s=600)
     b = Store(db_path, worker_id="b", clock=clock, lease_ttl_s=600)
     try:
-        a.commit_window("k", 0, 1, None, [photo(i) for i in range(1, 4)], 3, False)
-        b.commit_window("k", 1, 2, None, [photo(i) for i in range(4, 7)], 3, False, lease_new=False)
-        assert [p.record.id for p in a.pending(10)] == ["1", "2", "3", "4", "5", "6"]
-        assert [p.record.id for p in b.pending(10)] == ["4", "5", "6"]  # a's fresh claims hidden
-        assert [p.record.id for p in b.lease(2)] == ["4", "5"]
-        assert [p.record.id for p in a.pending(10)] == ["1", "2", "3", "6"]
+        a.commit_window(
+            "k",
+            Window(start=0, end=1),
+            [photo(i) for i in range(1, 4)],
+            reported_total=3,
+            capped=False,
+        )
+        b.commit_window(
+            "k", Window(start=1, end=2), [photo(4), photo(5)], reported_total=2, capped=False
+        )
+        b.commit_window(
+            "k", Window(start=2, end=3), [photo(6)], reported_total=1, capped=False, lease_new=False
+        )
+        assert [p.record.id for p in a.pending(10)] == ["1", "2", "3", "6"]  # b's claims hidden
+        assert [p.record.id for p in b.pending(10)] == ["4", "5", "6"]  # a's claims hidden
         assert [p.record.id for p in a.pending(10, after=3)] == ["6"]
         clock.now += 601  # b died: its leases go stale
-        assert [p.record.id for p in a.lease(10)] == ["1", "2", "3", "4", "5", "6"]
-        assert a.release_leases("a") == 6
+        assert [p.record.id for p in a.pending(10)] == ["1", "2", "3", "4", "5", "6"]
+        assert a.release_leases("a") == 3
         assert [p.record.id for p in b.pending(10)] == ["1", "2", "3", "4", "5", "6"]
     finally:
         a.close()
@@ -209,9 +271,9 @@ def test_read_only_open_of_a_missing_store_is_a_store_error(tmp_path: Path) -> N
 
 def test_sqlite_errors_become_store_errors(db_path: Path) -> None:
     with Store(db_path) as store:
-        store.commit_window("k", 0, 1, None, [photo(1)], 1, False)
+        store.commit_window("k", Window(start=0, end=1), [photo(1)], reported_total=1, capped=False)
     with Store.open(db_path, readonly=True) as store, pytest.raises(StoreError):
-        store.commit_window("k", 1, 2, None, [photo(2)], 1, False)
+        store.commit_window("k", Window(start=1, end=2), [photo(2)], reported_total=1, capped=False)
 
 
 def test_runs_history(db_path: Path) -> None:
@@ -234,18 +296,13 @@ def _claim_worker(path: str, keyword: str, ids: list[int], out: Results) -> None
     won: list[str] = []
     for start in range(0, len(ids), 25):  # many small transactions, interleaving with the peer
         chunk = [photo(i) for i in ids[start : start + 25]]
-        won.extend(store.commit_window(keyword, start, start + 1, None, chunk, 25, False).new_ids)
+        won.extend(
+            store.commit_window(
+                keyword, Window(start=start, end=start + 1), chunk, reported_total=25, capped=False
+            ).new_ids
+        )
     store.close()
     out.put((keyword, won))
-
-
-def _lease_worker(path: str, name: str, out: Results) -> None:
-    store = Store(Path(path), worker_id=name)
-    got: list[str] = []
-    while batch := store.lease(7):
-        got.extend(p.record.id for p in batch)
-    store.close()
-    out.put((name, got))
 
 
 def _run_two(
@@ -275,32 +332,3 @@ def test_two_processes_claim_each_photo_once(db_path: Path) -> None:
     assert all(owners[int(i)] == "a" for i in won_a)
     assert all(owners[int(i)] == "b" for i in won_b)
     assert links == 2000  # every keyword that found a photo is recorded
-
-
-def test_two_processes_lease_disjoint_sets(db_path: Path) -> None:
-    with Store(db_path) as store:
-        store.commit_window(
-            "k", 0, 1, None, [photo(i) for i in range(1, 301)], 300, False, lease_new=False
-        )
-    got_a, got_b = _run_two(_lease_worker, (str(db_path), "a"), (str(db_path), "b"))
-    assert not got_a & got_b
-    assert got_a | got_b == {str(i) for i in range(1, 301)}
-
-
-def test_commit_result_takes_the_search_loops_result(db_path: Path) -> None:
-    from harvester.search.loop import WindowResult
-    from harvester.search.windows import Window
-
-    result = WindowResult(
-        keyword="paris",
-        window=Window(100, 400, 4),
-        photos=(photo(1), photo(2)),
-        filtered_negative=0,
-        calls=1,
-        reported_total=2,
-        capped=True,
-    )
-    with Store(db_path) as store:
-        assert store.commit_result(result).new_ids == ("1", "2")
-        [done] = store.done_windows("paris")
-    assert (done.start, done.end, done.license, done.found, done.capped) == (100, 400, 4, 2, True)

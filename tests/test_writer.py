@@ -10,20 +10,33 @@ from pathlib import Path
 import pytest
 
 from harvester.config import WritePolicy
-from harvester.exceptions import StoreError, UnsafeRecordError
+from harvester.exceptions import DiskFullError, StoreError, UnsafeRecordError
 from harvester.images import writer
 from harvester.images.writer import (
-    DiskFullError,
     cleanup_temp_files,
     photo_path,
     safe_dirname,
     shard_dir,
-    write_photo,
+    write_atomic,
 )
 from harvester.records import PhotoRecord
 
 RECORD = PhotoRecord(id="315157387", owner="23812473@N00", secret="c36ba74681", server="100")
 FAST = WritePolicy(fsync=False)
+
+
+def write_photo(
+    out: Path,
+    keyword: str,
+    seq: int,
+    record: PhotoRecord,
+    parts: list[bytes | memoryview],
+    policy: WritePolicy,
+) -> Path:
+    """Place and write one photo, as the engine does: photo_path (validates), then write_atomic."""
+    path = photo_path(out, keyword, seq, record)
+    write_atomic(path, parts, policy)
+    return path
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ class CallBudget(Protocol):
 # --- pure bucket policy ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Bucket:
     """A token bucket's state at `updated_s` (wall-clock seconds)."""
 
@@ -68,8 +68,8 @@ def take_token(bucket: Bucket, now_s: float, rate_per_s: float, capacity: float)
     elapsed = max(0.0, now_s - bucket.updated_s)  # a clock stepping back must not mint tokens
     tokens = min(capacity, bucket.tokens + elapsed * rate_per_s)
     if tokens >= 1.0:
-        return Take(Bucket(tokens - 1.0, now_s), 0.0)
-    return Take(Bucket(tokens, now_s), (1.0 - tokens) / rate_per_s)
+        return Take(Bucket(tokens=tokens - 1.0, updated_s=now_s), 0.0)
+    return Take(Bucket(tokens=tokens, updated_s=now_s), (1.0 - tokens) / rate_per_s)
 
 
 def budget_name(api_key: str) -> str:
@@ -194,7 +194,11 @@ class SharedBudget:
         row = self._db.execute(
             "SELECT tokens, updated_s FROM bucket WHERE name = ?", (self._name,)
         ).fetchone()
-        return Bucket(row[0], row[1]) if row else Bucket(self._burst, now)
+        return (
+            Bucket(tokens=row[0], updated_s=row[1])
+            if row
+            else Bucket(tokens=self._burst, updated_s=now)
+        )
 
     def _save(self, bucket: Bucket) -> None:
         self._db.execute(

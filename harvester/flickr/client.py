@@ -4,25 +4,22 @@ Calls are form-encoded POSTs (as flickrapi sends them), so the API key travels i
 never in a URL that aiohttp could quote in an error. Each attempt takes one token from the
 `CallBudget` before it goes out; transient failures are retried under `RetryPolicy`
 (harvester/retry.py), permanent ones raise `FlickrError`, code 100 `InvalidApiKeyError`.
-Parsing of the loose JSON lives in harvester/flickr_parse.py.
+Parsing of the loose JSON lives in flickr/parse.py; where the key comes from, in flickr/keys.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tomllib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
 from harvester.config import FLICKR_REST_URL
-from harvester.exceptions import ConfigError, HarvestError, TransientApiError
+from harvester.exceptions import HarvestError, TransientApiError
 from harvester.flickr.budget import CallBudget
 from harvester.flickr.parse import (
     JsonObject,
@@ -41,7 +38,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
-API_KEY_ENV = "FLICKR_API_KEY"
 _KEY_MASK = "[api-key]"
 
 #: getSizes labels → the url_X suffix labels used everywhere else.
@@ -139,16 +135,12 @@ class FlickrClient:
 
     async def _call(self, params: Mapping[str, str], parse: Callable[[JsonObject], T]) -> T:
         form = {**params, "api_key": self._key, "format": "json", "nojsoncallback": "1"}
-        last_reason: list[str] = []
 
         async def attempt() -> T:
-            if last_reason:
-                self.stats.retries[last_reason[-1]] += 1
             try:
                 return parse(await self._post(form))
-            except TransientApiError as exc:
-                last_reason.append(_reason(exc))
-                raise
+            except TransientApiError:
+                raise  # retried; scrubbed below once it is the last
             except HarvestError as exc:
                 raise _scrubbed(exc, self._key) from None
 
@@ -159,10 +151,14 @@ class FlickrClient:
                 retry_on=(TransientApiError,),
                 what=params["method"],
                 sleep=self._sleep,
+                on_retry=self._count_retry,
             )
         except TransientApiError as exc:
             self.stats.gave_up += 1
             raise _scrubbed(exc, self._key) from None
+
+    def _count_retry(self, exc: TransientApiError) -> None:
+        self.stats.retries[_reason(exc)] += 1
 
     async def _post(self, form: Mapping[str, str]) -> JsonObject:
         await self._budget.acquire()
@@ -217,7 +213,11 @@ def _parse_licenses(data: JsonObject) -> tuple[License, ...]:
     if not isinstance(items, list):
         raise TransientApiError("stat=ok but no licence list in licenses.getInfo")
     return tuple(
-        License(as_int(item.get("id")) or 0, as_str(item.get("name")), as_str(item.get("url")))
+        License(
+            id=as_int(item.get("id")) or 0,
+            name=as_str(item.get("name")),
+            url=as_str(item.get("url")),
+        )
         for item in items
         if isinstance(item, dict)
     )
@@ -239,40 +239,3 @@ def _size_variant(item: Mapping[str, Any]) -> SizeVariant:
         width=as_int(item.get("width")) or 0,
         height=as_int(item.get("height")) or 0,
     )
-
-
-# --- the key ---------------------------------------------------------------------------------
-
-
-def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """~/.config/harvest/config.toml, honouring XDG_CONFIG_HOME."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "harvest" / "config.toml"
-
-
-def load_api_key(environ: Mapping[str, str] | None = None, config_path: Path | None = None) -> str:
-    """The API key from FLICKR_API_KEY, else `api_key` in the config file; ConfigError if none."""
-    env = os.environ if environ is None else environ
-    key = env.get(API_KEY_ENV, "").strip()
-    if key:
-        return key
-    path = config_path or default_config_path(env)
-    key = _key_from_file(path)
-    if key:
-        return key
-    raise ConfigError(f'no Flickr API key: set {API_KEY_ENV} or put api_key = "..." in {path}')
-
-
-def _key_from_file(path: Path) -> str:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return ""
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        # The decoder's message names a line and column, never the file's contents.
-        raise ConfigError(f"cannot read the config file {path}: {exc}") from None
-    value = data.get("api_key", "")
-    if not isinstance(value, str):
-        raise ConfigError(f"{path}: api_key must be a string")
-    return value.strip()

@@ -26,7 +26,7 @@ _PIL_FORMATS = ("JPEG", "PNG", "GIF")
 _FAST_EIGHTHS = (1, 2, 3, 4, 8)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     """The downloaded image as seen through its header, in display orientation."""
 
@@ -54,12 +54,14 @@ def open_source(data: bytes, max_pixels: int) -> Source:
         width, height = display_size(info.width, info.height, info.orientation)
         usable = info.is_ycbcr or info.components == 1  # CMYK and friends go through Pillow
         step = info.chroma_step if usable else (1, 1)
-        return Source(data, width, height, info if usable else None, step)
+        return Source(
+            data=data, width=width, height=height, jpeg=info if usable else None, chroma_step=step
+        )
     image = pil_open(data)
     check_pixels(image.width, image.height, max_pixels)
     # Stored size: a PNG's Exif may follow its pixels, and Pillow's getexif() would decode
     # them all to find it. Only min(width, height) matters here; upright() fixes the rest.
-    return Source(data, image.width, image.height, None)
+    return Source(data=data, width=image.width, height=image.height, jpeg=None)
 
 
 def pil_open(data: bytes) -> Image.Image:
@@ -118,7 +120,9 @@ def upright(src: Source, image: Image.Image) -> Source:
     """`src` with the display size of its decoded image (a PNG's late Exif may turn it)."""
     if src.jpeg is not None or (image.width > image.height) == (src.width > src.height):
         return src
-    return Source(src.data, src.height, src.width, None, src.chroma_step)
+    return Source(
+        data=src.data, width=src.height, height=src.width, jpeg=None, chroma_step=src.chroma_step
+    )
 
 
 def decode_other(data: bytes, scale: float = 1.0) -> Decoded:

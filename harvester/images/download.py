@@ -1,6 +1,6 @@
 """Image downloads: bounded, rate-limited, retried, size-capped and type-checked, into memory.
 
-`Fetcher.fetch(choice)` turns a `SizeChoice` (harvester/sizes.py) into the image's bytes or a
+`Fetcher.fetch(choice)` turns a `SizeChoice` (images/sizes.py) into the image's bytes or a
 `DownloadError` with a short reason. Transient failures (HTTP 429 and 5xx, connection errors,
 timeouts, truncated bodies) are retried under a `RetryPolicy`; permanent ones (404 and other
 4xx, a body over `max_bytes`, a body that is not an image) fail at once. The image hosts get
@@ -11,6 +11,7 @@ a 429 carrying `Retry-After` pauses every request to the host, not just the one 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -22,10 +23,10 @@ from aiolimiter import AsyncLimiter
 
 from harvester.config import (
     FetchPolicy,
-    SizePolicy,
 )
 from harvester.exceptions import DownloadError
-from harvester.images.sizes import NoSize, SizeChoice, choose_size
+from harvester.images.sizes import SizeChoice
+from harvester.records import reason_head
 from harvester.retry import retry_async
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Downloaded:
     """An image body in memory, with the type sniffed from its first bytes."""
 
@@ -111,33 +112,27 @@ class Fetcher:
 
     async def fetch(self, choice: SizeChoice) -> Downloaded:
         """Download `choice`, retrying transient failures; raise DownloadError when it fails."""
-        last: list[str] = []
-
-        async def attempt() -> Downloaded:
-            if last:
-                self.stats.retries[last[-1]] += 1
-            try:
-                return await self._attempt(choice)
-            except _Transient as exc:
-                last.append(exc.reason)
-                raise
-
         try:
             result = await retry_async(
-                attempt,
+                functools.partial(self._attempt, choice),
                 policy=self.config.retry,
                 retry_on=(_Transient,),
                 what=f"image {choice.photo_id}_{choice.label}",
                 sleep=self._sleep,
+                on_retry=self._count_retry,
             )
         except _Transient as exc:
             self._count_failure(exc.reason)
-            raise DownloadError(f"{exc.reason} (after {len(last)} tries)") from exc
+            tries = max(1, self.config.retry.attempts)  # a transient error escapes only the last
+            raise DownloadError(f"{exc.reason} (after {tries} tries)") from exc
         except DownloadError as exc:
-            self._count_failure(_head(exc))
+            self._count_failure(reason_head(str(exc)))
             raise
         self.stats.ok += 1
         return result
+
+    def _count_retry(self, exc: _Transient) -> None:
+        self.stats.retries[exc.reason] += 1
 
     def _count_failure(self, reason: str) -> None:
         self.stats.failed += 1
@@ -168,7 +163,13 @@ class Fetcher:
                 kind = sniff_image_type(data)
                 if kind is None:
                     raise DownloadError(f"not an image ({_mime(resp)}, {len(data)} bytes)")
-                return Downloaded(data, kind, choice.url, choice.label, resp.status)
+                return Downloaded(
+                    data=data,
+                    content_type=kind,
+                    url=choice.url,
+                    label=choice.label,
+                    status=resp.status,
+                )
         except TimeoutError as exc:
             raise _Transient("timeout") from exc
         except aiohttp.ClientPayloadError as exc:
@@ -227,31 +228,5 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def open_image_session(config: FetchPolicy) -> aiohttp.ClientSession:
-    """A session for image hosts: pool sized to the concurrency, no transparent decompression."""
-    # Images are never gzipped; refusing Content-Encoding keeps max_bytes a true memory cap.
-    connector = aiohttp.TCPConnector(limit=config.concurrency, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, auto_decompress=False)
-
-
 def _mime(resp: aiohttp.ClientResponse) -> str:
     return resp.content_type or "no content type"
-
-
-def _head(exc: DownloadError) -> str:
-    """The tally key of a permanent failure: its reason up to the first colon or parenthesis."""
-    return str(exc).split(":", 1)[0].split(" (", 1)[0]
-
-
-__all__ = [
-    "Downloaded",
-    "FetchPolicy",
-    "FetchStats",
-    "Fetcher",
-    "NoSize",
-    "SizeChoice",
-    "SizePolicy",
-    "choose_size",
-    "open_image_session",
-    "sniff_image_type",
-]

@@ -20,7 +20,7 @@ Gray = npt.NDArray[np.uint8]
 _SIDES = ("top", "bottom", "left", "right")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CropBox:
     """A crop rectangle in pixels: left/top inclusive, right/bottom exclusive."""
 
@@ -44,7 +44,7 @@ class CropBox:
         return self.left, self.top, self.right, self.bottom
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Borders:
     """Border width per side, in pixels of the array they were measured on, and its grey level."""
 
@@ -56,7 +56,9 @@ class Borders:
 
     def box(self, height: int, width: int) -> CropBox:
         """The content rectangle inside these borders for an image of this size."""
-        return CropBox(self.left, self.top, width - self.right, height - self.bottom)
+        return CropBox(
+            left=self.left, top=self.top, right=width - self.right, bottom=height - self.bottom
+        )
 
     def widths(self) -> tuple[int, int, int, int]:
         """(top, bottom, left, right)."""
@@ -132,10 +134,10 @@ def coarse_borders(gray: Gray, params: FrameParams | None = None) -> Borders | N
 
     top, bottom, left, right = (s.width if keep(s) else 0 for s in sides)
     return Borders(
-        top,
-        bottom,
-        left,
-        right,
+        top=top,
+        bottom=bottom,
+        left=left,
+        right=right,
         level=(sides[0].level, sides[1].level, sides[2].level, sides[3].level),
     )
 
@@ -151,7 +153,7 @@ def refine_borders(
     for side, width, level in zip(_SIDES, coarse.widths(), coarse.level, strict=True):
         scale = scale_y if side in ("top", "bottom") else scale_x
         out.append(_refine_side(gray, side, (width, level), scale, params) if width else 0)
-    return Borders(out[0], out[1], out[2], out[3], level=coarse.level)
+    return Borders(top=out[0], bottom=out[1], left=out[2], right=out[3], level=coarse.level)
 
 
 def _refine_side(
@@ -193,4 +195,4 @@ def hays_borders(gray: Gray) -> Borders | None:
     if deepest == 0:
         return None
     trim = min(deepest + 12, (min(height, width) - 1) // 2)
-    return Borders(trim, trim, trim, trim)
+    return Borders(top=trim, bottom=trim, left=trim, right=trim)

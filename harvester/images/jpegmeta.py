@@ -29,7 +29,7 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length fiel
 Buffer = bytes | memoryview
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Segment:
     """One marker segment before the scan: marker byte and [start, end) offsets incl. FFxx."""
 
@@ -42,7 +42,7 @@ class Segment:
         return data[self.start + 4 : self.end]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JpegInfo:
     """What the header says: dimensions, components, coding, and where each segment lies."""
 
@@ -89,15 +89,15 @@ def parse_jpeg(data: bytes) -> JpegInfo:
         raise ImageError(f"JPEG with invalid dimensions {width}x{height}x{components}")
     data_start = next(s.start for s in segments if not _is_metadata(s.marker))
     return JpegInfo(
-        width,
-        height,
-        components,
-        sof.marker,
-        tuple(segments),
-        data_start,
-        _orientation(data, segments),
-        _adobe_transform(data, segments),
-        _chroma_step(data[sof.start + 10 : sof.end], components),
+        width=width,
+        height=height,
+        components=components,
+        sof_marker=sof.marker,
+        segments=tuple(segments),
+        data_start=data_start,
+        orientation=_orientation(data, segments),
+        adobe_transform=_adobe_transform(data, segments),
+        chroma_step=_chroma_step(data[sof.start + 10 : sof.end], components),
     )
 
 
@@ -127,7 +127,7 @@ def _read_segments(data: bytes) -> list[Segment]:
         end = pos + 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         if end > size:
             raise ImageError("JPEG truncated inside a header segment")
-        segments.append(Segment(marker, pos, end))
+        segments.append(Segment(marker=marker, start=pos, end=end))
         if marker == SOS:
             return segments
         pos = end
@@ -236,7 +236,7 @@ def assemble(extra: Sequence[bytes], encoded: bytes) -> list[Buffer]:
     return [view[:2], *head, *extra, view[info.data_start :]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExifFields:
     """The tags harvest writes; text is stored UTF-8 (readable by exiftool and piexif)."""
 

@@ -55,7 +55,7 @@ class Rejected:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessedImage:
     """A finished file as buffers for os.writev, its dimensions, and what was done to it."""
 
@@ -215,19 +215,19 @@ def _scaled_box(borders: Borders, shape: tuple[int, int], to: tuple[int, int]) -
     """Borders measured on an array of `shape` as a box on an image of size `to` (h, w)."""
     sy, sx = to[0] / shape[0], to[1] / shape[1]
     return CropBox(
-        round(borders.left * sx),
-        round(borders.top * sy),
-        to[1] - round(borders.right * sx),
-        to[0] - round(borders.bottom * sy),
+        left=round(borders.left * sx),
+        top=round(borders.top * sy),
+        right=to[1] - round(borders.right * sx),
+        bottom=to[0] - round(borders.bottom * sy),
     )
 
 
 def _rescale(box: CropBox, scale_x: float, scale_y: float) -> CropBox:
     return CropBox(
-        round(box.left * scale_x),
-        round(box.top * scale_y),
-        round(box.right * scale_x),
-        round(box.bottom * scale_y),
+        left=round(box.left * scale_x),
+        top=round(box.top * scale_y),
+        right=round(box.right * scale_x),
+        bottom=round(box.bottom * scale_y),
     )
 
 
@@ -236,7 +236,14 @@ def _rescale(box: CropBox, scale_x: float, scale_y: float) -> CropBox:
 
 def _spliced(src: Source, prov: Provenance) -> ProcessedImage:
     assert src.jpeg is not None
-    facts = ImageFacts(src.width, src.height, src.width, src.height, None, reencoded=False)
+    facts = ImageFacts(
+        source_width=src.width,
+        source_height=src.height,
+        width=src.width,
+        height=src.height,
+        crop=None,
+        reencoded=False,
+    )
     meta = build_metadata(prov, facts)
     parts = jpegmeta.embed_parts(src.data, src.jpeg, meta.app1, meta.com)
     return _result(parts, facts, None, meta.record_json)
@@ -253,14 +260,14 @@ def _reencoded(
 ) -> ProcessedImage | Rejected:
     """Crop the frame (if any), shrink to fit, encode once, stamp."""
     image = decoded.image
-    work = CropBox(0, 0, image.width, image.height)
+    work = CropBox(left=0, top=0, right=image.width, bottom=image.height)
     box = None
     if coarse is not None:
         work = _working_box(image, coarse, policy, refine=refine)
         box = _rescale(work, src.width / image.width, src.height / image.height)
         if (small := _too_small(box.width, box.height, policy, " after frame")) is not None:
             return small
-    content = box or CropBox(0, 0, src.width, src.height)
+    content = box or CropBox(left=0, top=0, right=src.width, bottom=src.height)
     size = output_size(content.width, content.height, policy.max_side)
     if (work.width < size[0] or work.height < size[1]) and image.width < src.width:
         # The frame took more than the decode's headroom: decode again, larger (rare).
@@ -277,7 +284,14 @@ def _reencoded(
         colorsubsampling=_subsampling(src, content, size, policy),
     )
     crop = box.as_tuple() if box else None
-    facts = ImageFacts(src.width, src.height, size[0], size[1], crop, reencoded=True)
+    facts = ImageFacts(
+        source_width=src.width,
+        source_height=src.height,
+        width=size[0],
+        height=size[1],
+        crop=crop,
+        reencoded=True,
+    )
     meta = build_metadata(prov, facts)
     icc = jpegmeta.icc_segments(decoded.icc) if decoded.icc else []
     parts = jpegmeta.assemble([meta.app1, *icc, meta.com], encoded)
@@ -318,13 +332,13 @@ def _result(
     for part in parts:
         digest.update(part)
     return ProcessedImage(
-        tuple(parts),
-        facts.width,
-        facts.height,
-        facts.source_width,
-        facts.source_height,
-        crop,
-        facts.reencoded,
-        digest.hexdigest(),
-        record,
+        parts=tuple(parts),
+        width=facts.width,
+        height=facts.height,
+        source_width=facts.source_width,
+        source_height=facts.source_height,
+        crop=crop,
+        reencoded=facts.reencoded,
+        sha256=digest.hexdigest(),
+        record_json=record,
     )

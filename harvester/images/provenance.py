@@ -25,7 +25,7 @@ _TAKEN = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})")
 _EXIF_TITLE_CHARS = 2000  # ImageDescription is a convenience copy; the full title is in the JSON
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Provenance:
     """Everything known about a photo before its pixels are processed."""
 
@@ -94,7 +94,7 @@ class Provenance:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageFacts:
     """What processing learned: dimensions, crop box (left, top, right, bottom), re-encoding."""
 
@@ -106,7 +106,7 @@ class ImageFacts:
     reencoded: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Metadata:
     """The record as JSON plus the two JPEG segments that carry it."""
 
@@ -220,7 +220,7 @@ def _try_build(prov: Provenance, record: dict[str, Any]) -> Metadata | None:
         app1 = exif_segment(exif_fields(prov, user_comment_ascii(escaped)))
     except ImageError:
         return None
-    return Metadata(utf8, app1, com, bool(record["truncated"]))
+    return Metadata(record_json=utf8, app1=app1, com=com, truncated=bool(record["truncated"]))
 
 
 def _largest(upper: int, fits: Callable[[int], bool]) -> int:

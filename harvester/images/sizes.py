@@ -46,7 +46,7 @@ _DIGITS = re.compile(r"[0-9]{1,32}")
 _FORMATS = frozenset({"jpg", "jpeg", "png", "gif"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SizeChoice:
     """The size to download; width/height are 0 where the search did not report them."""
 
@@ -82,7 +82,13 @@ def choose_size(record: PhotoRecord, policy: SizePolicy) -> SizeChoice | NoSize:
     for variant in ordered:
         side = known_long_side(variant)
         if side is None or side >= policy.min_side:
-            return SizeChoice(record.id, variant.label, variant.url, variant.width, variant.height)
+            return SizeChoice(
+                photo_id=record.id,
+                label=variant.label,
+                url=variant.url,
+                width=variant.width,
+                height=variant.height,
+            )
     best = max(known_long_side(v) or 0 for v in ordered)
     return NoSize(f"too small: {best} px < {policy.min_side}")
 
@@ -107,7 +113,9 @@ def original_variant(record: PhotoRecord) -> SizeVariant | None:
     if not (_DIGITS.fullmatch(record.id) and _DIGITS.fullmatch(record.server)):
         return None
     url = f"{_host(record)}/{record.server}/{record.id}_{secret}_o.{fmt}"
-    return SizeVariant(ORIGINAL, url, record.o_width or 0, record.o_height or 0)
+    return SizeVariant(
+        label=ORIGINAL, url=url, width=record.o_width or 0, height=record.o_height or 0
+    )
 
 
 def _host(record: PhotoRecord) -> str:

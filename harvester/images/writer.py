@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harvester.config import WritePolicy
-from harvester.exceptions import StoreError, UnsafeRecordError
+from harvester.exceptions import DiskFullError, UnsafeRecordError, WriteError
 from harvester.records import PhotoRecord
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,6 @@ _WINDOWS_RESERVED = frozenset(
     {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in "123456789"}
 )
 _TEMP = re.compile(r"\..+\.tmp-([0-9]+)")
-
-
-class WriteError(StoreError):
-    """A file could not be written to the output directory."""
-
-
-class DiskFullError(WriteError):
-    """The output filesystem is full (ENOSPC) or over quota (EDQUOT); the run must stop."""
 
 
 def shard_dir(seq: int) -> str:
@@ -154,20 +146,6 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_photo(
-    out: Path,
-    keyword: str,
-    seq: int,
-    record: PhotoRecord,
-    parts: Sequence[bytes | memoryview],
-    policy: WritePolicy | None = None,
-) -> Path:
-    """Validate, place and atomically write one processed photo; returns its path."""
-    path = photo_path(out, keyword, seq, record)
-    write_atomic(path, parts, policy or WritePolicy())
-    return path
 
 
 def cleanup_temp_files(out: Path) -> int:

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from harvester.config import PlannerConfig
-from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery
+from harvester.records import DateField, PhotoRecord, SearchPage, SearchQuery, Window
 from harvester.search.planner import KeywordPlan, plan_range
 from harvester.search.queries import KeywordQuery, matches_negative
 from harvester.search.windows import (
     Checkpoint,
     PageObservation,
     PageRequest,
-    Window,
     WindowCapped,
     WindowDone,
     WindowSplit,
@@ -46,7 +45,7 @@ class SearchBackend(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WindowResult:
     """One finished window of one keyword: what to checkpoint and which photos to claim."""
 
@@ -165,16 +164,16 @@ def _result(
 async def search_keyword(
     kq: KeywordQuery,
     backend: SearchBackend,
-    plan_config: PlannerConfig,
-    done_windows: Iterable[Checkpoint],
-    negatives: tuple[str, ...],
-    now: int,
     *,
+    plan_config: PlannerConfig,
+    now: int,
+    done_windows: Iterable[Checkpoint] = (),
+    negatives: tuple[str, ...] = (),
     send_negatives: bool = False,
 ) -> AsyncGenerator[WindowResult, None]:
     """Search one keyword to the end, yielding each window as it finishes.
 
-    Windows in `done_windows` (from the store) are never searched again. Backend errors
+    Windows in `done_windows` (checkpointed earlier) are never searched again. Backend errors
     propagate: whatever was yielded is checkpointed, and a rerun resumes after it.
     """
     cfg = keyword_config(kq, plan_config)

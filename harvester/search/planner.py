@@ -28,38 +28,17 @@ from dataclasses import dataclass
 
 from harvester.config import PlannerConfig
 from harvester.licenses import ALL_IDS
-from harvester.records import DateField
+from harvester.records import DateField, Window
 from harvester.search.windows import (
     Checkpoint,
     Coverage,
     Decision,
-    DoneWindow,
     PageObservation,
     PageRequest,
-    Window,
     WindowCapped,
     WindowDone,
     WindowSplit,
-    record_date,
 )
-
-__all__ = [
-    "DEFAULT_SINCE",
-    "DEFAULT_TAKEN_SINCE",
-    "Checkpoint",
-    "Decision",
-    "DoneWindow",
-    "KeywordPlan",
-    "PageObservation",
-    "PageRequest",
-    "PlannerConfig",
-    "Window",
-    "WindowCapped",
-    "WindowDone",
-    "WindowSplit",
-    "plan_range",
-    "record_date",
-]
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +163,9 @@ class KeywordPlan:
         if self._active is None and not self._open_next():
             return None
         assert self._active is not None
-        return PageRequest(self._active.window, self._active.page, self.per_page)
+        return PageRequest(
+            window=self._active.window, page=self._active.page, per_page=self.per_page
+        )
 
     def observe(self, request: PageRequest, obs: PageObservation) -> list[Decision]:
         """Take in the page answering `request`; say which windows are now done, capped or split.
@@ -288,7 +269,7 @@ class KeywordPlan:
 
     def _finish(self, act: _Active) -> list[Decision]:
         self._close(act)
-        return [WindowDone(act.window, act.fetched, act.reported_total)]
+        return [WindowDone(window=act.window, found=act.fetched, reported_total=act.reported_total)]
 
     def _close(self, act: _Active) -> None:
         """Book a window as done: advance the cursor, or the licence split it belongs to."""
@@ -322,9 +303,13 @@ class KeywordPlan:
     def _truncate(self, act: _Active, cut: int) -> list[Decision]:
         self._active = None
         self._windows_done += 1
-        done = Window(act.window.start, cut)
+        done = Window(start=act.window.start, end=cut)
         self._advance(cut, act.fetched)
-        return [WindowDone(done, act.fetched, act.reported_total, truncated=True)]
+        return [
+            WindowDone(
+                window=done, found=act.fetched, reported_total=act.reported_total, truncated=True
+            )
+        ]
 
     def _shrink(self, act: _Active, seen: int) -> list[Decision]:
         """Abandon the window and retry its start with a narrower one (no trusted sort)."""
@@ -337,7 +322,7 @@ class KeywordPlan:
 
     def _split_licences(self, act: _Active) -> list[Decision]:
         self._active = None
-        bucket = Window(act.window.start, act.window.start + self.config.floor_s)
+        bucket = Window(start=act.window.start, end=act.window.start + self.config.floor_s)
         self._split = self._done.licences_left(bucket.start, self.licenses)
         self._split_found = 0
         self._cursor = bucket.start
@@ -348,7 +333,14 @@ class KeywordPlan:
         lost = max(0, (act.reported_total or 0) - act.fetched)
         self._close(act)
         log.warning("%s capped at %d results, about %d lost", act.window, act.fetched, lost)
-        return [WindowCapped(act.window, act.fetched, act.reported_total, lost)]
+        return [
+            WindowCapped(
+                window=act.window,
+                found=act.fetched,
+                reported_total=act.reported_total,
+                lost_estimate=lost,
+            )
+        ]
 
     def _close_bucket(self) -> None:
         end = self._cursor + self.config.floor_s
@@ -366,7 +358,9 @@ class KeywordPlan:
 
     def _open_next(self) -> bool:
         if self._split:
-            window = Window(self._cursor, self._cursor + self.config.floor_s, self._split[0])
+            window = Window(
+                start=self._cursor, end=self._cursor + self.config.floor_s, license=self._split[0]
+            )
             self._active = _Active(window)
             return True
         pos = self._cursor = self._done.skip(self._cursor)
@@ -377,7 +371,7 @@ class KeywordPlan:
             self._split_found = 0
             return self._open_next()
         width = self._next_width(self._done.room(pos, self.end))
-        self._active = _Active(Window(pos, pos + width))
+        self._active = _Active(Window(start=pos, end=pos + width))
         return True
 
     def _next_width(self, room: int) -> int:
@@ -417,10 +411,11 @@ class KeywordPlan:
     def _resume(self, done: Iterable[Checkpoint]) -> None:
         recent: list[Checkpoint] = []
         for item in done:
-            whole = item.license is None or item.license < 0  # the store may say -1 for all
-            self._done.add(item.start, item.end, None if whole else item.license)
-            recent += [item] if whole else []
+            window = item.window
+            self._done.add(window.start, window.end, window.license)
+            recent += [item] if window.license is None else []
             self._windows_done += 1
-        for item in sorted(recent, key=lambda w: w.end)[-8:]:
-            self._add_rate(item.found, item.end - item.start)
-            self._last_width = item.end - item.start
+        for item in sorted(recent, key=lambda c: c.window.end)[-8:]:
+            width = item.window.end - item.window.start
+            self._add_rate(item.found, width)
+            self._last_width = width

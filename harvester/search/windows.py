@@ -7,9 +7,8 @@ import itertools
 import time
 from collections.abc import Container
 from dataclasses import dataclass
-from typing import Protocol
 
-from harvester.records import DateField, PhotoRecord, SearchPage
+from harvester.records import DateField, PhotoRecord, SearchPage, Window
 
 
 def record_date(record: PhotoRecord, date_field: DateField) -> int | None:
@@ -25,43 +24,18 @@ def record_date(record: PhotoRecord, date_field: DateField) -> int | None:
     return calendar.timegm(parsed)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Window:
-    """A half-open date range `[start, end)` in unix seconds, optionally one licence only."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """A window finished in an earlier run, which a resumed plan skips (license None = all).
 
-    start: int
-    end: int
-    license: int | None = None
+    The engine builds these from the store's window rows; `found` seeds the rate estimate.
+    """
 
-    def contains(self, date: int) -> bool:
-        """True when `date` lies in `[start, end)`."""
-        return self.start <= date < self.end
-
-
-@dataclass(frozen=True, slots=True)
-class DoneWindow:
-    """A window finished in an earlier run, as the store remembers it (license None = all)."""
-
-    start: int
-    end: int
-    license: int | None
+    window: Window
     found: int
 
 
-class Checkpoint(Protocol):
-    """A finished window as any store keeps it (`harvester.store.schema.DoneWindow` is one)."""
-
-    @property
-    def start(self) -> int: ...
-    @property
-    def end(self) -> int: ...
-    @property
-    def license(self) -> int | None: ...
-    @property
-    def found(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PageRequest:
     """One page of one window to fetch, sorted ascending on the plan's date field."""
 
@@ -70,7 +44,7 @@ class PageRequest:
     per_page: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PageObservation:
     """What the planner needs from a page: counts and dates, never the photos themselves."""
 
@@ -111,7 +85,7 @@ class PageObservation:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WindowDone:
     """`window` is complete: `found` in-window results (truncated: cut short at the cap)."""
 
@@ -121,7 +95,7 @@ class WindowDone:
     truncated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WindowCapped:
     """`window` (one licence in one bucket) holds more than the cap: done, with a known loss."""
 

@@ -1,27 +1,33 @@
-"""The writing side of `harvest merge`: a Store that imports windows and photos from another.
+"""The writing side of `harvest merge`: imports windows and photos from another store.
 
-Kept apart from store.py, which serves the engine; merge.py is its only user. Every write is
-one IMMEDIATE transaction of the base Store, so a merge interrupted at any point leaves a
-consistent store and can simply be run again.
+Kept apart from sqlite.py, which serves the engine; harvester/merge.py is its only user. It
+wraps a Store and writes through its public `transaction()`, one IMMEDIATE transaction per
+call, so a merge interrupted at any point leaves a consistent store and can simply be run again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from harvester.records import PhotoStatus
-from harvester.store.schema import DoneWindow, ExportRow, license_key, record_to_json
-from harvester.store.sqlite import Store
+from harvester.store.rows import ExportRow, WindowRow
+from harvester.store.schema import license_key, record_to_json
+from harvester.store.sqlite import Store, next_seq
 
 
-class MergeStore(Store):
-    """The destination store of a merge."""
+class MergeStore:
+    """The destination store of a merge: the writes only merging needs, on top of a Store."""
 
-    def import_windows(self, windows: Iterable[DoneWindow]) -> int:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    def import_windows(self, windows: Iterable[WindowRow]) -> int:
         """Copy finished windows from another store (already present ones are kept)."""
         rows = [_window_row(w) for w in windows]
-        with self._write() as db:
+        with self._store.transaction() as db:
             before = db.total_changes
             db.executemany("INSERT OR IGNORE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             return int(db.total_changes - before)
@@ -31,7 +37,7 @@ class MergeStore(Store):
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        with self._read() as db:
+        with self._store.reading() as db:
             rows = db.execute(
                 f"SELECT id, status, keyword, seq FROM photos WHERE id IN ({marks})",
                 [int(i) for i in ids],
@@ -40,7 +46,7 @@ class MergeStore(Store):
 
     def add_keywords(self, photo_id: str, keywords: Iterable[str]) -> None:
         """Record more keywords that found a photo."""
-        with self._write() as db:
+        with self._store.transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
                 [(int(photo_id), k) for k in keywords],
@@ -48,8 +54,8 @@ class MergeStore(Store):
 
     def reserve_seq(self, keyword: str) -> int:
         """The next sequence number of a keyword, taken (merge places a file before its row)."""
-        with self._write() as db:
-            seq = self._next_seq(db, keyword)
+        with self._store.transaction() as db:
+            seq = next_seq(db, keyword)
             db.execute("UPDATE keywords SET next_seq = ? WHERE keyword = ?", (seq + 1, keyword))
         return seq
 
@@ -60,7 +66,7 @@ class MergeStore(Store):
         """
         now = self._clock()
         status = row.status if row.status != PhotoStatus.DONE.value or path else "claimed"
-        with self._write() as db:
+        with self._store.transaction() as db:
             db.execute(
                 "INSERT INTO photos (id, keyword, status, reason, attempts, path, sha256, width,"
                 " height, size_label, record, seq, claimed_at, updated_at)"
@@ -93,13 +99,12 @@ class MergeStore(Store):
             )
 
 
-def _window_row(w: DoneWindow) -> tuple[Any, ...]:
-    lic = license_key(w.license)
+def _window_row(w: WindowRow) -> tuple[Any, ...]:
     return (
         w.keyword,
-        w.start,
-        w.end,
-        lic,
+        w.window.start,
+        w.window.end,
+        license_key(w.window.license),
         w.found,
         w.new,
         w.reported_total,

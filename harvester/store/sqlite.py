@@ -19,50 +19,31 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import orjson
 
 from harvester.exceptions import StoreError
-from harvester.records import PhotoRecord, PhotoStatus
-from harvester.search.windows import Window
-from harvester.store.schema import (
+from harvester.records import PhotoRecord, PhotoStatus, Window
+from harvester.store.rows import (
     PENDING_COLUMNS,
+    WINDOW_COLUMNS,
     ClaimResult,
-    DoneWindow,
     ExportRow,
-    KeywordSummary,
     PendingPhoto,
-    StoredImage,
     StoreSummary,
+    WindowRow,
     build_summary,
-    connect,
-    done_window,
     export_row,
-    license_key,
     pending_photo,
-    record_to_json,
+    window_row,
 )
+from harvester.store.schema import connect, license_key, record_to_json
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 STORE_FILENAME = "harvest.sqlite"
-
-
-class WindowOutcome(Protocol):
-    """A finished window as the search loop reports it (what `commit_result` needs)."""
-
-    @property
-    def keyword(self) -> str: ...
-    @property
-    def window(self) -> Window: ...
-    @property
-    def photos(self) -> Sequence[PhotoRecord]: ...
-    @property
-    def reported_total(self) -> int | None: ...
-    @property
-    def capped(self) -> bool: ...
 
 
 def default_worker_id() -> str:
@@ -117,10 +98,11 @@ class Store:
         """The store of an output directory (`OUT/harvest.sqlite`)."""
         return cls(out_dir / STORE_FILENAME, **kwargs)
 
-    # --- transactions ------------------------------------------------------------------------
+    # --- transactions: also the seam for store/merge.py, which keeps its own SQL --------------
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE write transaction: committed at the end, rolled back on any error."""
         with self._lock, _translated():
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -132,7 +114,8 @@ class Store:
             self._db.execute("COMMIT")
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, under the store's lock, with errors translated."""
         with self._lock, _translated():
             yield self._db
 
@@ -141,7 +124,7 @@ class Store:
     def start_run(self, config: Mapping[str, Any]) -> int:
         """Record a run's start with its configuration (which never holds the API key)."""
         blob = orjson.dumps(config, default=str).decode()
-        with self._write() as db:
+        with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO runs (worker, started_at, config) VALUES (?, ?, ?)",
                 (self.worker_id, self._clock(), blob),
@@ -151,7 +134,7 @@ class Store:
     def finish_run(self, run_id: int, outcome: str, counts: Mapping[str, Any]) -> None:
         """Record how a run ended."""
         blob = orjson.dumps(counts, default=str).decode()
-        with self._write() as db:
+        with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, outcome = ?, counts = ? WHERE id = ?",
                 (self._clock(), outcome, blob, run_id),
@@ -159,7 +142,7 @@ class Store:
 
     def runs(self) -> list[dict[str, Any]]:
         """Run history, oldest first."""
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(
                 "SELECT id, worker, started_at, finished_at, outcome, config, counts FROM runs"
             ).fetchall()
@@ -171,13 +154,11 @@ class Store:
     def commit_window(
         self,
         keyword: str,
-        start: int,
-        end: int,
-        license: int | None,
+        window: Window,
         photos: Sequence[PhotoRecord],
+        *,
         reported_total: int | None,
         capped: bool,
-        *,
         lease_new: bool = True,
     ) -> ClaimResult:
         """Checkpoint a searched window and claim its photos, in one transaction.
@@ -187,31 +168,18 @@ class Store:
         """
         unique = list({photo.id: photo for photo in photos}.values())
         now = self._clock()
-        with self._write() as db:
+        with self.transaction() as db:
             new = self._claim(db, keyword, unique, now, lease_new)
             db.executemany(
                 "INSERT OR IGNORE INTO photo_keywords (photo_id, keyword) VALUES (?, ?)",
                 [(int(photo.id), keyword) for photo in unique],
             )
-            row = (keyword, start, end, license_key(license), len(photos), len(new))
+            row = (keyword, window.start, window.end, license_key(window.license), len(photos))
             db.execute(
                 "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, reported_total, int(capped), now),
+                (*row, len(new), reported_total, int(capped), now),
             )
         return ClaimResult(new=tuple(new), duplicates=len(photos) - len(new))
-
-    def commit_result(self, result: WindowOutcome) -> ClaimResult:
-        """`commit_window` for a search loop result (harvester.search.loop.WindowResult)."""
-        w = result.window
-        return self.commit_window(
-            result.keyword,
-            w.start,
-            w.end,
-            w.license,
-            result.photos,
-            result.reported_total,
-            result.capped,
-        )
 
     def _claim(
         self,
@@ -222,7 +190,7 @@ class Store:
         lease: bool,
     ) -> list[PhotoRecord]:
         worker, leased_at = (self.worker_id, now) if lease else (None, None)
-        seq = self._next_seq(db, keyword)
+        seq = next_seq(db, keyword)
         new: list[PhotoRecord] = []
         for photo in photos:
             cur = db.execute(
@@ -236,21 +204,15 @@ class Store:
         db.execute("UPDATE keywords SET next_seq = ? WHERE keyword = ?", (seq, keyword))
         return new
 
-    @staticmethod
-    def _next_seq(db: sqlite3.Connection, keyword: str) -> int:
-        db.execute("INSERT OR IGNORE INTO keywords (keyword, next_seq) VALUES (?, 0)", (keyword,))
-        row = db.execute("SELECT next_seq FROM keywords WHERE keyword = ?", (keyword,)).fetchone()
-        return int(row[0])
-
-    def done_windows(self, keyword: str) -> list[DoneWindow]:
+    def done_windows(self, keyword: str) -> list[WindowRow]:
         """The windows already searched for a keyword, in date order."""
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(
-                "SELECT keyword, start_s, end_s, license, found, new, reported_total, capped,"
-                " finished_at FROM windows WHERE keyword = ? ORDER BY start_s, end_s, license",
+                f"SELECT {WINDOW_COLUMNS} FROM windows WHERE keyword = ?"
+                " ORDER BY start_s, end_s, license",
                 (keyword,),
             ).fetchall()
-        return [done_window(row) for row in rows]
+        return [window_row(row) for row in rows]
 
     # --- the download queue ------------------------------------------------------------------
 
@@ -262,47 +224,17 @@ class Store:
         Read only: photos leased by another live worker are left out, this worker's own
         leases (its fresh claims) and stale leases are included.
         """
-        sql, args = self._pending_query("claimed", keywords, after, lease_filter=True)
-        with self._read() as db:
+        sql, args = self._pending_query(keywords, after)
+        with self.reading() as db:
             rows = db.execute(sql, [*args, limit]).fetchall()
         return [pending_photo(row) for row in rows]
 
-    def lease(
-        self, limit: int, keywords: Sequence[str] | None = None, *, after: int = 0
-    ) -> list[PendingPhoto]:
-        """Take unleased (or stale) claimed photos for this worker so no other worker gets them."""
-        sql, args = self._pending_query("claimed", keywords, after, lease_filter=True, own=False)
-        with self._write() as db:
-            rows = db.execute(sql, [*args, limit]).fetchall()
-            db.executemany(
-                "UPDATE photos SET leased_by = ?, leased_at = ? WHERE id = ?",
-                [(self.worker_id, self._clock(), row[0]) for row in rows],
-            )
-        return [pending_photo(row) for row in rows]
-
-    def failed(
-        self, limit: int, keywords: Sequence[str] | None = None, *, after: int = 0
-    ) -> list[PendingPhoto]:
-        """Photos that failed (not those skipped by policy), for `--retry-failed`."""
-        sql, args = self._pending_query("failed", keywords, after, lease_filter=False)
-        with self._read() as db:
-            rows = db.execute(sql, [*args, limit]).fetchall()
-        return [pending_photo(row) for row in rows]
-
-    def _pending_query(
-        self,
-        status: str,
-        keywords: Sequence[str] | None,
-        after: int,
-        *,
-        lease_filter: bool,
-        own: bool = True,
-    ) -> tuple[str, list[Any]]:
-        sql = f"SELECT {PENDING_COLUMNS} FROM photos WHERE status = '{status}' AND id > ?"
-        args: list[Any] = [after]
-        if lease_filter:
-            sql += " AND (leased_by IS NULL OR leased_by = ? OR leased_at < ?)"
-            args += [self.worker_id if own else None, self._clock() - self._lease_ttl_s]
+    def _pending_query(self, keywords: Sequence[str] | None, after: int) -> tuple[str, list[Any]]:
+        sql = (
+            f"SELECT {PENDING_COLUMNS} FROM photos WHERE status = 'claimed' AND id > ?"
+            " AND (leased_by IS NULL OR leased_by = ? OR leased_at < ?)"
+        )
+        args: list[Any] = [after, self.worker_id, self._clock() - self._lease_ttl_s]
         if keywords is not None:
             sql += f" AND keyword IN ({','.join('?' * len(keywords))})"
             args.extend(keywords)
@@ -314,7 +246,7 @@ class Store:
         args: tuple[str, ...] = ()
         if worker_id is not None:
             sql, args = sql + " AND leased_by = ?", (worker_id,)
-        with self._write() as db:
+        with self.transaction() as db:
             return int(db.execute(sql, args).rowcount)
 
     def requeue_failed(self, keywords: Sequence[str] | None = None) -> int:
@@ -324,16 +256,27 @@ class Store:
         if keywords is not None:
             sql += f" AND keyword IN ({','.join('?' * len(keywords))})"
             args.extend(keywords)
-        with self._write() as db:
+        with self.transaction() as db:
             return int(db.execute(sql, args).rowcount)
 
     # --- outcomes (batched) ------------------------------------------------------------------
 
     def mark_done(
-        self, photo_id: str, path: str, image: StoredImage, size_label: str | None
+        self,
+        photo_id: str,
+        *,
+        path: str,
+        sha256: str,
+        width: int,
+        height: int,
+        size_label: str,
     ) -> None:
-        """Record a photo whose file is durably written (buffered; see `flush`)."""
-        facts = (path, image.sha256, image.width, image.height, size_label)
+        """Record a photo whose file (`path` under the output directory) is durably written.
+
+        Buffered; see `flush`. `width`/`height` are the stored file's, `size_label` the size
+        downloaded.
+        """
+        facts = (path, sha256, width, height, size_label)
         self._queue(photo_id, PhotoStatus.DONE, None, facts)
 
     def mark_skipped(self, photo_id: str, reason: str) -> None:
@@ -366,37 +309,36 @@ class Store:
             if not batch:
                 return 0
             try:
-                with self._write() as db:
+                with self.transaction() as db:
                     db.executemany(_UPDATE_OUTCOME, batch)
             except StoreError:
                 self._outcomes[:0] = batch  # keep them for the next try
                 raise
         return len(batch)
 
-    # --- reading a whole store (`harvest merge`; the writing side is store_merge.MergeStore) ---
+    # --- reading a whole store (`harvest merge`; the writing side is store.merge.MergeStore) ---
 
-    def all_windows(self) -> list[DoneWindow]:
+    def all_windows(self) -> list[WindowRow]:
         """Every finished window of every keyword."""
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute(
-                "SELECT keyword, start_s, end_s, license, found, new, reported_total, capped,"
-                " finished_at FROM windows ORDER BY keyword, start_s, end_s, license"
+                f"SELECT {WINDOW_COLUMNS} FROM windows ORDER BY keyword, start_s, end_s, license"
             ).fetchall()
-        return [done_window(row) for row in rows]
+        return [window_row(row) for row in rows]
 
     # --- reporting ---------------------------------------------------------------------------
 
     def count(self, status: str) -> int:
         """Photos in one status; cheap for "claimed" and "failed" (partial indexes), unlike
         summary(), which reads every row (seconds at a million photos)."""
-        with self._read() as db:
+        with self.reading() as db:
             return int(
                 db.execute("SELECT COUNT(*) FROM photos WHERE status = ?", (status,)).fetchone()[0]
             )
 
     def summary(self) -> StoreSummary:
         """Counts by status, by keyword, and the tally of skip/failure reasons."""
-        with self._read() as db:
+        with self.reading() as db:
             windows = db.execute(
                 "SELECT keyword, COUNT(*), SUM(found), SUM(new) FROM windows GROUP BY keyword"
             ).fetchall()
@@ -422,7 +364,7 @@ class Store:
 
     def journal_mode(self) -> str:
         """The SQLite journal mode in force ("wal")."""
-        with self._read() as db:
+        with self.reading() as db:
             return str(db.execute("PRAGMA journal_mode").fetchone()[0])
 
     def close(self) -> None:
@@ -444,6 +386,13 @@ class Store:
         return f"Store({self.path}, worker={self.worker_id}, buffered={len(self._outcomes)})"
 
 
+def next_seq(db: sqlite3.Connection, keyword: str) -> int:
+    """The keyword's next sequence number (0 for a new keyword); the caller stores the next one."""
+    db.execute("INSERT OR IGNORE INTO keywords (keyword, next_seq) VALUES (?, 0)", (keyword,))
+    row = db.execute("SELECT next_seq FROM keywords WHERE keyword = ?", (keyword,)).fetchone()
+    return int(row[0])
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
     """sqlite3 errors become StoreError here, the one boundary (a full disk included)."""
@@ -451,17 +400,3 @@ def _translated() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StoreError(f"store: {exc}") from exc
-
-
-__all__ = [
-    "STORE_FILENAME",
-    "ClaimResult",
-    "DoneWindow",
-    "ExportRow",
-    "KeywordSummary",
-    "PendingPhoto",
-    "Store",
-    "StoreSummary",
-    "StoredImage",
-    "WindowOutcome",
-]
