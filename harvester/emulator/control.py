@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from harvester.emulator import copies as cp
 from harvester.emulator.corpus import IN_DESC, IN_TAGS, IN_TITLE, Corpus
 from harvester.emulator.faults import Stats
 from harvester.emulator.images import FRAME_COLORS, frame_box
@@ -42,7 +43,8 @@ def vocabulary(corpus: Corpus) -> list[Json]:
 
 
 def photo_truth(corpus: Corpus, row: int) -> Json:
-    """Ground truth of one photo: sizes, original, frame per side, duplicate group, keywords."""
+    """Ground truth of one photo: sizes, original, frame per side, duplicate group and what the
+    photo is a copy of (`copy_truth`), keywords, geotag."""
     c = corpus.cols
     sizes = {s.extra: {"width": w, "height": h} for s, w, h in available(geom(corpus, row))}
     group = int(c["dup_group"][row])
@@ -62,6 +64,7 @@ def photo_truth(corpus: Corpus, row: int) -> Json:
         "duplicate_group": corpus.photo_id(group) if group >= 0 else None,
         "duplicates": [corpus.photo_id(r) for r in corpus.dup_rows(row)] if group >= 0 else [],
         "rotated": bool(c["dup_rot"][row]),
+        **copy_truth(corpus, row),
         "keywords": {
             "title": corpus.keywords_of(row, IN_TITLE),
             "tags": corpus.keywords_of(row, IN_TAGS),
@@ -74,6 +77,31 @@ def photo_truth(corpus: Corpus, row: int) -> Json:
         }
         if bool(c["has_geo"][row])
         else None,
+    }
+
+
+def copy_truth(corpus: Corpus, row: int) -> Json:
+    """What a photo is a copy of, how it was made, and what became of its source's frame.
+
+    `copy_param` by kind (copies.py): identical {}, recompressed {"quality"}, resized {"scale"},
+    rotated {"angle"} (degrees clockwise), flipped {"axis": "h" left-right | "v" top-bottom},
+    tinted {"tint": "sepia", "strength"} or {"tint": "cast", "gains": [r, g, b]}, darkened
+    {"factor"}, cropped {"box": [left, top, right, bottom], "kept"}: the box as fractions of the
+    source's content (its picture inside any frame), `kept` its share of that area. Every edit
+    relates content to content; `copy_frame` says what became of a framed source's frame:
+    "kept" (carried, turned, mirrored or scaled with the picture) or "dropped" (cropped away).
+    """
+    c = corpus.cols
+    src = int(c["copy_of"][row])
+    if src < 0:
+        return {"copy_of": None, "copy_kind": None, "copy_param": None, "copy_frame": None}
+    kind = int(c["copy_kind"][row])
+    framed = bool(c["frame"][src])
+    return {
+        "copy_of": corpus.photo_id(src),
+        "copy_kind": cp.KINDS[kind],
+        "copy_param": cp.param_json(kind, c["copy_param"][row]),
+        "copy_frame": ("dropped" if kind == cp.CROPPED else "kept") if framed else None,
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from harvester.emulator import copies
 from harvester.emulator import corpus_build as cb
 from harvester.emulator import corpus_text as ct
 from harvester.emulator.vocabulary import VOCABULARY, WORD_INDEX
@@ -101,6 +102,7 @@ def build_corpus(seed: int, photos: int, end_ts: int = 1_790_000_000) -> Corpus:
     occ_row, occ_kw, occ_mask = cb.keyword_occurrences(rng, photos)
     cb.place_geotags(rng, cols, occ_row, occ_kw)
     cb.frames_and_duplicates(rng, cols)
+    occ_row, occ_kw, occ_mask = copies.text(rng, cols, (occ_row, occ_kw, occ_mask))
     kw_offsets = cb.offsets(occ_kw, len(VOCABULARY))
     in_tags = (occ_mask & IN_TAGS) != 0
     tag_offsets = cb.offsets(occ_kw[in_tags], len(VOCABULARY))

@@ -1,4 +1,7 @@
-"""Vectorised generators for the corpus columns (upload times, sizes, geo, frames, duplicates)."""
+"""Vectorised generators for the corpus columns (upload times, sizes, geo, frames, duplicates).
+
+DUP_GROUP_SHARE (re-exported from copies.py): near-duplicate groups per photo.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from harvester.emulator import copies
+from harvester.emulator.copies import DUP_GROUP_SHARE as DUP_GROUP_SHARE
 from harvester.emulator.vocabulary import VOCABULARY, Kind
 
 Cols = dict[str, npt.NDArray[Any]]
@@ -23,7 +28,6 @@ LICENSE_WEIGHTS = np.array(
 ASPECTS = np.array([1.5, 4 / 3, 16 / 9, 1.0, 2.0, 1.25])
 ASPECT_WEIGHTS = np.array([0.45, 0.30, 0.08, 0.07, 0.03, 0.07])
 FRAME_SHARE = 0.10
-DUP_GROUP_SHARE = 0.01  # groups per photo; each group has 2-4 members
 
 
 def offsets(sorted_keys: npt.NDArray[np.integer], n: int) -> npt.NDArray[np.int64]:
@@ -181,7 +185,7 @@ def _accuracy_weights() -> npt.NDArray[np.float64]:
 
 
 def frames_and_duplicates(rng: np.random.Generator, cols: Cols) -> None:
-    """Frames on ~10 % of photos; near-duplicate groups that share a picture (resized/rotated)."""
+    """Frames on ~10 % of photos; near-duplicate groups of a source and its copies (copies.py)."""
     n = cols["upload"].size
     framed = rng.random(n) < FRAME_SHARE
     width = rng.integers(20, 81, (n, 4)).astype(np.uint8)  # permille of the side
@@ -193,35 +197,4 @@ def frames_and_duplicates(rng: np.random.Generator, cols: Cols) -> None:
     cols["frame"] = framed
     cols["frame_w"] = np.where(framed[:, None], width, 0).astype(np.uint8)  # top,right,bottom,left
     cols["frame_color"] = rng.integers(0, 8, n).astype(np.uint8)
-    cols["dup_group"] = np.full(n, -1, np.int32)
-    cols["dup_rot"] = np.zeros(n, np.uint8)
-    _duplicates(rng, cols, n)
-
-
-def _duplicates(rng: np.random.Generator, cols: Cols, n: int) -> None:
-    groups = int(n * DUP_GROUP_SHARE)
-    if groups == 0:
-        return
-    sizes = rng.integers(2, 5, groups)
-    members = rng.permutation(n)[: int(sizes.sum())]
-    if members.size < sizes.sum():
-        return
-    gid = np.repeat(np.arange(groups), sizes)
-    first = np.full(groups, n, np.int64)
-    np.minimum.at(first, gid, members)
-    src = first[gid]
-    copies = members[members != src]
-    src_of = src[members != src]
-    cols["dup_group"][members] = src.astype(np.int32)
-    scale = rng.uniform(0.45, 1.0, copies.size)
-    rot = rng.random(copies.size) < 0.4
-    w = np.maximum(16, cols["o_w"][src_of] * scale).astype(np.int32)
-    h = np.maximum(16, cols["o_h"][src_of] * scale).astype(np.int32)
-    cols["o_w"][copies] = np.where(rot, h, w)
-    cols["o_h"][copies] = np.where(rot, w, h)
-    cols["dup_rot"][copies] = rot.astype(np.uint8)
-    for name in ("look", "frame", "frame_color"):
-        cols[name][copies] = cols[name][src_of]
-    # A 90° clockwise turn moves the left band to the top: (t, r, b, l) -> (l, t, r, b).
-    fw = cols["frame_w"][src_of]
-    cols["frame_w"][copies] = np.where(rot[:, None], np.roll(fw, 1, axis=1), fw)
+    copies.groups(rng, cols)

@@ -73,7 +73,19 @@ def _dedupe(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def title(corpus: Corpus, row: int) -> str:
-    """A photo's title: its title keywords, a camera file code, or both (sometimes empty)."""
+    """A photo's title: its title keywords, a camera file code, or both (sometimes empty).
+
+    A copy has its source's title keywords and look, so its source's title, and now and then a
+    re-upload's " (2)" after it (not a word: the keyword index stays exact).
+    """
+    text = _title(corpus, row)
+    pid = int(corpus.cols["id"][row])
+    if text and int(corpus.cols["copy_of"][row]) >= 0 and (pid >> 4) % 3 == 0:
+        return text + " (2)"
+    return text
+
+
+def _title(corpus: Corpus, row: int) -> str:
     from harvester.emulator.corpus import IN_TITLE
 
     look = int(corpus.cols["look"][row])

@@ -2,8 +2,9 @@
 
 A scene is a sky gradient over a horizon, 1/f fractal textures and a few shapes. A photo is a
 crop of one scene (chosen by its `look`), tinted and flipped, resized to the requested size,
-sprinkled with film grain, rotated for rotated duplicates, then framed. All of it is a pure
-function of (seed, photo), so the same seed gives the same bytes.
+sprinkled with film grain, then framed. A copy (copies.py) is its source's image at the size
+asked for, then edited: turned, mirrored, tinted, darkened, cropped or re-encoded. All of it is a
+pure function of (seed, photo), so the same seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import numpy.typing as npt
 import simplejpeg
 from PIL import Image, ImageDraw
 
+from harvester.emulator import copies as cp
+
 U8 = npt.NDArray[np.uint8]
 
 SCENES = 96  # distinct base scenes, all kept once rendered (~120 MB)
 SCENE_SIDE = 640
 JPEG_QUALITY = 88
+#: Bumped whenever the same (seed, corpus size) draws other pixels: names the disk cache.
+RENDER_VERSION = 2
 FRAME_COLORS: tuple[tuple[int, int, int], ...] = (
     (250, 250, 250),
     (8, 8, 8),
@@ -41,10 +46,23 @@ class RenderSpec:
     look: int
     width: int
     height: int
-    rotated: bool  # content turned 90° clockwise (a rotated duplicate)
     frame_permille: tuple[int, int, int, int]  # top, right, bottom, left
     frame_color: int
-    grain_phase: int  # differs per photo so two copies are near, not exact, duplicates
+    grain_phase: int  # differs per photo: two renders of one scene are near, not exact, twins
+
+
+@dataclass(frozen=True, slots=True)
+class ImageJob:
+    """One image file: a picture (a copy's source's), the copy's edit, and the encoding."""
+
+    base: RenderSpec
+    kind: int = cp.NONE  # copies.KINDS
+    param: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # copies.py's copy_param
+    width: int = 0  # output size (a crop is resized to it; other edits give it by themselves)
+    height: int = 0
+    fmt: str = "jpg"
+    quality: int = JPEG_QUALITY
+    base_fmt: str = "jpg"  # recompressed: what the source's file at this size is encoded as
 
 
 def _fractal(rng: np.random.Generator, side: int, beta: float) -> npt.NDArray[np.float32]:
@@ -167,23 +185,61 @@ def _paint_frame(arr: U8, spec: RenderSpec) -> None:
 
 def render(seed: int, spec: RenderSpec) -> U8:
     """The RGB pixels of one image."""
-    w, h = (spec.height, spec.width) if spec.rotated else (spec.width, spec.height)
-    arr = np.asarray(_content(seed, spec.look, w, h))
-    if spec.rotated:
-        arr = np.ascontiguousarray(np.rot90(arr, k=-1))
+    arr = np.asarray(_content(seed, spec.look, spec.width, spec.height))
     arr = _add_grain(arr, spec.grain_phase)
     if any(spec.frame_permille):
         _paint_frame(arr, spec)
     return arr
 
 
-def encode(arr: U8, fmt: str) -> bytes:
-    """JPEG (q88, 4:2:0 baseline, as Flickr serves), PNG or GIF bytes."""
+#: Sepia, as image editors apply it (rows give R, G, B from R, G, B).
+SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+
+
+def edit(arr: U8, job: ImageJob) -> U8:
+    """The copy's edit applied to its source's pixels `arr` (a no-op for other kinds)."""
+    p = job.param
+    if job.kind == cp.ROTATED:
+        return np.ascontiguousarray(np.rot90(arr, k=-round(p[0] / 90)))  # clockwise
+    if job.kind == cp.FLIPPED:
+        return np.ascontiguousarray(arr[::-1] if p[0] else arr[:, ::-1])
+    if job.kind == cp.TINTED:
+        x = arr.astype(np.float32)
+        if p[0] == 0:
+            x = (1 - p[1]) * x + p[1] * (x @ SEPIA.T.astype(np.float32))
+        else:
+            x = x * np.array(p[1:], np.float32)
+        return np.asarray(np.clip(np.round(x), 0, 255), np.uint8)
+    if job.kind == cp.DARKENED:
+        return np.asarray(np.round(arr.astype(np.float32) * p[0]), np.uint8)
+    if job.kind == cp.CROPPED:
+        return np.asarray(
+            Image.fromarray(arr).resize(
+                (job.width, job.height), Image.Resampling.BILINEAR, box=crop_box(job.base, p)
+            )
+        )
+    if job.kind == cp.RECOMPRESSED and job.base_fmt == "jpg":
+        return np.asarray(simplejpeg.decode_jpeg(encode(arr, "jpg")), np.uint8)
+    return arr
+
+
+def crop_box(spec: RenderSpec, box: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """A box given as fractions of the content (inside the frame) in pixels of `spec`'s image."""
+    t, r, b, left = frame_box(spec)
+    cw, ch = spec.width - left - r, spec.height - t - b
+    return (left + box[0] * cw, t + box[1] * ch, left + box[2] * cw, t + box[3] * ch)
+
+
+def produce(seed: int, job: ImageJob) -> bytes:
+    """The encoded bytes of one image file."""
+    return encode(edit(render(seed, job.base), job), job.fmt, job.quality)
+
+
+def encode(arr: U8, fmt: str, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG (q88 unless told, 4:2:0 baseline, as Flickr serves), PNG or GIF bytes."""
     if fmt == "jpg":
         return bytes(
-            simplejpeg.encode_jpeg(
-                arr, quality=JPEG_QUALITY, colorspace="RGB", colorsubsampling="420"
-            )
+            simplejpeg.encode_jpeg(arr, quality=quality, colorspace="RGB", colorsubsampling="420")
         )
     buf = io.BytesIO()
     img = Image.fromarray(arr)

@@ -6,14 +6,16 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
+from harvester.emulator import copies as cp
 from harvester.emulator.config import EmulatorConfig
 from harvester.emulator.corpus import Corpus
 from harvester.emulator.faults import TOO_MANY_REQUESTS, Stats, unit
-from harvester.emulator.images import RenderSpec, encode, render
+from harvester.emulator.images import RENDER_VERSION, ImageJob, RenderSpec, produce
 from harvester.emulator.photojson import geom, original_format, secret_for
 from harvester.emulator.sizes import BY_SUFFIX, MIME, SizeClass, dims, exists
 
@@ -31,21 +33,71 @@ _HEADERS = {
 
 
 def spec_for(corpus: Corpus, row: int, size: SizeClass, scale: float = 1.0) -> RenderSpec:
-    """What to draw for one size of one photo (`scale` shrinks it, for load tests)."""
+    """The photo's own picture at one size, its frame included (`scale` shrinks it, for load
+    tests). A copy's file is drawn from its source's picture instead: see `job_for`."""
     c = corpus.cols
     w, h = dims(size, int(c["o_w"][row]), int(c["o_h"][row]))
     if scale != 1.0:
         w, h = max(16, round(w * scale)), max(16, round(h * scale))
+    return _spec(corpus, row, w, h, row)
+
+
+def _spec(corpus: Corpus, row: int, w: int, h: int, grain_row: int) -> RenderSpec:
+    """Row's picture (look and frame) drawn w x h with the film grain of `grain_row`."""
+    c = corpus.cols
     fw = c["frame_w"][row]
     return RenderSpec(
         look=int(c["look"][row]),
         width=w,
         height=h,
-        rotated=bool(c["dup_rot"][row]) and not size.square,
         frame_permille=(int(fw[0]), int(fw[1]), int(fw[2]), int(fw[3])),
         frame_color=int(c["frame_color"][row]),
-        grain_phase=int(c["id"][row]) % 1_000_003,
+        grain_phase=int(c["id"][grain_row]) % 1_000_003,
     )
+
+
+def job_for(corpus: Corpus, row: int, size: SizeClass, scale: float = 1.0) -> ImageJob:
+    """Everything that decides one image file's bytes.
+
+    A copy's file is its source's picture at the copy's size, edited (copies.py). Identical,
+    recompressed, rotated, flipped, tinted and darkened copies start from the very pixels of the
+    source's file of the same size (so an identical copy is its bytes); a resized copy is the
+    source's picture drawn at the copy's size with its own grain; a cropped copy is the box of a
+    render of the source scaled so the box comes out at the copy's size. Squares of resized and
+    cropped copies are fresh renders of the source's square.
+    """
+    c = corpus.cols
+    fmt = original_format(corpus, row) if size.extra == "o" else "jpg"
+    kind = int(c["copy_kind"][row])
+    own = spec_for(corpus, row, size, scale)
+    if kind == cp.NONE:
+        return ImageJob(own, fmt=fmt)
+    src = int(c["copy_of"][row])
+    w, h = own.width, own.height
+    p = c["copy_param"][row]
+    param = (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+    job = ImageJob(spec_for(corpus, src, size, scale), kind, param, w, h, fmt)
+    if kind == cp.IDENTICAL:
+        return ImageJob(job.base, fmt=fmt)
+    if kind == cp.RECOMPRESSED:
+        base_fmt = original_format(corpus, src) if size.extra == "o" else "jpg"
+        return replace(job, quality=int(param[0]), base_fmt=base_fmt)
+    if kind == cp.RESIZED or (kind == cp.CROPPED and size.square):
+        return ImageJob(_spec(corpus, src, w, h, row), fmt=fmt)
+    if kind == cp.CROPPED:
+        k = w / int(c["o_w"][row])
+        sw, sh = int(c["o_w"][src]), int(c["o_h"][src])
+        return replace(
+            job, base=_spec(corpus, src, max(16, round(sw * k)), max(16, round(sh * k)), src)
+        )
+    return job
+
+
+def canonical_row(corpus: Corpus, row: int) -> int:
+    """The row whose files are this row's: an identical copy's source, else the row itself."""
+    if int(corpus.cols["copy_kind"][row]) == cp.IDENTICAL:
+        return int(corpus.cols["copy_of"][row])
+    return row
 
 
 class ImageStore:
@@ -64,10 +116,12 @@ class ImageStore:
     ) -> None:
         self.corpus, self.seed, self.max_bytes = corpus, seed, max_bytes
         self.pool, self.scale = pool, scale
-        tag = "" if (pool, scale) == (0, 1.0) else f"-pool{pool}-scale{scale:g}"
+        tag = f"-v{RENDER_VERSION}"
+        tag += "" if (pool, scale) == (0, 1.0) else f"-pool{pool}-scale{scale:g}"
         # The corpus is generated from (seed, size): the same photo id may render differently
         # in a corpus of another size, so one directory per (seed, size, pool, scale) lets
         # caches share a parent safely. (end_ts also shapes the corpus; runs keep its default.)
+        # RENDER_VERSION: a cache written before the pixels of a seed changed is not read.
         self.disk = Path(disk) / f"seed{seed}-n{corpus.size}{tag}" if disk else None
         self._lru: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._bytes = 0
@@ -78,13 +132,11 @@ class ImageStore:
     def render_now(self, row: int, size: SizeClass) -> bytes:
         """Render and encode synchronously (no cache)."""
         self.renders += 1
-        fmt = original_format(self.corpus, row) if size.extra == "o" else "jpg"
-        return encode(render(self.seed, spec_for(self.corpus, row, size, self.scale)), fmt)
+        return produce(self.seed, job_for(self.corpus, row, size, self.scale))
 
     async def get(self, row: int, size: SizeClass) -> bytes:
         """The bytes of one image, from memory, disk, or a fresh render in a worker thread."""
-        if self.pool:
-            row = self._pooled(row, size)
+        row = self._pooled(row, size) if self.pool else canonical_row(self.corpus, row)
         key = (row, size.suffix)
         if (hit := self._lru.get(key)) is not None:
             self._lru.move_to_end(key)
