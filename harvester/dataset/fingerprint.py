@@ -168,50 +168,64 @@ def dihedral_many(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 # --- area resize, exact ------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
-def _band(length: int, cells: int, dtype: np.dtype[Any]) -> tuple[npt.NDArray[np.intp], Any]:
-    """Area weights of `cells` equal cells over `length` pixels: (k, cells) indices, weights.
+@dataclass(frozen=True, slots=True)
+class _Band:
+    """Area weights of equal cells over a span of pixels: (taps, cells) indices and weights."""
 
-    In units of 1/cells pixel, cell i spans [i*length, (i+1)*length) and pixel j spans
-    [j*cells, (j+1)*cells): every overlap is an integer, and a cell's weights sum to `length`.
+    index: npt.NDArray[np.intp]
+    weight: npt.NDArray[np.int64]
+    total: int  # every cell's weights sum to this
+
+
+@functools.lru_cache(maxsize=1024)
+def _band(length: int, cells: int, margin: int) -> _Band:
+    """`cells` cells over `length` pixels less `margin` tenths of them at each end.
+
+    In units of 1/(scale*cells) pixel, cell i spans [lo_i, lo_i + step) and pixel j spans
+    [j*px, (j+1)*px): every overlap is an integer, margins to a fraction of a pixel included,
+    so the weights are exact and mirror-symmetric.
     """
-    lo = np.arange(cells) * length
-    first = lo // cells
-    taps = int(((lo + length - 1) // cells - first).max()) + 1
+    scale = 10 if margin else 1
+    step, px = (scale - 2 * margin) * length, scale * cells
+    lo = margin * length * cells + np.arange(cells) * step
+    first = lo // px
+    taps = int(((lo + step - 1) // px - first).max()) + 1
     index = first + np.arange(taps)[:, None]
-    weight = np.minimum(lo + length, (index + 1) * cells) - np.maximum(lo, index * cells)
-    index, weight = np.minimum(index, length - 1), np.maximum(weight, 0).astype(dtype)
+    weight = np.minimum(lo + step, (index + 1) * px) - np.maximum(lo, index * px)
+    index, weight = np.minimum(index, length - 1), np.maximum(weight, 0)
     index.setflags(write=False)
     weight.setflags(write=False)  # cached: shared by every call
-    return index, weight
+    return _Band(index, weight, step)
 
 
-def _exact_dtype(pixels: int) -> np.dtype[Any]:
-    """The cheapest dtype in which the area sums of `pixels` uint8 values are exact."""
-    biggest = 255 * pixels  # a sum over both passes is at most this
+def _exact_dtype(biggest: int) -> np.dtype[Any]:
+    """The cheapest dtype in which integers up to `biggest` add up exactly, in any order."""
     if biggest < 2**24:
         return np.dtype(np.float32)
     return np.dtype(np.int32 if biggest < 2**31 else np.float64)
 
 
-def _resize_axis0(x: npt.NDArray[Any], cells: int) -> npt.NDArray[Any]:
-    """Area sums of the rows of `x` into `cells` rows, scaled by cells (weights as in _band)."""
-    index, weight = _band(x.shape[0], cells, x.dtype)
-    out: npt.NDArray[Any] = weight[0, :, None] * x[index[0]]
-    for tap in range(1, len(index)):  # a few row gathers: cheaper than a matmul, and no BLAS
-        out += weight[tap, :, None] * x[index[tap]]
+def _resize_axis0(x: npt.NDArray[Any], band: _Band) -> npt.NDArray[Any]:
+    """Weighted sums of the rows of `x` into band's cells (scaled by band.total)."""
+    weight = band.weight.astype(x.dtype)
+    out: npt.NDArray[Any] = weight[0, :, None] * x[band.index[0]]
+    for tap in range(1, len(weight)):  # a few row gathers: cheaper than a matmul, and no BLAS
+        out += weight[tap, :, None] * x[band.index[tap]]
     return out
 
 
-def _area_means(gray: Gray, rows: int, cols: int) -> Grid:
-    """Area means of `gray` on a rows x cols grid, in 1/256 grey levels, floored (float64)."""
-    height, width = gray.shape
-    x = gray.astype(_exact_dtype(height * width))
-    half = _resize_axis0(x, rows)
+def _area_means(gray: Gray, cells: int, margin: int = 0) -> Grid:
+    """Means of `gray` on a cells x cells grid, in 1/256 grey levels, floored (float64).
+
+    `margin`: tenths of the height and width left out on each side (1 for the central 80%).
+    """
+    rows, cols = _band(gray.shape[0], cells, margin), _band(gray.shape[1], cells, margin)
+    area = rows.total * cols.total
+    half = _resize_axis0(gray.astype(_exact_dtype(255 * area)), rows)
     sums = _resize_axis0(np.ascontiguousarray(half.T), cols).T.astype(np.float64)
-    # Each pass scaled its sums by its length. The floor is exact: the division is correctly
-    # rounded, and a quotient that is no integer is at least 1/(h*w) away from one.
-    means: Grid = np.floor(sums * _LEVEL / (height * width))
+    # The floor is exact: the division is correctly rounded, and a quotient that is not an
+    # integer is at least 1/area away from one.
+    means: Grid = np.floor(sums * _LEVEL / area)
     return means
 
 
@@ -247,9 +261,9 @@ def _quality(grid: Grid) -> int:
 
 def _dh_columns() -> Grid:
     """(64, 9) integer area weights taking the grid's 64 columns to dHash's 9."""
-    index, weight = _band(_GRID, 9, np.dtype(np.float64))
+    band = _band(_GRID, 9, 0)
     dense = np.zeros((_GRID, 9))
-    np.add.at(dense, (index, np.arange(9)), weight)
+    np.add.at(dense, (band.index, np.arange(9)), band.weight)
     return dense
 
 
@@ -272,15 +286,8 @@ def _checked(gray: Gray) -> Gray:
     return gray
 
 
-def _grid(gray: Gray) -> Grid:
-    return _area_means(gray, _GRID, _GRID)
-
-
-def central80(gray: Gray) -> Gray:
-    """The central 80% x 80% of `gray` (a view); the same margin both sides keeps symmetry."""
-    height, width = gray.shape
-    top, left = (height + 5) // 10, (width + 5) // 10
-    return gray[top : height - top, left : width - left]
+def _grid(gray: Gray, margin: int = 0) -> Grid:
+    return _area_means(gray, _GRID, margin)
 
 
 def ph256(gray: Gray) -> bytes:
@@ -289,8 +296,8 @@ def ph256(gray: Gray) -> bytes:
 
 
 def c80(gray: Gray) -> bytes:
-    """ph256 of the central 80% x 80% of the content box."""
-    return _sign_hash(_grid(central80(_checked(gray))))
+    """ph256 of the central 80% x 80% of the content box (margins to a fraction of a pixel)."""
+    return _sign_hash(_grid(_checked(gray), margin=1))
 
 
 def dh64(gray: Gray) -> int:
@@ -486,7 +493,7 @@ def fingerprint(gray: Gray, *, src: bytes, scan: bytes | None = None) -> Fingerp
     return Fingerprint(
         version=SIG_VERSION,
         ph256=_sign_hash(grid),
-        c80=_sign_hash(_grid(central80(gray))),
+        c80=_sign_hash(_grid(gray, margin=1)),
         dh64=_dhash(grid),
         quality=_quality(grid),
         src_sha256=src_sha256(src),
