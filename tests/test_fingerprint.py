@@ -503,6 +503,9 @@ def _segment(marker: int, length: int, payload: bytes = b"") -> bytes:
     return bytes((0xFF, marker)) + length.to_bytes(2, "big") + payload
 
 
+# SOI, a scan header and two bytes of entropy-coded data (one stuffed 0xFF), EOI.
+_MINIMAL = b"\xff\xd8" + _segment(0xDA, 2) + b"\x12\xff\x00\xff\xd9"
+
 HOSTILE: list[tuple[str, bytes]] = [
     ("empty", b""),
     ("one byte", b"\xff"),
@@ -517,6 +520,8 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("stuffing as a marker", b"\xff\xd8\xff\x00\xff\xd9"),
     ("not a marker", b"\xff\xd8\x00\x01\x02"),
     ("scan without EOI", b"\xff\xd8" + _segment(0xDA, 2) + b"\x12\x34\xff\x00"),
+    ("stuffing as a segment", b"\xff\xd8" + _segment(0x00, 2) + _MINIMAL[2:]),
+    ("SOI as a segment", b"\xff\xd8" + _segment(0xD8, 2) + _MINIMAL[2:]),
     ("only fill bytes", b"\xff\xd8" + b"\xff" * 100_000),
     ("many tiny comments", b"\xff\xd8" + _segment(0xFE, 2) * 50_000),
 ]
@@ -526,6 +531,11 @@ HOSTILE: list[tuple[str, bytes]] = [
 def test_hostile_bytes_give_none(name: str, data: bytes) -> None:
     assert fp.scan_sha256(data) is None
     assert fp.without_metadata(data) is None
+
+
+def test_the_smallest_walkable_file() -> None:
+    """The hostile cases above fail for their fault alone: this skeleton walks."""
+    assert fp.without_metadata(_MINIMAL + b"tail") == _MINIMAL
 
 
 def test_every_truncation_gives_none() -> None:
@@ -652,6 +662,21 @@ def _reference_means(gray: Gray, cells: int, margin: int) -> npt.NDArray[np.floa
 def test_area_means_are_exact(shape: tuple[int, int], margin: int) -> None:
     gray = noise(*shape, seed=shape[0])
     assert np.array_equal(fp._area_means(gray, 64, margin), _reference_means(gray, 64, margin))
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        np.full((64, 64), 255 * 256),  # the largest grid values
+        np.outer(fp._DCT[0] > 0, fp._DCT[0] > 0) * 255 * 256,  # aligned with a DCT row's signs
+        noise(64, 64).astype(np.int64) * 256,
+    ],
+)
+def test_dct_is_exact(grid: npt.NDArray[np.int64]) -> None:
+    """The float64 products equal integer arithmetic: what makes the variants exact."""
+    block = fp._DCT @ grid.astype(np.float64) @ fp._DCT.T
+    dct = fp._DCT.astype(np.int64)
+    assert np.array_equal(block, dct @ grid @ dct.T)
 
 
 def test_area_means_of_exact_multiples_are_block_means() -> None:
