@@ -5,7 +5,9 @@ cropped to the frame's inside), a uint8 array of at least 16 px a side. Signals,
 
 - ph256: area-resize to 64x64, 2-D DCT-II, the 16x16 AC block (rows and columns 1..16),
   bit = coefficient > 0. Packed row-major (u, then v), first bit = most significant of byte 0.
-- c80: the same hash of the central 80% x 80%, for copies whose borders were cropped.
+- c80: the same hash of the central 80% x 80%, for copies whose borders were cropped. It
+  catches symmetric crops of about 9.5-10.5% a side, and ph256 those under about 2%
+  (python -m bench.fingerprint): a DCT sign hash does not tolerate a few percent of zoom.
 - quality: PDQ's gradient score, 0-100, on the 64x64 grid (flat or dark images score low).
 - dh64: the 64-bit difference hash (9x8 means, bit = right neighbour brighter).
 - src_sha256, scan_sha256: digests of the downloaded bytes and of the JPEG without metadata.
@@ -273,7 +275,7 @@ _DH_COLUMNS = _dh_columns()
 def _dhash(grid: Grid) -> int:
     """9x8 area means of the grid; bit = right neighbour brighter; row-major, MSB first."""
     rows = grid.reshape(8, _GRID // 8, _GRID).sum(axis=1)  # 8 grid rows per hash row
-    cells = rows @ _DH_COLUMNS  # integers below 2**35 (and 8x64x9, far below BLAS threading)
+    cells = rows @ _DH_COLUMNS  # integers below 2**26 (and 8x64x9, far below BLAS threading)
     return int.from_bytes(np.packbits(cells[:, 1:] > cells[:, :-1]).tobytes(), "big")
 
 
