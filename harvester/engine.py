@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harvester.config import RunConfig
-from harvester.exceptions import DownloadError, HarvestError, StoreError, UnsafeRecordError
+from harvester.dataset.fingerprint import fingerprint
+from harvester.exceptions import (
+    DownloadError,
+    HarvestError,
+    ImageError,
+    StoreError,
+    UnsafeRecordError,
+)
 from harvester.images.download import Fetcher
 from harvester.images.process import ProcessedImage, Rejected, process_image
 from harvester.images.provenance import Provenance
@@ -52,6 +59,7 @@ class Stored:
     path: str  # relative to the output directory, with forward slashes
     image: ProcessedImage
     size_label: str
+    signal: tuple[object, ...] | None  # the fingerprint row (store.schema.SIGNAL_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,6 +337,7 @@ class Engine:
             path=path.relative_to(self._cfg.out_dir).as_posix(),
             image=result,
             size_label=prov.size_label,
+            signal=signal_row(prov.id, data, result),
         )
 
     def _record(self, item: PendingPhoto, outcome: Outcome) -> None:
@@ -342,6 +351,7 @@ class Engine:
                 width=image.width,
                 height=image.height,
                 size_label=outcome.size_label,
+                signal=outcome.signal,
             )
             stats.downloaded += 1
             return
@@ -369,3 +379,18 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def signal_row(photo_id: str, data: bytes, image: ProcessedImage) -> tuple[object, ...] | None:
+    """The photo's fingerprint row, from the small image frame detection made (no new decode).
+
+    None for a content box too small to hash: the photo is kept, `harvest dupes` skips it.
+    """
+    try:
+        found = fingerprint(image.thumb, src=data)
+    except (ImageError, ValueError) as exc:
+        log.info("photo %s: no fingerprint: %s", photo_id, exc)
+        return None
+    crop = image.crop
+    width, height = (crop.width, crop.height) if crop else (image.source_width, image.source_height)
+    return (int(photo_id), *found.to_row(), width, height)

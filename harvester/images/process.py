@@ -40,7 +40,14 @@ from harvester.images.decoding import (
     orient,
     upright,
 )
-from harvester.images.frames import Borders, CropBox, coarse_borders, hays_borders, refine_borders
+from harvester.images.frames import (
+    Borders,
+    CropBox,
+    Gray,
+    coarse_borders,
+    hays_borders,
+    refine_borders,
+)
 from harvester.images.provenance import ImageFacts, Provenance, build_metadata
 from harvester.records import PhotoStatus
 
@@ -68,6 +75,9 @@ class ProcessedImage:
     reencoded: bool
     sha256: str
     record_json: bytes
+    # The content (frame stripped, upright) as a ~1/8-scale greyscale array: what frame
+    # detection looked at, handed on for the fingerprints (dataset/fingerprint.py).
+    thumb: Gray
 
     @property
     def size(self) -> int:
@@ -79,11 +89,13 @@ class ProcessedImage:
         return b"".join(self.parts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Coarse:
-    """A frame decided on a ~1/8-scale greyscale image of `shape` (h, w)."""
+    """The ~1/8-scale upright greyscale image, and a frame (if any) found on an array of
+    `shape` (h, w): the small image itself, or a full-resolution one (the Hays baseline)."""
 
-    borders: Borders
+    small: Gray
+    borders: Borders | None
     shape: tuple[int, int]
 
 
@@ -117,7 +129,7 @@ def _process(data: bytes, prov: Provenance, policy: ImagePolicy) -> ProcessedIma
         return _fitting(src, prov, policy, detect=method == "harvest")
     decoded = _decode_for(src, _decode_scale(src, src.width, src.height, policy), policy)
     src = upright(src, decoded.image)
-    coarse = _coarse_on(decoded.image, src, policy) if method == "harvest" else None
+    coarse = _coarse_on(decoded.image, src, policy, detect=method == "harvest")
     return _reencoded(src, prov, policy, decoded, coarse)
 
 
@@ -158,16 +170,21 @@ def _decode_for(src: Source, scale: float, policy: ImagePolicy) -> Decoded:
 # --- frames -----------------------------------------------------------------------------------
 
 
-def _coarse_on(image: Image.Image, src: Source, policy: ImagePolicy) -> _Coarse | None:
+def _coarse_on(image: Image.Image, src: Source, policy: ImagePolicy, *, detect: bool) -> _Coarse:
     """The frame decision on the working image itself, box-reduced to about 1/8 of the source.
 
     A DCT decode at n/8 reduced by n gives each source 8x8 block's mean, exactly what the
     detector was tuned on (a 1/8 decode), without a second decode of the file.
     """
+    small = _small_of(image, src)
+    found = coarse_borders(small, policy.frame_params) if detect else None
+    return _Coarse(small=small, borders=found, shape=(small.shape[0], small.shape[1]))
+
+
+def _small_of(image: Image.Image, src: Source) -> Gray:
+    """The working image box-reduced to about 1/8 of the source, in grey."""
     factor = max(1, round(8 * image.width / src.width))
-    small = np.asarray(image.convert("L").reduce(factor), dtype=np.uint8)
-    found = coarse_borders(small, policy.frame_params)
-    return _Coarse(found, (small.shape[0], small.shape[1])) if found else None
+    return np.asarray(image.convert("L").reduce(factor), dtype=np.uint8)
 
 
 def _fitting(
@@ -177,8 +194,8 @@ def _fitting(
     gray = eighth_gray(src)
     found = coarse_borders(gray, policy.frame_params) if detect else None
     if found is None:
-        return _spliced(src, prov)
-    coarse = _Coarse(found, (gray.shape[0], gray.shape[1]))
+        return _spliced(src, prov, gray)
+    coarse = _Coarse(small=gray, borders=found, shape=(gray.shape[0], gray.shape[1]))
     rough = _scaled_box(found, coarse.shape, (src.height, src.width))
     if (small := _too_small(rough.width, rough.height, policy, " after frame")) is not None:
         return small
@@ -193,21 +210,27 @@ def _hays(src: Source, prov: Provenance, policy: ImagePolicy) -> ProcessedImage 
         full = simplejpeg.decode_jpeg(src.data, colorspace="GRAY")
         gray = orient(full[:, :, 0], src.jpeg.orientation)
     found = hays_borders(gray)
-    coarse = _Coarse(found, (gray.shape[0], gray.shape[1])) if found else None
-    if coarse is None and _keeps_pixels(src, policy):
-        return _spliced(src, prov)
+    if found is None and _keeps_pixels(src, policy):
+        return _spliced(src, prov, eighth_gray(src))
     decoded = _decode_for(src, _decode_scale(src, src.width, src.height, policy), policy)
+    small = _small_of(decoded.image, upright(src, decoded.image))
+    coarse = _Coarse(small=small, borders=found, shape=(gray.shape[0], gray.shape[1]))
     return _reencoded(src, prov, policy, decoded, coarse, refine=False)
 
 
 def _working_box(
-    image: Image.Image, coarse: _Coarse, policy: ImagePolicy, *, refine: bool
+    image: Image.Image,
+    borders: Borders,
+    shape: tuple[int, int],
+    policy: ImagePolicy,
+    *,
+    refine: bool,
 ) -> CropBox:
     """The crop in working-image pixels: refined to the exact line, or the coarse one scaled."""
     if not refine:
-        return _scaled_box(coarse.borders, coarse.shape, (image.height, image.width))
+        return _scaled_box(borders, shape, (image.height, image.width))
     gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    fine = refine_borders(gray, coarse.borders, coarse.shape, policy.frame_params)
+    fine = refine_borders(gray, borders, shape, policy.frame_params)
     return fine.box(image.height, image.width)
 
 
@@ -234,7 +257,7 @@ def _rescale(box: CropBox, scale_x: float, scale_y: float) -> CropBox:
 # --- output -----------------------------------------------------------------------------------
 
 
-def _spliced(src: Source, prov: Provenance) -> ProcessedImage:
+def _spliced(src: Source, prov: Provenance, thumb: Gray) -> ProcessedImage:
     assert src.jpeg is not None
     facts = ImageFacts(
         source_width=src.width,
@@ -246,7 +269,7 @@ def _spliced(src: Source, prov: Provenance) -> ProcessedImage:
     )
     meta = build_metadata(prov, facts)
     parts = jpegmeta.embed_parts(src.data, src.jpeg, meta.app1, meta.com)
-    return _result(parts, facts, None, meta.record_json)
+    return _result(parts, facts, None, meta.record_json, thumb)
 
 
 def _reencoded(
@@ -254,7 +277,7 @@ def _reencoded(
     prov: Provenance,
     policy: ImagePolicy,
     decoded: Decoded,
-    coarse: _Coarse | None,
+    coarse: _Coarse,
     *,
     refine: bool = True,
 ) -> ProcessedImage | Rejected:
@@ -262,8 +285,8 @@ def _reencoded(
     image = decoded.image
     work = CropBox(left=0, top=0, right=image.width, bottom=image.height)
     box = None
-    if coarse is not None:
-        work = _working_box(image, coarse, policy, refine=refine)
+    if coarse.borders is not None:
+        work = _working_box(image, coarse.borders, coarse.shape, policy, refine=refine)
         box = _rescale(work, src.width / image.width, src.height / image.height)
         if (small := _too_small(box.width, box.height, policy, " after frame")) is not None:
             return small
@@ -295,7 +318,15 @@ def _reencoded(
     meta = build_metadata(prov, facts)
     icc = jpegmeta.icc_segments(decoded.icc) if decoded.icc else []
     parts = jpegmeta.assemble([meta.app1, *icc, meta.com], encoded)
-    return _result(parts, facts, box, meta.record_json)
+    return _result(parts, facts, box, meta.record_json, _thumb(coarse.small, content, src))
+
+
+def _thumb(small: Gray, content: CropBox, src: Source) -> Gray:
+    """The content box's part of the ~1/8-scale image (`small` covers the whole source)."""
+    sy, sx = small.shape[0] / src.height, small.shape[1] / src.width
+    top, bottom = round(content.top * sy), max(round(content.bottom * sy), 1)
+    left, right = round(content.left * sx), max(round(content.right * sx), 1)
+    return small[top:bottom, left:right]
 
 
 def output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -326,7 +357,11 @@ def _resize(decoded: Decoded, box: CropBox, size: tuple[int, int], policy: Image
 
 
 def _result(
-    parts: list[jpegmeta.Buffer], facts: ImageFacts, crop: CropBox | None, record: bytes
+    parts: list[jpegmeta.Buffer],
+    facts: ImageFacts,
+    crop: CropBox | None,
+    record: bytes,
+    thumb: Gray,
 ) -> ProcessedImage:
     digest = hashlib.sha256()
     for part in parts:
@@ -341,4 +376,5 @@ def _result(
         reencoded=facts.reencoded,
         sha256=digest.hexdigest(),
         record_json=record,
+        thumb=thumb,
     )

@@ -18,12 +18,13 @@ import orjson
 from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, SizeVariant
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: photo_signal, dup_pair, dup_group (issue 11); 1 migrates in place
 BUSY_TIMEOUT_MS = 60_000  # several workers share the file; writers wait rather than fail
 NO_LICENSE = -1  # a window searched over every licence (NULL cannot sit in a primary key)
 KEYWORD_SEP = "\x1f"  # joins a photo's keywords in SQL; cannot occur in a queries-file line
 
-DDL = """
+DDL = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -73,6 +74,45 @@ CREATE TABLE IF NOT EXISTS photo_keywords (
     PRIMARY KEY (photo_id, keyword)
 ) WITHOUT ROWID;
 """
+    + """
+CREATE TABLE IF NOT EXISTS photo_signal (
+    photo_id INTEGER PRIMARY KEY,
+    sig_version INTEGER NOT NULL,
+    ph256 BLOB NOT NULL,
+    ph256_c80 BLOB NOT NULL,
+    dh64 INTEGER NOT NULL,
+    quality INTEGER NOT NULL,
+    src_sha256 BLOB NOT NULL,
+    scan_sha256 BLOB,
+    gray_w INTEGER NOT NULL,
+    gray_h INTEGER NOT NULL,
+    content_w INTEGER NOT NULL,
+    content_h INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS photo_signal_src ON photo_signal (src_sha256);
+CREATE INDEX IF NOT EXISTS photo_signal_scan ON photo_signal (scan_sha256)
+    WHERE scan_sha256 IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dup_pair (
+    a INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    param TEXT NOT NULL,
+    distance INTEGER NOT NULL,
+    variant INTEGER NOT NULL,
+    score REAL,
+    method TEXT NOT NULL,
+    PRIMARY KEY (a, b)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dup_pair_b ON dup_pair (b);
+CREATE TABLE IF NOT EXISTS dup_group (
+    photo_id INTEGER PRIMARY KEY,
+    group_id INTEGER NOT NULL,
+    kind TEXT,
+    param TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS dup_group_group ON dup_group (group_id);
+"""
+)
 
 
 def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -105,6 +145,31 @@ def _configure(db: sqlite3.Connection) -> None:
     _create(db)
 
 
+#: photo_signal's columns in order: the fingerprint (dataset.fingerprint.ROW_COLUMNS), then the
+#: content box it describes in source pixels (frame stripped, orientation applied).
+SIGNAL_COLUMNS = (
+    "photo_id",
+    "sig_version",
+    "ph256",
+    "ph256_c80",
+    "dh64",
+    "quality",
+    "src_sha256",
+    "scan_sha256",
+    "gray_w",
+    "gray_h",
+    "content_w",
+    "content_h",
+)
+INSERT_SIGNAL = (
+    f"INSERT OR REPLACE INTO photo_signal ({', '.join(SIGNAL_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(SIGNAL_COLUMNS))})"
+)
+
+#: Schema versions this one migrates in place when a store is opened for writing.
+_MIGRATABLE = frozenset({1})
+
+
 def _create(db: sqlite3.Connection) -> None:
     # executescript commits first and runs each statement; IF NOT EXISTS makes this idempotent
     # when several workers open a fresh file at once.
@@ -114,8 +179,16 @@ def _create(db: sqlite3.Connection) -> None:
         (str(SCHEMA_VERSION),),
     )
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None or int(row[0]) != SCHEMA_VERSION:
-        raise StoreError(f"store schema version {row and row[0]} is not {SCHEMA_VERSION}")
+    found = int(row[0]) if row is not None else None
+    if found in _MIGRATABLE:
+        # Every change since is a new table the DDL above has just created: nothing to move,
+        # nothing lost. Photos harvested before get their fingerprints from their files.
+        db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version' AND value = ?",
+            (str(SCHEMA_VERSION), str(found)),
+        )
+    elif found != SCHEMA_VERSION:
+        raise StoreError(f"store schema version {found} is not {SCHEMA_VERSION} (newer harvest?)")
 
 
 # --- record codec ----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from harvester.store.rows import (
     pending_photo,
     window_row,
 )
-from harvester.store.schema import connect, license_key, record_to_json
+from harvester.store.schema import INSERT_SIGNAL, connect, license_key, record_to_json
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class Store:
         self._batch_size, self._flush_interval_s = batch_size, flush_interval_s
         self._lease_ttl_s = lease_ttl_s
         self._outcomes: list[tuple[Any, ...]] = []
+        self._signals: list[tuple[object, ...]] = []
         self._last_flush = clock()
 
     @classmethod
@@ -270,12 +271,16 @@ class Store:
         width: int,
         height: int,
         size_label: str,
+        signal: Sequence[object] | None = None,
     ) -> None:
         """Record a photo whose file (`path` under the output directory) is durably written.
 
         Buffered; see `flush`. `width`/`height` are the stored file's, `size_label` the size
-        downloaded.
+        downloaded; `signal` its fingerprint row (SIGNAL_COLUMNS, photo_id first).
         """
+        if signal is not None:
+            with self._lock:
+                self._signals.append(tuple(signal))
         facts = (path, sha256, width, height, size_label)
         self._queue(photo_id, PhotoStatus.DONE, None, facts)
 
@@ -305,14 +310,17 @@ class Store:
         """Write buffered outcomes in one transaction; returns how many."""
         with self._lock:
             batch, self._outcomes = self._outcomes, []
+            signals, self._signals = self._signals, []
             self._last_flush = self._clock()
             if not batch:
                 return 0
             try:
                 with self.transaction() as db:
                     db.executemany(_UPDATE_OUTCOME, batch)
+                    db.executemany(INSERT_SIGNAL, signals)  # with its photo's row, or not at all
             except StoreError:
                 self._outcomes[:0] = batch  # keep them for the next try
+                self._signals[:0] = signals
                 raise
         return len(batch)
 
