@@ -1,0 +1,1 @@
+"""Dataset: fingerprints, duplicates, matching, similarity, report, credits, sources."""
