@@ -289,7 +289,18 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("out", type=Path)
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--output", type=Path, default=None, help="file (default: stdout)")
+    p.add_argument(
+        "--no-duplicates",
+        dest="duplicates",
+        action="store_false",
+        help="leave out every photo that is a copy of its group's representative (harvest dupes)",
+    )
     p.set_defaults(handler=_cmd_export)
+    p = sub.add_parser("dupes", help="find and classify the copies within a harvest")
+    p.add_argument("out", type=Path)
+    p.add_argument("--pairs", type=Path, metavar="FILE.csv", help="write a,b,kind,param,distance")
+    p.add_argument("--sqlite", type=Path, metavar="FILE", help="write the VISE archive layout")
+    p.set_defaults(handler=_cmd_dupes)
     p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
     p.add_argument("sources", type=Path, nargs="+")
     p.add_argument("--into", type=Path, required=True)
@@ -406,8 +417,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
             sink = sys.stdout
         else:
             sink = stack.enter_context(args.output.open("w", encoding="utf-8", newline=""))
-        count = export(store, args.format, sink)
+        count = export(store, args.format, sink, duplicates=args.duplicates)
     log.info("exported %d records", count)
+    return EXIT_OK
+
+
+def _cmd_dupes(args: argparse.Namespace) -> int:
+    from harvester.dupes import run_dupes, write_pairs_csv, write_vise_sqlite
+
+    report = run_dupes(args.out)
+    print(report.render())
+    if args.pairs is not None:
+        log.info("wrote %d pairs to %s", write_pairs_csv(args.out, args.pairs), args.pairs)
+    if args.sqlite is not None:
+        write_vise_sqlite(args.out, args.sqlite)
+        log.info("wrote the archive layout to %s", args.sqlite)
     return EXIT_OK
 
 

@@ -337,7 +337,7 @@ class Engine:
             path=path.relative_to(self._cfg.out_dir).as_posix(),
             image=result,
             size_label=prov.size_label,
-            signal=signal_row(prov.id, data, result),
+            signal=signal_row(prov, data, result),
         )
 
     def _record(self, item: PendingPhoto, outcome: Outcome) -> None:
@@ -381,16 +381,20 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return exc
 
 
-def signal_row(photo_id: str, data: bytes, image: ProcessedImage) -> tuple[object, ...] | None:
+def signal_row(prov: Provenance, data: bytes, image: ProcessedImage) -> tuple[object, ...] | None:
     """The photo's fingerprint row, from the small image frame detection made (no new decode).
 
-    None for a content box too small to hash: the photo is kept, `harvest dupes` skips it.
+    The content's size is in the original's pixels (the Large of a half-size re-upload is as
+    big as the source's Large; their originals tell the resize). None for a content box too
+    small to hash: the photo is kept, `harvest dupes` skips it.
     """
     try:
         found = fingerprint(image.thumb, src=data)
     except (ImageError, ValueError) as exc:
-        log.info("photo %s: no fingerprint: %s", photo_id, exc)
+        log.info("photo %s: no fingerprint: %s", prov.id, exc)
         return None
     crop = image.crop
     width, height = (crop.width, crop.height) if crop else (image.source_width, image.source_height)
-    return (int(photo_id), *found.to_row(), width, height)
+    original = max(prov.original_width or 0, prov.original_height or 0)
+    scale = max(1.0, original / max(image.source_width, image.source_height))
+    return (int(prov.id), *found.to_row(), round(width * scale), round(height * scale))

@@ -38,14 +38,19 @@ _EXTRA_FIELDS = (
     "stored_width",
     "stored_height",
     "size_label",
+    "duplicate_of",  # the representative of its duplicate group (`harvest dupes`), if a copy
+    "duplicate_kind",
 )
 #: Column order of both formats.
 COLUMNS: tuple[str, ...] = (*_RECORD_FIELDS, *_EXTRA_FIELDS)
 _LIST_SEP = "|"  # joins keywords in CSV (a keyword may contain spaces; tags never do)
 
 
-def export(store_path: Path, fmt: str, out: IO[str]) -> int:
-    """Write every photo of the store at `store_path` to `out` as `fmt`; returns the count."""
+def export(store_path: Path, fmt: str, out: IO[str], *, duplicates: bool = True) -> int:
+    """Write every photo of the store at `store_path` to `out` as `fmt`; returns the count.
+
+    `duplicates=False` leaves out every photo that is a copy of its group's representative.
+    """
     writers: dict[str, Callable[[Iterable[dict[str, Any]], IO[str]], int]] = {
         "jsonl": write_jsonl,
         "csv": write_csv,
@@ -53,7 +58,8 @@ def export(store_path: Path, fmt: str, out: IO[str]) -> int:
     if fmt not in writers:
         raise ConfigError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
     with Store.open(store_path, readonly=True) as store:
-        return writers[fmt]((row_dict(row) for row in store.iter_export()), out)
+        rows = (r for r in store.iter_export() if duplicates or r.duplicate_of is None)
+        return writers[fmt]((row_dict(row) for row in rows), out)
 
 
 def row_dict(row: ExportRow) -> dict[str, Any]:
@@ -74,6 +80,8 @@ def row_dict(row: ExportRow) -> dict[str, Any]:
         row.width,
         row.height,
         row.size_label,
+        row.duplicate_of and str(row.duplicate_of),  # ids are strings, as in the record
+        row.duplicate_kind,
     )
     return {**record, **dict(zip(_EXTRA_FIELDS, extra, strict=True))}
 

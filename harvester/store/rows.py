@@ -119,6 +119,8 @@ class ExportRow:
     width: int | None
     height: int | None
     size_label: str | None
+    duplicate_of: int | None = None  # the representative of its duplicate group, if a copy
+    duplicate_kind: str | None = None  # what kind of copy of it (`harvest dupes`)
 
 
 # --- rows to records -------------------------------------------------------------------------
@@ -164,7 +166,8 @@ def pending_photo(row: Sequence[Any]) -> PendingPhoto:
 
 def export_row(row: Sequence[Any]) -> ExportRow:
     """A row of the export query as an ExportRow."""
-    record, keyword, joined, status, reason, attempts, path, sha, width, height, size = row
+    record, keyword, joined, status, reason, attempts, path, sha, width, height, size = row[:11]
+    duplicate_of, duplicate_kind = row[11:13]
     return ExportRow(
         record=record_from_json(record),
         keyword=keyword,
@@ -177,6 +180,8 @@ def export_row(row: Sequence[Any]) -> ExportRow:
         width=width,
         height=height,
         size_label=size,
+        duplicate_of=duplicate_of,
+        duplicate_kind=duplicate_kind,
     )
 
 

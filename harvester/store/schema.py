@@ -82,12 +82,13 @@ CREATE TABLE IF NOT EXISTS photo_signal (
     ph256_c80 BLOB NOT NULL,
     dh64 INTEGER NOT NULL,
     quality INTEGER NOT NULL,
-    src_sha256 BLOB NOT NULL,
+    src_sha256 BLOB,  -- NULL when backfilled from the stored file (the download is gone)
     scan_sha256 BLOB,
     gray_w INTEGER NOT NULL,
     gray_h INTEGER NOT NULL,
     content_w INTEGER NOT NULL,
-    content_h INTEGER NOT NULL
+    content_h INTEGER NOT NULL,
+    compared INTEGER NOT NULL DEFAULT 0  -- 1 once `harvest dupes` has compared it
 );
 CREATE INDEX IF NOT EXISTS photo_signal_src ON photo_signal (src_sha256);
 CREATE INDEX IF NOT EXISTS photo_signal_scan ON photo_signal (scan_sha256)

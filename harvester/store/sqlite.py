@@ -59,9 +59,17 @@ WHERE id = ?
 _EXPORT_QUERY = (
     "SELECT p.record, p.keyword, (SELECT group_concat(keyword, char(31))"
     " FROM photo_keywords k WHERE k.photo_id = p.id), p.status, p.reason,"
-    " p.attempts, p.path, p.sha256, p.width, p.height, p.size_label"
-    " FROM photos p ORDER BY p.id"
+    " p.attempts, p.path, p.sha256, p.width, p.height, p.size_label, {duplicates}"
+    " FROM photos p {join} ORDER BY p.id"
 )
+#: The duplicate columns of the export; a store not yet migrated (read-only) has no groups.
+_EXPORT_DUPLICATES = {
+    True: {
+        "duplicates": "g.group_id, g.kind",
+        "join": "LEFT JOIN dup_group g ON g.photo_id = p.id AND g.kind IS NOT NULL",
+    },
+    False: {"duplicates": "NULL, NULL", "join": ""},
+}
 
 
 class Store:
@@ -366,7 +374,10 @@ class Store:
         Store for exports rather than sharing the engine's.
         """
         with _translated():
-            cur = self._db.execute(_EXPORT_QUERY)
+            grouped = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dup_group'"
+            ).fetchone()
+            cur = self._db.execute(_EXPORT_QUERY.format(**_EXPORT_DUPLICATES[bool(grouped)]))
             while rows := cur.fetchmany(batch):
                 yield from (export_row(row) for row in rows)
 
