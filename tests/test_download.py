@@ -17,6 +17,7 @@ from harvester.exceptions import DownloadError
 from harvester.images.download import Fetcher, FetchPolicy, sniff_image_type
 from harvester.images.sizes import SizeChoice
 from harvester.retry import RetryPolicy
+from tests.harness import FakeClock
 
 NO_WAIT = RetryPolicy(attempts=4, base_s=0.0, jitter=False)
 
@@ -127,22 +128,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-class FakeTime:
-    """A clock that only moves when something sleeps: waits are recorded, never taken."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
 def choice(server: FaultServer, name: str) -> SizeChoice:
     return SizeChoice("123", "l", f"{server.base_url}/{name}", 0, 0)
 
@@ -200,13 +185,13 @@ async def test_429_retried_to_success(
 async def test_retry_after_pauses_the_host(
     fault_server: FaultServer, session: aiohttp.ClientSession
 ) -> None:
-    t = FakeTime()
+    t = FakeClock()
     cfg = FetchPolicy(concurrency=2, rate_per_s=1000.0, retry=NO_WAIT)
-    f = Fetcher(session, cfg, sleep=t.sleep, clock=t.clock)
+    f = Fetcher(session, cfg, sleep=t.sleep, clock=t)
     assert (await f.fetch(choice(fault_server, "retry-after.jpg"))).data == JPEG
     assert "paused=7.0s" not in repr(f)
     # The next request to the host waits out the 7 s the server asked for.
-    assert t.slept.count(7.0) == 1
+    assert t.sleeps.count(7.0) == 1
 
 
 async def test_5xx_retried(fault_server: FaultServer, session: aiohttp.ClientSession) -> None:

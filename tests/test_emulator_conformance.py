@@ -14,7 +14,7 @@ import yaml
 
 from harvester.emulator import RunningEmulator
 from harvester.emulator.faults import TOO_MANY_REQUESTS
-from tests.conftest import EmulatorFactory
+from tests.harness import EmulatorFactory
 
 FIXTURES = Path("/work/shared/fixtures/flickr")
 CASSETTES = FIXTURES / "cassettes"

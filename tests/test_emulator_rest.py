@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from harvester.emulator import RunningEmulator
-from tests.conftest import EmulatorFactory
+from tests.harness import EmulatorFactory
 
 QUIET = {"rate_api_error": 0.0, "rate_5xx": 0.0, "rate_slow": 0.0, "short_page_rate": 0.0}
 

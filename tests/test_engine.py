@@ -25,7 +25,7 @@ from PIL import Image
 
 from harvester.emulator import RunningEmulator
 from harvester.emulator import methods as emulator_methods
-from tests.conftest import EmulatorFactory
+from tests.harness import STORE, EmulatorFactory, store_rows, write_queries
 
 KEYWORDS = ("travel", "nature", "sky")  # 283, 142 and 84 matches in the 3,000-photo corpus
 HARVEST = [sys.executable, "-m", "harvester.cli"]
@@ -63,11 +63,6 @@ def search_log(monkeypatch: pytest.MonkeyPatch) -> SearchLog:
 
     monkeypatch.setitem(emulator_methods.METHODS, "flickr.photos.search", recording)
     return log
-
-
-def write_queries(path: Path, keywords: tuple[str, ...] = KEYWORDS) -> Path:
-    path.write_text("# test queries\n" + "\n".join(keywords) + "\n", encoding="utf-8")
-    return path
 
 
 def harvest_args(emu: RunningEmulator, queries: Path, out: Path, *extra: str) -> list[str]:
@@ -111,13 +106,8 @@ async def run_harvest(
             await proc.wait()
 
 
-def store_rows(out: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(out / "harvest.sqlite") as db:
-        return db.execute(sql).fetchall()
-
-
 def done_windows(out: Path) -> list[tuple[str, int, int, int]]:
-    if not (out / "harvest.sqlite").exists():
+    if not (out / STORE).exists():
         return []
     return [
         (kw, start, end, lic)
@@ -201,7 +191,7 @@ async def test_kill_minus_9_at_random_moments_then_resume_exactly_once(
     emulator_factory: EmulatorFactory, search_log: SearchLog, tmp_path: Path
 ) -> None:
     emu = await emulator_factory(photos=3000, seed=0, profile="realistic", time_scale=1e6)
-    queries = write_queries(tmp_path / "q.txt")
+    queries = write_queries(tmp_path / "q.txt", KEYWORDS)
     out = tmp_path / "out"
     # Small windows so kills land mid-search as well as mid-download.
     args = harvest_args(emu, queries, out, "--window-target", "60", "--concurrency", "8")
@@ -229,7 +219,7 @@ async def test_sigterm_stops_gracefully_and_the_same_command_resumes(
 ) -> None:
     emu = await emulator_factory(photos=3000, seed=0, profile="ideal")
     out = tmp_path / "out"
-    args = harvest_args(emu, write_queries(tmp_path / "q.txt"), out, "--concurrency", "4")
+    args = harvest_args(emu, write_queries(tmp_path / "q.txt", KEYWORDS), out, "--concurrency", "4")
     env = {**os.environ, "FLICKR_API_KEY": emu.api_key}
     proc = await asyncio.create_subprocess_exec(
         *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
@@ -301,7 +291,7 @@ async def test_metadata_only_resume_makes_no_search_call(
 ) -> None:
     emu = await emulator_factory(photos=3000, seed=0, profile="realistic", time_scale=1e6)
     out = tmp_path / "out"
-    args = harvest_args(emu, write_queries(tmp_path / "q.txt"), out, "--metadata-only")
+    args = harvest_args(emu, write_queries(tmp_path / "q.txt", KEYWORDS), out, "--metadata-only")
     assert await run_harvest(emu, args) == 0
     assert not list(files_on_disk(out)), "metadata only: no image written"
     ids = {str(r[0]) for r in store_rows(out, "SELECT id FROM photos")}
@@ -326,7 +316,7 @@ async def test_retry_failed_retries_failures_only(
     skipped = {pid for pid, st in rows if st == "skipped"}
     assert len(done) > 10
     failed = done[:5]  # pretend these failed (as a network outage would leave them)
-    with sqlite3.connect(out / "harvest.sqlite") as db:
+    with sqlite3.connect(out / STORE) as db:
         db.executemany(
             "UPDATE photos SET status = 'failed', reason = 'download: HTTP 503', path = NULL"
             " WHERE id = ?",

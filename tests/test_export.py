@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -14,13 +13,7 @@ from harvester.exceptions import ConfigError
 from harvester.export import COLUMNS, export
 from harvester.records import PhotoRecord, SizeVariant
 from harvester.store.sqlite import Store
-
-
-@dataclass(frozen=True)
-class Image:
-    width: int
-    height: int
-    sha256: str
+from tests.harness import FakeStoredImage
 
 
 def photo(i: int) -> PhotoRecord:
@@ -48,7 +41,7 @@ def store_path(tmp_path: Path) -> Path:
         store.mark_done(
             "1",
             "eiffel tower/00001/1_abcdef0123_65535_7478087@N06.jpg",
-            Image(1024, 683, "f" * 64),
+            FakeStoredImage(1024, 683, "f" * 64),
             "l",
         )
         store.mark_skipped("3", "too small: 400x300")

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from imagesets import add_frame, base_photos, evaluate, labelled_set
 
 from harvester.images.frames import CropBox, coarse_borders, hays_borders, luma, refine_borders
 from harvester.images.process import FrameMethod, ImagePolicy, ProcessedImage, process_image
 from harvester.images.provenance import Provenance
 from harvester.records import PhotoRecord
+from tests.imagesets import add_frame, base_photos, evaluate, labelled_set
 
 PROV = Provenance.from_record(
     PhotoRecord(id="1", owner="1@N01", secret="ab", server="1"),

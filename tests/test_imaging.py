@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from imagesets import Pixels, add_frame, base_photos, flickr_jpeg, jpeg
 from PIL import Image
 
 from harvester.images import jpegmeta
@@ -19,6 +18,7 @@ from harvester.images.frames import CropBox
 from harvester.images.process import ImagePolicy, ProcessedImage, Rejected, process_image
 from harvester.images.provenance import Provenance, strip_query
 from harvester.records import PhotoRecord, PhotoStatus
+from tests.imagesets import Pixels, add_frame, base_photos, flickr_jpeg, jpeg
 
 RECORD = PhotoRecord(
     id="53574198477",

@@ -10,12 +10,12 @@ import subprocess
 import numpy as np
 import piexif
 import pytest
-from imagesets import base_photos, flickr_jpeg, jpeg
 from PIL import Image, ImageOps
 
 from harvester.exceptions import ImageError
 from harvester.images import jpegmeta
 from harvester.images.decoding import orient
+from tests.imagesets import base_photos, flickr_jpeg, jpeg
 
 FIELDS = jpegmeta.ExifFields(
     artist="Zoë (123@N01)",

@@ -10,7 +10,6 @@ numbering past 1,000 photos and a harvested copy replacing an unfinished one.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from collections import Counter
@@ -27,8 +26,9 @@ from harvester.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from harvester.images.writer import FILES_PER_DIR, photo_path
 from harvester.records import PhotoRecord, SizeVariant
 from harvester.store.sqlite import Store
-from tests.test_cli import (
+from tests.harness import (
     STORE,
+    FakeStoredImage,
     Snapshot,
     ThreadedEmulator,
     assert_consistent,
@@ -293,13 +293,6 @@ def test_merge_bad_input_one_line(
 # --- synthetic stores: numbering past 1,000, a harvested copy beats an unfinished one ----------
 
 
-@dataclass(frozen=True)
-class FakeImage:
-    width: int
-    height: int
-    sha256: str
-
-
 def fake_record(i: int) -> PhotoRecord:
     url = f"http://127.0.0.1:1/65535/{i}_abc123_b.jpg"
     return PhotoRecord(
@@ -327,8 +320,9 @@ def synthetic_source(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 data = f"image {rec.id} from {out.name}".encode()
                 path.write_bytes(data)
-                image = FakeImage(1024, 768, hashlib.sha256(data).hexdigest())
-                store.mark_done(rec.id, path.relative_to(out).as_posix(), image, "l")
+                store.mark_done(
+                    rec.id, path.relative_to(out).as_posix(), FakeStoredImage.of(data), "l"
+                )
             elif int(rec.id) in skipped:
                 store.mark_skipped(rec.id, "too small: 400x300 < 500")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
@@ -13,6 +12,7 @@ import pytest
 from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, SizeVariant
 from harvester.store.sqlite import DoneWindow, Store
+from tests.harness import FakeClock, FakeStoredImage
 
 
 def photo(i: int, **extra: object) -> PhotoRecord:
@@ -32,25 +32,6 @@ def photo(i: int, **extra: object) -> PhotoRecord:
         sizes=(SizeVariant("l", url, 1024, 768),),
         **extra,  # type: ignore[arg-type]
     )
-
-
-@dataclass(frozen=True)
-class Image:
-    """What imaging reports about a written file (satisfies StoredImage)."""
-
-    width: int
-    height: int
-    sha256: str
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -91,7 +72,7 @@ def test_first_keyword_claims_and_every_keyword_is_recorded(db_path: Path) -> No
 
 
 def test_windows_round_trip_for_resume(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     with Store(db_path, clock=clock) as store:
         store.commit_window("paris", 100, 200, None, [photo(1)], None, False)
         store.commit_window("paris", 200, 260, 4, [photo(2), photo(1)], 5000, True)
@@ -106,10 +87,10 @@ def test_windows_round_trip_for_resume(db_path: Path) -> None:
 
 
 def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = Store(db_path, batch_size=1000, flush_interval_s=60, clock=clock)
     store.commit_window("paris", 0, 10, None, [photo(i) for i in range(1, 6)], 5, False)
-    store.mark_done("1", "paris/00001/1_abc.jpg", Image(1024, 768, "ab" * 32), "l")
+    store.mark_done("1", "paris/00001/1_abc.jpg", FakeStoredImage(1024, 768, "ab" * 32), "l")
     store.mark_skipped("2", "too small: 400x300")
     store.mark_failed("3", "download: HTTP 500")
     with Store.open(db_path, readonly=True) as other:  # nothing written yet: it is buffered
@@ -141,7 +122,7 @@ def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
 
 
 def test_flush_by_size_and_by_time(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     with Store(db_path, batch_size=3, flush_interval_s=1.0, clock=clock) as store:
         store.commit_window("k", 0, 1, None, [photo(i) for i in range(1, 10)], 9, False)
         with Store.open(db_path, readonly=True) as reader:
@@ -182,7 +163,7 @@ def test_summary_per_keyword(db_path: Path) -> None:
 
 
 def test_leases_keep_workers_apart_and_go_stale(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     a = Store(db_path, worker_id="a", clock=clock, lease_ttl_s=600)
     b = Store(db_path, worker_id="b", clock=clock, lease_ttl_s=600)
     try:
