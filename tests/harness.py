@@ -1,7 +1,10 @@
-"""Helpers shared by the tests: emulators, running `harvest`, reading its output, fakes.
+"""Helpers shared by the tests: recordings, emulators, running `harvest`, reading its output, fakes.
 
 Import them as `from tests.harness import …`; conftest.py holds only fixtures.
 
+- Recordings of real Flickr traffic live outside the repository: in `$HARVEST_FIXTURES/flickr/`
+  when that is set, else in `shared/fixtures/flickr/` beside the checkout. Tests that read them
+  are marked `@requires_recordings(...)` and skip, saying how to get them, where they are absent.
 - `harvest(...)` runs the CLI in-process, against a `threaded_emulator`.
 - `store_rows` reads a harvest's store, read-only; `FakeClock` and `FakeStoredImage` stand in for
   the clock/sleep and for what the image stage reports about a written file.
@@ -13,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -20,12 +24,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import pytest
+
 from harvester import cli
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 
 T = TypeVar("T")
 
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES_ENV = "HARVEST_FIXTURES"
 STORE = "harvest.sqlite"  # the store's file name in an output directory
+
+# --- recordings ----------------------------------------------------------------------------------
+
+
+def fixtures_dir() -> Path:
+    """The shared fixtures: $HARVEST_FIXTURES, else shared/fixtures beside the checkout."""
+    configured = os.environ.get(FIXTURES_ENV)
+    return Path(configured) if configured else REPO.parent / "shared" / "fixtures"
+
+
+def _missing_reason(names: list[str]) -> str:
+    where = fixtures_dir() / "flickr"
+    return (
+        f"needs the Flickr recordings {', '.join(names)} (not in {where}): set {FIXTURES_ENV}"
+        " to a fixtures directory holding flickr/, or place shared/fixtures beside the checkout"
+    )
+
+
+def recording(name: str) -> Path:
+    """The recorded Flickr response `name` (relative to fixtures/flickr/); FileNotFoundError
+    saying how to get the recordings if it is absent."""
+    path = fixtures_dir() / "flickr" / name
+    if not path.is_file():
+        raise FileNotFoundError(_missing_reason([name]))
+    return path
+
+
+def requires_recordings(*names: str) -> pytest.MarkDecorator:
+    """Skip a test (or, as `pytestmark`, a module) unless these recordings are present."""
+    missing = [name for name in names if not (fixtures_dir() / "flickr" / name).is_file()]
+    return pytest.mark.skipif(bool(missing), reason=_missing_reason(missing))
+
 
 # --- emulators -----------------------------------------------------------------------------------
 

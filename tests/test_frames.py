@@ -11,7 +11,14 @@ from harvester.images.frames import CropBox, coarse_borders, hays_borders, luma,
 from harvester.images.process import FrameMethod, ImagePolicy, ProcessedImage, process_image
 from harvester.images.provenance import Provenance
 from harvester.records import PhotoRecord
-from tests.imagesets import add_frame, base_photos, evaluate, labelled_set
+from tests.harness import requires_recordings
+from tests.imagesets import (
+    FLICKR_JPEG,
+    add_frame,
+    evaluate,
+    labelled_set,
+    photograph,
+)
 
 PROV = Provenance.from_record(
     PhotoRecord(id="1", owner="1@N01", secret="ab", server="1"),
@@ -39,6 +46,7 @@ def scores():  # type: ignore[no-untyped-def]
     return evaluate(_detector("harvest"), items), evaluate(_detector("hays"), items)
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_labelled_set_is_balanced_and_real() -> None:
     items = labelled_set()
     positives = [i for i in items if i.box is not None]
@@ -46,6 +54,7 @@ def test_labelled_set_is_balanced_and_real() -> None:
     assert len(items) - len(positives) >= 15
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_harvest_detector_reaches_target_f1_and_beats_hays(scores) -> None:  # type: ignore[no-untyped-def]
     ours, hays = scores
     assert ours.f1 >= 0.95, ours
@@ -53,6 +62,7 @@ def test_harvest_detector_reaches_target_f1_and_beats_hays(scores) -> None:  # t
     assert ours.precision >= hays.precision
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_harvest_crop_box_is_within_two_pixels(scores) -> None:  # type: ignore[no-untyped-def]
     ours, hays = scores
     assert ours.mae_px <= 1.0
@@ -60,8 +70,9 @@ def test_harvest_crop_box_is_within_two_pixels(scores) -> None:  # type: ignore[
     assert ours.mae_px < hays.mae_px
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_coarse_then_refine_finds_an_asymmetric_frame_exactly() -> None:
-    photo = base_photos()[0][1]
+    photo = photograph("flickr")
     framed, box = add_frame(photo, (21, 43, 9, 66), (250, 250, 250))
     gray = luma(framed)
     small = gray[4::8, 4::8]
@@ -73,13 +84,13 @@ def test_coarse_then_refine_finds_an_asymmetric_frame_exactly() -> None:
 
 @pytest.mark.parametrize("level", [0, 255])
 def test_a_single_uniform_side_is_not_a_frame(level: int) -> None:
-    photo = luma(base_photos()[1][1]).copy()
+    photo = luma(photograph("astronaut")).copy()
     photo[:120] = level  # sky (or a wall) along the top edge only
     assert coarse_borders(photo[4::8, 4::8]) is None
 
 
 def test_hays_baseline_crops_deepest_ring_plus_twelve_symmetrically() -> None:
-    photo = luma(base_photos()[2][1])
+    photo = luma(photograph("coffee"))
     framed, _ = add_frame(np.dstack([photo] * 3), (30, 30, 30, 30), (255, 255, 255))
     found = hays_borders(framed[:, :, 0])
     assert found is not None
@@ -87,4 +98,4 @@ def test_hays_baseline_crops_deepest_ring_plus_twelve_symmetrically() -> None:
 
 
 def test_hays_baseline_sees_nothing_on_a_plain_photo() -> None:
-    assert hays_borders(luma(base_photos()[2][1])) is None
+    assert hays_borders(luma(photograph("coffee"))) is None

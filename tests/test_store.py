@@ -196,12 +196,14 @@ def test_sqlite_errors_become_store_errors(db_path: Path) -> None:
 
 
 def test_runs_history(db_path: Path) -> None:
+    out_dir = db_path.parent / "out"
     with Store(db_path, worker_id="w") as store:
-        run = store.start_run({"out_dir": Path("/tmp/x"), "workers": 2})
+        run = store.start_run({"out_dir": out_dir, "workers": 2})
         store.finish_run(run, "ok", {"done": 5})
         [row] = store.runs()
     assert (row["worker"], row["outcome"]) == ("w", "ok")
     assert '"workers":2' in row["config"]
+    assert f'"out_dir":"{out_dir}"' in row["config"], "a path is recorded as its text"
 
 
 # --- several processes sharing one file ------------------------------------------------------
