@@ -5,7 +5,8 @@ Import them as `from tests.harness import …`; conftest.py holds only fixtures.
 - Recordings of real Flickr traffic live outside the repository: in `$HARVEST_FIXTURES/flickr/`
   when that is set, else in `shared/fixtures/flickr/` beside the checkout. Tests that read them
   are marked `@requires_recordings(...)` and skip, saying how to get them, where they are absent.
-- `harvest(...)` runs the CLI in-process, against a `threaded_emulator`.
+- `harvest(...)` runs the CLI in-process (against a `threaded_emulator`); `run_harvest(...)` runs
+  it in a child process and can signal it when the store shows an event (k photos stored).
 - `store_rows` reads a harvest's store, read-only; `FakeClock` and `FakeStoredImage` stand in for
   the clock/sleep and for what the image stage reports about a written file.
 """
@@ -17,8 +18,11 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
+import signal
 import sqlite3
+import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +197,62 @@ def harvest(*args: str | Path) -> int:
         return exc.code if isinstance(exc.code, int) else 1
 
 
+def harvest_args(emu: ServesFlickr, queries: Path, out: Path, *extra: str) -> list[str]:
+    """The command line of `harvest run` in a child process (see `run_harvest`)."""
+    return [sys.executable, "-m", "harvester.cli", *_run_flags(emu, queries, out), *extra]
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """How a child `harvest` ended: its exit code (negative: the signal that ended it), whether
+    we signalled it while it was still running, and how long it took to exit after that."""
+
+    code: int
+    signalled: bool
+    err: str
+    exit_after_signal_s: float | None = None
+
+
+async def run_harvest(
+    emu: ServesFlickr,
+    args: list[str],
+    *,
+    stop_when: Callable[[], bool] | None = None,
+    stop_with: signal.Signals = signal.SIGKILL,
+    timeout_s: float = 150.0,
+) -> Exited:
+    """Run `args` (from `harvest_args`) in a child process with the emulator's key.
+
+    With `stop_when`, poll it while the child runs and send `stop_with` the first time it holds;
+    a child that exits first is not signalled (the caller asserts it was).
+    """
+    env = {**os.environ, "FLICKR_API_KEY": emu.api_key}
+    proc = await asyncio.create_subprocess_exec(
+        *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    output = asyncio.ensure_future(proc.communicate())  # drains stderr while we poll
+    signalled_at: float | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            while stop_when is not None and not output.done():
+                if stop_when():
+                    proc.send_signal(stop_with)
+                    signalled_at = time.monotonic()
+                    break
+                await asyncio.sleep(0.05)
+            _, err = await output
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = err.decode(errors="replace")
+    code = int(proc.returncode or 0)
+    if code and signalled_at is None:
+        print(text[-3000:])  # shown by pytest when the test fails
+    took = None if signalled_at is None else time.monotonic() - signalled_at
+    return Exited(code, signalled_at is not None, text, took)
+
+
 # --- reading a harvest ---------------------------------------------------------------------------
 
 
@@ -203,6 +263,18 @@ def store_rows(out: Path, sql: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+def store_count(out: Path, sql: str) -> int:
+    """`SELECT COUNT(…)` over the store in `out`; 0 while the store or its schema does not exist."""
+    if not (out / STORE).is_file():
+        return 0
+    try:
+        return int(store_rows(out, sql)[0][0])
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # a run has created the file but not the schema yet
+            return 0
+        raise
 
 
 def image_files(out: Path) -> dict[str, str]:
