@@ -6,6 +6,7 @@ import asyncio
 import io
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -132,9 +133,10 @@ def choice(server: FaultServer, name: str) -> SizeChoice:
     return SizeChoice("123", "l", f"{server.base_url}/{name}", 0, 0)
 
 
-def fetcher(session: aiohttp.ClientSession, **overrides: object) -> Fetcher:
-    cfg = FetchPolicy(concurrency=4, rate_per_s=1000.0, retry=NO_WAIT, **overrides)  # type: ignore[arg-type]
-    return Fetcher(session, cfg)
+def fetcher(session: aiohttp.ClientSession, max_bytes: int | None = None) -> Fetcher:
+    """A fetcher that never waits between tries (with a body-size cap, if given)."""
+    cfg = FetchPolicy(concurrency=4, rate_per_s=1000.0, retry=NO_WAIT)
+    return Fetcher(session, cfg if max_bytes is None else replace(cfg, max_bytes=max_bytes))
 
 
 async def test_downloads_a_jpeg(fault_server: FaultServer, session: aiohttp.ClientSession) -> None:

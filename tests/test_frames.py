@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,6 +15,7 @@ from harvester.records import PhotoRecord
 from tests.harness import requires_recordings
 from tests.imagesets import (
     FLICKR_JPEG,
+    Scores,
     add_frame,
     evaluate,
     labelled_set,
@@ -29,7 +31,7 @@ PROV = Provenance.from_record(
 )
 
 
-def _detector(method: FrameMethod):  # type: ignore[no-untyped-def]
+def _detector(method: FrameMethod) -> Callable[[bytes], CropBox | None]:
     policy = ImagePolicy(min_side=1, frame_method=method)
 
     def predict(data: bytes) -> CropBox | None:
@@ -41,7 +43,8 @@ def _detector(method: FrameMethod):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def scores():  # type: ignore[no-untyped-def]
+def scores() -> tuple[Scores, Scores]:
+    """(harvest, hays) on the labelled set."""
     items = labelled_set()
     return evaluate(_detector("harvest"), items), evaluate(_detector("hays"), items)
 
@@ -55,7 +58,7 @@ def test_labelled_set_is_balanced_and_real() -> None:
 
 
 @requires_recordings(FLICKR_JPEG)
-def test_harvest_detector_reaches_target_f1_and_beats_hays(scores) -> None:  # type: ignore[no-untyped-def]
+def test_harvest_detector_reaches_target_f1_and_beats_hays(scores: tuple[Scores, Scores]) -> None:
     ours, hays = scores
     assert ours.f1 >= 0.95, ours
     assert ours.f1 > hays.f1, (ours, hays)
@@ -63,7 +66,7 @@ def test_harvest_detector_reaches_target_f1_and_beats_hays(scores) -> None:  # t
 
 
 @requires_recordings(FLICKR_JPEG)
-def test_harvest_crop_box_is_within_two_pixels(scores) -> None:  # type: ignore[no-untyped-def]
+def test_harvest_crop_box_is_within_two_pixels(scores: tuple[Scores, Scores]) -> None:
     ours, hays = scores
     assert ours.mae_px <= 1.0
     assert ours.max_err_px <= 2

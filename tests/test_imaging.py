@@ -6,11 +6,13 @@ import io
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from harvester.images import jpegmeta
 from harvester.images.decoding import fast_dct_scale
@@ -82,7 +84,7 @@ def test_record_round_trips_through_com_and_user_comment() -> None:
 @pytest.mark.skipif(
     shutil.which("exiftool") is None, reason="exiftool not installed (libimage-exiftool-perl)"
 )
-def test_exiftool_reads_every_tag(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_exiftool_reads_every_tag(tmp_path: Path) -> None:
     path = tmp_path / "a.jpg"
     path.write_bytes(_ok(flickr_jpeg()).to_bytes())
     tags = ["-Artist", "-Copyright", "-ImageDescription", "-DateTimeOriginal", "-UserComment"]
@@ -176,7 +178,9 @@ def test_image_too_small_after_frame_removal_is_skipped() -> None:
         ("truncated png", lambda d: _png()[:500]),
     ],
 )
-def test_bad_input_is_a_failure_not_an_exception(name: str, mangle) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_a_failure_not_an_exception(
+    name: str, mangle: Callable[[bytes], bytes]
+) -> None:
     result = process_image(mangle(flickr_jpeg()), PROV, POLICY)
     assert isinstance(result, Rejected), name
     assert result.status is PhotoStatus.FAILED
@@ -299,16 +303,22 @@ def test_downscale_is_close_to_a_float_lanczos_reference() -> None:
     assert ours > _psnr_of(data, reference, ImagePolicy(keep_chroma=False)) + 1.0
 
 
+def _components(data: bytes) -> list[tuple[int, int, int, int]]:
+    """A JPEG's components as Pillow reads them: (id, h, v, quantisation table)."""
+    image = Image.open(io.BytesIO(data))
+    assert isinstance(image, JpegImagePlugin.JpegImageFile)
+    return image.layer
+
+
 @requires_recordings(FLICKR_JPEG)
 def test_chroma_is_kept_only_when_the_source_has_it_at_the_output_size() -> None:
     data, _ = _big_noisy_original()
     shrunk = _ok(data)  # 4:2:0 source shrunk 2.3x: its chroma is sharper than the output
-    assert Image.open(io.BytesIO(shrunk.to_bytes())).layer[1][1:3] == (1, 1)  # type: ignore[attr-defined]
+    assert _components(shrunk.to_bytes())[1][1:3] == (1, 1)
     framed, _ = add_frame(photograph("flickr"), (37, 51, 23, 64), (255, 255, 255))
     cropped = _ok(jpeg(framed, 90))  # cropped only: 4:2:0 in, 4:2:0 out
     assert cropped.reencoded
-    layers = Image.open(io.BytesIO(cropped.to_bytes())).layer  # type: ignore[attr-defined]
-    assert layers[0][1:3] == (2, 2)
+    assert _components(cropped.to_bytes())[0][1:3] == (2, 2)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import piexif
@@ -79,7 +80,7 @@ def test_piexif_reads_what_we_wrote() -> None:
 @pytest.mark.skipif(
     shutil.which("exiftool") is None, reason="exiftool not installed (libimage-exiftool-perl)"
 )
-def test_exiftool_reads_gps_as_degrees(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_exiftool_reads_gps_as_degrees(tmp_path: Path) -> None:
     path = tmp_path / "a.jpg"
     path.write_bytes(_spliced(flickr_jpeg()))
     out = subprocess.run(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeAlias
 
@@ -15,7 +17,7 @@ from harvester.store.sqlite import DoneWindow, Store
 from tests.harness import FakeClock, FakeStoredImage
 
 
-def photo(i: int, **extra: object) -> PhotoRecord:
+def photo(i: int) -> PhotoRecord:
     """A small valid record with id `i`."""
     url = f"https://live.staticflickr.com/65535/{i}_abcdef0123_b.jpg"
     return PhotoRecord(
@@ -30,7 +32,6 @@ def photo(i: int, **extra: object) -> PhotoRecord:
         latitude=48.85,
         longitude=2.35,
         sizes=(SizeVariant("l", url, 1024, 768),),
-        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -40,7 +41,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 def test_wal_mode_and_records_round_trip(db_path: Path) -> None:
-    original = photo(7, description="<b>hi</b>", views=3, o_width=4000, o_height=3000)
+    original = replace(photo(7), description="<b>hi</b>", views=3, o_width=4000, o_height=3000)
     with Store(db_path) as store:
         assert store.journal_mode() == "wal"
         store.commit_window("paris", 0, 10, None, [original], 1, False)
@@ -232,11 +233,11 @@ def _lease_worker(path: str, name: str, out: Results) -> None:
 
 
 def _run_two(
-    target: object, args_a: tuple[object, ...], args_b: tuple[object, ...]
+    target: Callable[..., None], args_a: tuple[object, ...], args_b: tuple[object, ...]
 ) -> list[set[str]]:
     ctx = mp.get_context("fork")
     out: Results = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, out)) for args in (args_a, args_b)]  # type: ignore[arg-type]
+    procs = [ctx.Process(target=target, args=(*args, out)) for args in (args_a, args_b)]
     for proc in procs:
         proc.start()
     results = dict(out.get(timeout=60) for _ in procs)
