@@ -1,16 +1,18 @@
-"""Shared fixtures: in-process Flickr emulators on free loopback ports (corpora cached per seed)."""
+"""Fixtures: in-process Flickr emulators on free loopback ports (corpora cached per seed).
+
+Helpers live in tests/harness.py; this file holds only fixtures.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
-
-EmulatorFactory = Callable[..., Awaitable[RunningEmulator]]
+from tests.harness import EmulatorFactory
 
 
 @pytest.fixture

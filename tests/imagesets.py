@@ -1,7 +1,9 @@
 """Labelled frame-detection set built from real photographs, and its scoring.
 
-Sources: the real Flickr JPEG recorded in fixtures/flickr/cassettes/test_download_photo.yml and
-scikit-image's natural colour photos (astronaut, coffee, chelsea, rocket, hubble_deep_field).
+Sources: the real Flickr JPEG recorded in fixtures/flickr/cassettes/test_download_photo.yml
+(`FLICKR_JPEG`, found by `tests.harness.recording`; tests that use it are marked
+`@requires_recordings(FLICKR_JPEG)`) and scikit-image's natural colour photos (astronaut, coffee,
+chelsea, rocket, hubble_deep_field), which are always there.
 Positives: frames of many colours, widths (asymmetric and two-sided too), noise levels and JPEG
 qualities. Negatives: the plain photos plus hard cases: night scenes (near-black, noisy top and
 bottom with a ragged skyline), a studio-style object on pure white, a deep-space photo.
@@ -13,7 +15,6 @@ import functools
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -22,8 +23,9 @@ from PIL import Image
 from skimage import data as skdata
 
 from harvester.images.frames import CropBox
+from tests.harness import recording
 
-CASSETTE = Path("/work/shared/fixtures/flickr/cassettes/test_download_photo.yml")
+FLICKR_JPEG = "cassettes/test_download_photo.yml"
 Pixels = npt.NDArray[np.uint8]
 
 # (top, bottom, left, right) widths in pixels
@@ -92,7 +94,7 @@ class Scores:
 
 def flickr_jpeg() -> bytes:
     """The real 799x533 Flickr JPEG from the recorded download."""
-    cassette = yaml.safe_load(CASSETTE.read_text())
+    cassette = yaml.safe_load(recording(FLICKR_JPEG).read_text())
     body: bytes = cassette["interactions"][0]["response"]["body"]["string"]
     return body
 
@@ -104,15 +106,27 @@ def _upscale(pixels: Pixels, factor: float) -> Pixels:
 
 
 @functools.cache
+def photograph(name: str) -> Pixels:
+    """One real photograph at a Large-like size: "flickr" (the recording, 799x533) or one of the
+    scikit-image ones, upscaled: "astronaut" (768x768), "coffee" (900x600), "chelsea", "rocket"."""
+    match name:
+        case "flickr":
+            return np.asarray(Image.open(io.BytesIO(flickr_jpeg())).convert("RGB"))
+        case "astronaut":
+            return _upscale(skdata.astronaut(), 1.5)
+        case "coffee":
+            return _upscale(skdata.coffee(), 1.5)
+        case "chelsea":
+            return _upscale(skdata.chelsea(), 2.0)
+        case "rocket":
+            return _upscale(skdata.rocket(), 1.5)
+    raise KeyError(name)
+
+
 def base_photos() -> tuple[tuple[str, Pixels], ...]:
-    """Real photographs at Large-like sizes (the small scikit-image ones upscaled)."""
-    flickr = np.asarray(Image.open(io.BytesIO(flickr_jpeg())).convert("RGB"))
-    return (
-        ("flickr", flickr),
-        ("astronaut", _upscale(skdata.astronaut(), 1.5)),
-        ("coffee", _upscale(skdata.coffee(), 1.5)),
-        ("chelsea", _upscale(skdata.chelsea(), 2.0)),
-        ("rocket", _upscale(skdata.rocket(), 1.5)),
+    """Every photograph of the labelled set, by name (the recorded Flickr one first)."""
+    return tuple(
+        (name, photograph(name)) for name in ("flickr", "astronaut", "coffee", "chelsea", "rocket")
     )
 
 

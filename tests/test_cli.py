@@ -6,208 +6,48 @@ exit, and nothing already harvested is lost. The key never shows in output, logs
 `status` and `export` read a harvest.
 
 `harvester.cli.main` runs its own event loop, so these are plain tests and the emulator runs on
-an event loop of its own in a background thread (`threaded_emulator`, also used by
-tests/test_merge.py).
+an event loop of its own in a background thread (`tests.harness.threaded_emulator`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
 import csv
 import errno
-import hashlib
 import io
 import logging
 import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
 from PIL import Image
 
-from harvester import cli
-from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from harvester.exit_codes import EXIT_BAD_KEY, EXIT_DISK_FULL, EXIT_OK, EXIT_USAGE
 from harvester.images import writer
 from harvester.store import schema as store_schema
 from harvester.store import sqlite as store_module
-
-T = TypeVar("T")
+from tests.harness import (
+    STORE,
+    Snapshot,
+    ThreadedEmulator,
+    assert_consistent,
+    error_line,
+    harvest,
+    only_line,
+    run_args,
+    store_rows,
+    threaded_emulator,
+    write_queries,
+)
 
 #: 31 and 3 matches in the 3,000-photo corpus (seed 0); one photo matches both, one is skipped.
 KEYWORDS = ("sunset", "tokyo")
 REVOKED_KEY = "deadbeef" * 4  # well-formed, but the emulator is told to reject it
-STORE = "harvest.sqlite"
-
-
-# --- an emulator on its own loop, in a thread ------------------------------------------------
-
-
-@dataclass
-class ThreadedEmulator:
-    """A running emulator whose event loop lives in a background thread."""
-
-    running: RunningEmulator
-    loop: asyncio.AbstractEventLoop
-
-    @property
-    def rest_url(self) -> str:
-        return self.running.rest_url
-
-    @property
-    def api_key(self) -> str:
-        return self.running.api_key
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def stats(self) -> dict[str, Any]:
-        """/_emulator/stats: calls by method and key, images served."""
-        return self._call(self.running.stats())
-
-    def searches(self) -> int:
-        return int(self.stats()["by_method"].get("flickr.photos.search", 0))
-
-    def images(self) -> int:
-        return int(self.stats()["images"])
-
-    def calls(self) -> int:
-        return int(self.stats()["calls"])
-
-    def truth(self, keyword: str) -> set[str]:
-        """Ids of the photos a free-text search for `keyword` matches exactly."""
-        return set(self._call(self.running.truth(text=keyword)))
-
-
-@contextlib.contextmanager
-def threaded_emulator(**config: Any) -> Iterator[ThreadedEmulator]:
-    """Serve an in-process emulator (EmulatorConfig(**config)) from a thread with its own loop."""
-    started: concurrent.futures.Future[
-        tuple[RunningEmulator, asyncio.AbstractEventLoop, asyncio.Event]
-    ] = concurrent.futures.Future()
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        try:
-            async with run_emulator(EmulatorConfig(**config)) as running:
-                started.set_result((running, asyncio.get_running_loop(), stop))
-                await stop.wait()
-        except BaseException as exc:
-            if not started.done():
-                started.set_exception(exc)
-            raise
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="emulator", daemon=True)
-    thread.start()
-    running, loop, stop = started.result(timeout=60)
-    try:
-        yield ThreadedEmulator(running, loop)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=30)
-
-
-# --- running the CLI ---------------------------------------------------------------------------
-
-
-def harvest(*args: str | Path) -> int:
-    """`harvest ARGS` in-process; the exit code, whether returned or raised (argparse)."""
-    try:
-        return cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-
-
-def run_args(emu: ThreadedEmulator, queries: Path, out: Path, *extra: str) -> list[str | Path]:
-    """`run` against the emulator: no budget to speak of, no fsync, few downloads at once."""
-    return [
-        "run",
-        queries,
-        "--out",
-        out,
-        "--flickr-url",
-        emu.rest_url,
-        "--calls-per-hour",
-        "1000000",
-        "--no-fsync",
-        "--plain",
-        "--concurrency",
-        "8",
-        "--threads",
-        "2",
-        *extra,
-    ]
-
-
-def write_queries(path: Path, keywords: tuple[str, ...] = KEYWORDS) -> Path:
-    path.write_text("# test queries\n" + "\n".join(keywords) + "\n", encoding="utf-8")
-    return path
-
-
-def error_line(err: str) -> str:
-    """The one `harvest…:` line of stderr (the end-of-run table may be there too)."""
-    lines = [line for line in err.splitlines() if line.startswith("harvest")]
-    assert len(lines) == 1, f"expected one error line, got {lines!r} in {err!r}"
-    return lines[0]
-
-
-def only_line(err: str) -> str:
-    """stderr is exactly one line, and it is the error."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected exactly one line, got {lines!r}"
-    assert lines[0].startswith("harvest"), lines
-    return lines[0]
-
-
-def store_rows(out: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(f"{(out / STORE).as_uri()}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
-def image_files(out: Path) -> dict[str, str]:
-    """Relative path → sha256 of every image under `out` (temporary files included)."""
-    return {
-        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and (p.suffix == ".jpg" or ".tmp-" in p.name)
-    }
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a harvest holds: its files and its photo rows."""
-
-    files: dict[str, str]
-    photos: list[tuple[Any, ...]]
-
-    @classmethod
-    def of(cls, out: Path) -> Snapshot:
-        rows = store_rows(out, "SELECT id, keyword, status, path, sha256 FROM photos ORDER BY id")
-        return cls(image_files(out), rows)
-
-
-def assert_consistent(out: Path) -> dict[str, str]:
-    """Files and store agree: every done photo has its file and every file is a done photo,
-    each photo at most once, no temporary file; returns {id: status}."""
-    rows = store_rows(out, "SELECT id, status, path, sha256 FROM photos")
-    done = {path: sha for _id, status, path, sha in rows if status == "done"}
-    files = image_files(out)
-    assert not [f for f in files if ".tmp-" in f], "no temporary file remains"
-    assert files == done, "every file is a done photo (same bytes) and every done photo a file"
-    ids = [Path(f).name.split("_", 1)[0] for f in files]
-    assert len(ids) == len(set(ids)), "each photo is stored once"
-    return {str(pid): status for pid, status, _path, _sha in rows}
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -226,7 +66,7 @@ def emu() -> Iterator[ThreadedEmulator]:
 def harvested(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished harvest of KEYWORDS (made once per module; copy it before changing it)."""
     base = tmp_path_factory.mktemp("harvested")
-    queries = write_queries(base / "queries.txt")
+    queries = write_queries(base / "queries.txt", KEYWORDS)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLICKR_API_KEY", emu.api_key)
         assert harvest(*run_args(emu, queries, base / "out")) == EXIT_OK
@@ -315,7 +155,7 @@ def test_bad_command_line_one_line_exit_2(
     case: str, keyed: ThreadedEmulator, prior: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     template, words = BAD_COMMAND_LINES[case]
-    queries = write_queries(prior.parent / "q.txt")
+    queries = write_queries(prior.parent / "q.txt", KEYWORDS)
     args = [a.format(q=queries, out=prior) for a in template]
     before, calls = Snapshot.of(prior), keyed.calls()
 
@@ -339,7 +179,7 @@ def test_output_directory_not_writable(
     out = blocker if where == "out is a file" else blocker / "out"
     calls = keyed.calls()
 
-    code = harvest(*run_args(keyed, write_queries(tmp_path / "q.txt"), out))
+    code = harvest(*run_args(keyed, write_queries(tmp_path / "q.txt", KEYWORDS), out))
     captured = capsys.readouterr()
     assert code == EXIT_USAGE
     message = only_line(captured.err)
@@ -356,7 +196,7 @@ def test_output_directory_read_only(
     before = Snapshot.of(prior)
     prior.chmod(0o555)
     try:
-        code = harvest(*run_args(keyed, write_queries(prior.parent / "q.txt"), prior))
+        code = harvest(*run_args(keyed, write_queries(prior.parent / "q.txt", KEYWORDS), prior))
     finally:
         prior.chmod(0o755)
     assert code == EXIT_USAGE
@@ -373,7 +213,9 @@ def test_missing_api_key(
     monkeypatch.delenv("FLICKR_API_KEY", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no config file there
     calls = emu.calls()
-    assert harvest(*run_args(emu, write_queries(tmp_path / "q.txt"), tmp_path / "out")) == 2
+    assert (
+        harvest(*run_args(emu, write_queries(tmp_path / "q.txt", KEYWORDS), tmp_path / "out")) == 2
+    )
     message = only_line(capsys.readouterr().err)
     assert "FLICKR_API_KEY" in message
     assert emu.calls() == calls
@@ -407,7 +249,7 @@ def test_rejected_key_exit_3_nothing_lost_key_not_shown(
     before = Snapshot.of(prior)
     searches, images = emu.searches(), emu.images()
 
-    code = harvest("-vv", *run_args(emu, write_queries(prior.parent / "q.txt"), prior))
+    code = harvest("-vv", *run_args(emu, write_queries(prior.parent / "q.txt", KEYWORDS), prior))
     captured = capsys.readouterr()
     assert code == EXIT_BAD_KEY
     message = error_line(captured.err)

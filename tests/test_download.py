@@ -6,6 +6,7 @@ import asyncio
 import io
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from harvester.exceptions import DownloadError
 from harvester.images.download import Fetcher, sniff_image_type
 from harvester.images.sizes import SizeChoice
 from harvester.retry import RetryPolicy
+from tests.harness import FakeClock
 
 NO_WAIT = RetryPolicy(attempts=4, base_s=0.0, jitter=False)
 
@@ -127,29 +129,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-class FakeTime:
-    """A clock that only moves when something sleeps: waits are recorded, never taken."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
 def choice(server: FaultServer, name: str) -> SizeChoice:
     return SizeChoice(photo_id="123", label="l", url=f"{server.base_url}/{name}", width=0, height=0)
 
 
-def fetcher(session: aiohttp.ClientSession, **overrides: object) -> Fetcher:
-    cfg = FetchPolicy(concurrency=4, rate_per_s=1000.0, retry=NO_WAIT, **overrides)  # type: ignore[arg-type]
-    return Fetcher(session, cfg)
+def fetcher(session: aiohttp.ClientSession, max_bytes: int | None = None) -> Fetcher:
+    """A fetcher that never waits between tries (with a body-size cap, if given)."""
+    cfg = FetchPolicy(concurrency=4, rate_per_s=1000.0, retry=NO_WAIT)
+    return Fetcher(session, cfg if max_bytes is None else replace(cfg, max_bytes=max_bytes))
 
 
 async def test_downloads_a_jpeg(fault_server: FaultServer, session: aiohttp.ClientSession) -> None:
@@ -200,13 +187,13 @@ async def test_429_retried_to_success(
 async def test_retry_after_pauses_the_host(
     fault_server: FaultServer, session: aiohttp.ClientSession
 ) -> None:
-    t = FakeTime()
+    t = FakeClock()
     cfg = FetchPolicy(concurrency=2, rate_per_s=1000.0, retry=NO_WAIT)
-    f = Fetcher(session, cfg, sleep=t.sleep, clock=t.clock)
+    f = Fetcher(session, cfg, sleep=t.sleep, clock=t)
     assert (await f.fetch(choice(fault_server, "retry-after.jpg"))).data == JPEG
     assert "paused=7.0s" not in repr(f)
     # The next request to the host waits out the 7 s the server asked for.
-    assert t.slept.count(7.0) == 1
+    assert t.sleeps.count(7.0) == 1
 
 
 async def test_5xx_retried(fault_server: FaultServer, session: aiohttp.ClientSession) -> None:

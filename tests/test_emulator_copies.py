@@ -26,7 +26,7 @@ from harvester.emulator.images import produce
 from harvester.emulator.photojson import geom, image_url
 from harvester.emulator.sizes import BY_EXTRA, available
 from harvester.emulator.static import job_for
-from tests.conftest import EmulatorFactory
+from tests.harness import EmulatorFactory
 
 F64 = npt.NDArray[np.float64]
 PHOTOS = 10_000

@@ -9,7 +9,7 @@ import pytest
 from flickrapi.exceptions import FlickrError
 
 from harvester.emulator import RunningEmulator
-from tests.conftest import EmulatorFactory
+from tests.harness import EmulatorFactory
 
 
 def _client(em: RunningEmulator, key: str) -> flickrapi.FlickrAPI:

@@ -9,17 +9,27 @@ import aiohttp
 import pytest
 
 from harvester.emulator import RunningEmulator
-from tests.conftest import EmulatorFactory
+from tests.harness import EmulatorFactory
 
 QUIET = {"rate_api_error": 0.0, "rate_5xx": 0.0, "rate_slow": 0.0, "short_page_rate": 0.0}
 
 
-async def _call(em: RunningEmulator, post: bool = False, **params: str) -> tuple[int, bytes]:
+async def _request(em: RunningEmulator, params: dict[str, str], *, post: bool) -> tuple[int, bytes]:
     params.setdefault("api_key", em.api_key)
     async with aiohttp.ClientSession() as s:
         req = s.post(em.rest_url, data=params) if post else s.get(em.rest_url, params=params)
         async with req as r:
             return r.status, await r.read()
+
+
+async def _call(em: RunningEmulator, **params: str) -> tuple[int, bytes]:
+    """GET the REST endpoint: (status, body)."""
+    return await _request(em, params, post=False)
+
+
+async def _post(em: RunningEmulator, **params: str) -> tuple[int, bytes]:
+    """POST a form to the REST endpoint: (status, body)."""
+    return await _request(em, params, post=True)
 
 
 async def _json(em: RunningEmulator, **params: str) -> dict[str, Any]:
@@ -33,7 +43,7 @@ async def test_formats_json_jsonp_xml(emulator: RunningEmulator) -> None:
     _, plain = await _call(emulator, format="json", nojsoncallback="1", **q)
     _, jsonp = await _call(emulator, format="json", **q)
     _, named = await _call(emulator, format="json", jsoncallback="cb", **q)
-    _, xml = await _call(emulator, post=True, **q)
+    _, xml = await _post(emulator, **q)
     assert json.loads(plain)["foo"] == {"_content": "bar"}
     assert jsonp.startswith(b"jsonFlickrApi({")
     assert jsonp.endswith(b"})")

@@ -15,7 +15,7 @@ from harvester.emulator.corpus import cached_corpus
 from harvester.emulator.photojson import image_url
 from harvester.emulator.sizes import BY_EXTRA
 from harvester.emulator.static import ImageStore
-from tests.conftest import EmulatorFactory
+from tests.harness import EmulatorFactory
 
 
 async def _fetch(url: str) -> tuple[int, dict[str, str], bytes]:

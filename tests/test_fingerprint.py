@@ -275,7 +275,7 @@ def test_tiles_of_one_photo_are_far_apart() -> None:
 
 def test_two_views_of_one_scene_are_apart() -> None:
     """The stereo pair (a shifted viewpoint, like a burst): 80/256, the closest unrelated pair."""
-    left, right, _ = skdata.stereo_motorcycle()  # type: ignore[no-untyped-call]
+    left, right, _ = skdata.stereo_motorcycle()
     a, b = (thumb(Image.fromarray(x)) for x in (left, right))
     assert fp.hamming(fp.ph256(a), fp.ph256(b)) >= 64
 

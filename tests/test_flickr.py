@@ -21,7 +21,7 @@ from harvester.flickr.keys import load_api_key
 from harvester.licenses import LICENSES
 from harvester.records import PhotoRecord, SearchPage, SearchQuery
 from harvester.retry import RetryPolicy, no_sleep
-from tests.conftest import EmulatorFactory
+from tests.harness import EmulatorFactory, FakeClock
 
 FAST = RetryPolicy(attempts=10, base_s=0.0, jitter=False)
 FAULTS_OFF = {"rate_429": 0.0, "rate_api_error": 0.0, "rate_5xx": 0.0, "rate_truncate": 0.0}
@@ -47,12 +47,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def client_for(
-    session: aiohttp.ClientSession, emu: RunningEmulator, key: str | None = None
+    session: aiohttp.ClientSession,
+    emu: RunningEmulator,
+    key: str | None = None,
+    budget: CountingBudget | None = None,
 ) -> FlickrClient:
     return FlickrClient(
         session,
         key or emu.api_key,
-        CountingBudget(),
+        budget or CountingBudget(),
         rest_url=emu.rest_url,
         policy=FAST,
         sleep=no_sleep,
@@ -114,7 +117,8 @@ async def test_hostile_sequence_gives_the_same_pages_with_retries_counted(
         SearchQuery(min_date=lo, max_date=lo + 3 * 365 * 86400, text=word, per_page=20)
         for lo in range(CORPUS_START, CORPUS_END, 3 * 365 * 86400)
     ]
-    rough, smooth = client_for(session, hostile), client_for(session, calm)
+    budget = CountingBudget()
+    rough, smooth = client_for(session, hostile, budget=budget), client_for(session, calm)
     for query in queries:
         got, want = await all_pages(rough, query), await all_pages(smooth, query)
         assert [[portable(p, hostile.base_url) for p in page.photos] for page in got] == [
@@ -126,7 +130,7 @@ async def test_hostile_sequence_gives_the_same_pages_with_retries_counted(
     assert rough.stats.retries["truncated"] == faults["truncate"]
     assert rough.stats.retries_total == sum(faults.values())
     assert rough.stats.calls == stats["calls"]
-    assert rough._budget.taken == rough.stats.calls  # type: ignore[attr-defined]
+    assert budget.taken == rough.stats.calls
     assert rough.stats.gave_up == 0
     assert "retries=" in repr(rough)
     assert smooth.stats.retries_total == 0
@@ -236,21 +240,6 @@ def test_broken_config_file_does_not_echo_its_contents(tmp_path: Path) -> None:
 # --- the call budget --------------------------------------------------------------------------
 
 
-class FakeTime:
-    """A clock and a sleep that advances it, shared by several budgets."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self.slept = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.slept += seconds
-
-
 @pytest.mark.parametrize(
     ("tokens", "elapsed", "expected_tokens", "expected_wait"),
     [
@@ -274,18 +263,18 @@ def test_take_token_table(
 
 
 async def test_shared_budget_is_one_bucket_for_every_holder(tmp_path: Path) -> None:
-    fake = FakeTime()
+    fake = FakeClock()
     path = tmp_path / "budget.sqlite"
-    common: dict[str, Any] = {"burst": 2, "clock": fake.clock, "sleep": fake.sleep}
+    common: dict[str, Any] = {"burst": 2, "clock": fake, "sleep": fake.sleep}
     a = SharedBudget(path, budget_name("key"), 3600, **common)
     b = SharedBudget(path, budget_name("key"), 3600, **common)
     other = SharedBudget(path, budget_name("another key"), 3600, **common)
     try:
         for budget in (a, b, a, b, a, b):  # 6 calls at 1/s with 2 in the bucket: 4 s of waiting
             await budget.acquire()
-        assert fake.slept == pytest.approx(4.0)
+        assert fake.slept_s == pytest.approx(4.0)
         await other.acquire()  # a different key has its own bucket
-        assert fake.slept == pytest.approx(4.0)
+        assert fake.slept_s == pytest.approx(4.0)
         assert (a.used_last_hour(), b.used_last_hour(), other.used_last_hour()) == (6, 6, 1)
         fake.now += 3700
         assert a.used_last_hour() == 0
@@ -302,8 +291,8 @@ def test_budget_name_hides_the_key() -> None:
 
 
 async def test_local_budget_counts_the_trailing_hour() -> None:
-    fake = FakeTime()
-    budget = LocalBudget(3_600_000, clock=fake.clock)
+    fake = FakeClock()
+    budget = LocalBudget(3_600_000, clock=fake)
     for _ in range(3):
         await budget.acquire()
     assert budget.used_last_hour() == 3

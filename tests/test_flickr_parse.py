@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,8 +19,9 @@ from harvester.flickr.parse import (
     search_params,
 )
 from harvester.records import DateField, SearchQuery
+from tests.harness import recording, requires_recordings
 
-FIXTURE = Path("/work/shared/fixtures/flickr/search_page_2020.json")
+SEARCH_PAGE = "search_page_2020.json"  # a recording: fixtures/flickr/README.md
 _BASE = {"id": "49514337848", "owner": "7478087@N06", "secret": "bbdbb5f761", "server": "65535"}
 
 
@@ -152,8 +152,9 @@ def test_missing_photos_object_is_transient() -> None:
         parse_search_page({"stat": "ok"})
 
 
+@requires_recordings(SEARCH_PAGE)
 def test_real_2020_fixture_page() -> None:
-    body = decode_response(200, FIXTURE.read_bytes())
+    body = decode_response(200, recording(SEARCH_PAGE).read_bytes())
     parsed = parse_search_page(body)
     page = parsed.page
     assert (page.page, page.pages, page.per_page, page.total) == (1, 1, 500, 30)
@@ -173,8 +174,9 @@ def test_real_2020_fixture_page() -> None:
     assert {p.id for p in page.photos if p.o_width is None} == {"49514301123"}
 
 
+@requires_recordings(SEARCH_PAGE)
 def test_fixture_granularity_mixed_int_and_string() -> None:
-    raw = orjson.loads(FIXTURE.read_bytes())["photos"]["photo"]
+    raw = orjson.loads(recording(SEARCH_PAGE).read_bytes())["photos"]["photo"]
     kinds = {type(p["datetakengranularity"]) for p in raw}
     assert kinds == {int, str}  # the fixture really mixes them...
     records = parse_search_page({"photos": {"photo": raw}}).page.photos

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from imagesets import add_frame, base_photos, evaluate, labelled_set
 
 from harvester.config import FrameMethod, ImagePolicy
 from harvester.images.frames import CropBox, coarse_borders, hays_borders, luma, refine_borders
 from harvester.images.process import ProcessedImage, process_image
 from harvester.images.provenance import Provenance
 from harvester.records import PhotoRecord
+from tests.harness import requires_recordings
+from tests.imagesets import (
+    FLICKR_JPEG,
+    Scores,
+    add_frame,
+    evaluate,
+    labelled_set,
+    photograph,
+)
 
 PROV = Provenance.from_record(
     PhotoRecord(id="1", owner="1@N01", secret="ab", server="1"),
@@ -23,7 +32,7 @@ PROV = Provenance.from_record(
 )
 
 
-def _detector(method: FrameMethod):  # type: ignore[no-untyped-def]
+def _detector(method: FrameMethod) -> Callable[[bytes], CropBox | None]:
     policy = ImagePolicy(min_side=1, frame_method=method)
 
     def predict(data: bytes) -> CropBox | None:
@@ -35,11 +44,13 @@ def _detector(method: FrameMethod):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def scores():  # type: ignore[no-untyped-def]
+def scores() -> tuple[Scores, Scores]:
+    """(harvest, hays) on the labelled set."""
     items = labelled_set()
     return evaluate(_detector("harvest"), items), evaluate(_detector("hays"), items)
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_labelled_set_is_balanced_and_real() -> None:
     items = labelled_set()
     positives = [i for i in items if i.box is not None]
@@ -47,22 +58,25 @@ def test_labelled_set_is_balanced_and_real() -> None:
     assert len(items) - len(positives) >= 15
 
 
-def test_harvest_detector_reaches_target_f1_and_beats_hays(scores) -> None:  # type: ignore[no-untyped-def]
+@requires_recordings(FLICKR_JPEG)
+def test_harvest_detector_reaches_target_f1_and_beats_hays(scores: tuple[Scores, Scores]) -> None:
     ours, hays = scores
     assert ours.f1 >= 0.95, ours
     assert ours.f1 > hays.f1, (ours, hays)
     assert ours.precision >= hays.precision
 
 
-def test_harvest_crop_box_is_within_two_pixels(scores) -> None:  # type: ignore[no-untyped-def]
+@requires_recordings(FLICKR_JPEG)
+def test_harvest_crop_box_is_within_two_pixels(scores: tuple[Scores, Scores]) -> None:
     ours, hays = scores
     assert ours.mae_px <= 1.0
     assert ours.max_err_px <= 2
     assert ours.mae_px < hays.mae_px
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_coarse_then_refine_finds_an_asymmetric_frame_exactly() -> None:
-    photo = base_photos()[0][1]
+    photo = photograph("flickr")
     framed, box = add_frame(photo, (21, 43, 9, 66), (250, 250, 250))
     gray = luma(framed)
     small = gray[4::8, 4::8]
@@ -74,13 +88,13 @@ def test_coarse_then_refine_finds_an_asymmetric_frame_exactly() -> None:
 
 @pytest.mark.parametrize("level", [0, 255])
 def test_a_single_uniform_side_is_not_a_frame(level: int) -> None:
-    photo = luma(base_photos()[1][1]).copy()
+    photo = luma(photograph("astronaut")).copy()
     photo[:120] = level  # sky (or a wall) along the top edge only
     assert coarse_borders(photo[4::8, 4::8]) is None
 
 
 def test_hays_baseline_crops_deepest_ring_plus_twelve_symmetrically() -> None:
-    photo = luma(base_photos()[2][1])
+    photo = luma(photograph("coffee"))
     framed, _ = add_frame(np.dstack([photo] * 3), (30, 30, 30, 30), (255, 255, 255))
     found = hays_borders(framed[:, :, 0])
     assert found is not None
@@ -88,4 +102,4 @@ def test_hays_baseline_crops_deepest_ring_plus_twelve_symmetrically() -> None:
 
 
 def test_hays_baseline_sees_nothing_on_a_plain_photo() -> None:
-    assert hays_borders(luma(base_photos()[2][1])) is None
+    assert hays_borders(luma(photograph("coffee"))) is None

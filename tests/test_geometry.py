@@ -51,7 +51,7 @@ _LOADERS: dict[str, Callable[[], Pixels]] = {
     "chelsea": skdata.chelsea,
     "coffee": skdata.coffee,
     "rocket": skdata.rocket,
-    "motorcycle": lambda: skdata.stereo_motorcycle()[0],  # type: ignore[no-untyped-call]
+    "motorcycle": lambda: skdata.stereo_motorcycle()[0],
     "hubble": skdata.hubble_deep_field,
     "coins": skdata.coins,
     "clock": skdata.clock,  # soft and low-contrast: OpenCV's default FAST threshold finds 10

@@ -6,12 +6,13 @@ import io
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
-from imagesets import Pixels, add_frame, base_photos, flickr_jpeg, jpeg
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from harvester.config import ImagePolicy
 from harvester.images import jpegmeta
@@ -20,6 +21,8 @@ from harvester.images.frames import CropBox
 from harvester.images.process import ProcessedImage, Rejected, process_image
 from harvester.images.provenance import Provenance, strip_query
 from harvester.records import PhotoRecord, PhotoStatus
+from tests.harness import requires_recordings
+from tests.imagesets import FLICKR_JPEG, Pixels, add_frame, flickr_jpeg, jpeg, photograph
 
 RECORD = PhotoRecord(
     id="53574198477",
@@ -53,6 +56,7 @@ def _ok(data: bytes, policy: ImagePolicy = POLICY) -> ProcessedImage:
     return result
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_large_without_frame_is_spliced_not_reencoded() -> None:
     data = flickr_jpeg()
     result = _ok(data)
@@ -63,6 +67,7 @@ def test_large_without_frame_is_spliced_not_reencoded() -> None:
     assert (result.width, result.height) == (799, 533)
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_record_round_trips_through_com_and_user_comment() -> None:
     result = _ok(flickr_jpeg())
     image = Image.open(io.BytesIO(result.to_bytes()))
@@ -76,10 +81,11 @@ def test_record_round_trips_through_com_and_user_comment() -> None:
     assert record["source_url"] == strip_query(PROV.source_url)
 
 
+@requires_recordings(FLICKR_JPEG)
 @pytest.mark.skipif(
     shutil.which("exiftool") is None, reason="exiftool not installed (libimage-exiftool-perl)"
 )
-def test_exiftool_reads_every_tag(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_exiftool_reads_every_tag(tmp_path: Path) -> None:
     path = tmp_path / "a.jpg"
     path.write_bytes(_ok(flickr_jpeg()).to_bytes())
     tags = ["-Artist", "-Copyright", "-ImageDescription", "-DateTimeOriginal", "-UserComment"]
@@ -98,8 +104,9 @@ def test_exiftool_reads_every_tag(tmp_path) -> None:  # type: ignore[no-untyped-
     assert json.loads(got["Comment"])["tags"] == ["paris", "café"]
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_framed_image_comes_out_unframed() -> None:
-    photo = base_photos()[0][1]
+    photo = photograph("flickr")
     framed, box = add_frame(photo, (37, 51, 23, 64), (255, 255, 255))
     result = _ok(jpeg(framed, 90))
     assert result.reencoded
@@ -114,7 +121,7 @@ def test_framed_image_comes_out_unframed() -> None:
 
 def test_original_over_max_side_is_downscaled_with_long_side_1024() -> None:
     big = np.asarray(
-        Image.fromarray(base_photos()[1][1]).resize((2400, 1600), Image.Resampling.LANCZOS)
+        Image.fromarray(photograph("astronaut")).resize((2400, 1600), Image.Resampling.LANCZOS)
     )
     result = _ok(jpeg(big, 92))
     assert (result.width, result.height) == (1024, 683)
@@ -122,8 +129,9 @@ def test_original_over_max_side_is_downscaled_with_long_side_1024() -> None:
     assert Image.open(io.BytesIO(result.to_bytes())).size == (1024, 683)
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_framed_original_is_unframed_and_downscaled() -> None:
-    big = np.asarray(Image.fromarray(base_photos()[0][1]).resize((2000, 1334)))
+    big = np.asarray(Image.fromarray(photograph("flickr")).resize((2000, 1334)))
     framed, box = add_frame(big, (100, 100, 80, 80), (0, 0, 0))
     result = _ok(jpeg(framed, 92))
     assert result.crop is not None
@@ -132,7 +140,7 @@ def test_framed_original_is_unframed_and_downscaled() -> None:
 
 
 def test_exif_orientation_is_applied_to_pixels_and_not_written_again() -> None:
-    image = Image.fromarray(base_photos()[2][1])  # 900x600
+    image = Image.fromarray(photograph("coffee"))  # 900x600
     exif = image.getexif()
     exif[0x0112] = 6
     buffer = io.BytesIO()
@@ -143,14 +151,16 @@ def test_exif_orientation_is_applied_to_pixels_and_not_written_again() -> None:
     assert out.getexif().get(0x0112) in (None, 1)
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_small_image_is_skipped_with_reason() -> None:
-    small = jpeg(np.asarray(Image.fromarray(base_photos()[0][1]).resize((400, 300))))
+    small = jpeg(np.asarray(Image.fromarray(photograph("flickr")).resize((400, 300))))
     result = process_image(small, PROV, POLICY)
     assert result == Rejected(PhotoStatus.SKIPPED, "too small: 400x300 < 500")
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_image_too_small_after_frame_removal_is_skipped() -> None:
-    photo = np.asarray(Image.fromarray(base_photos()[0][1]).resize((600, 450)))
+    photo = np.asarray(Image.fromarray(photograph("flickr")).resize((600, 450)))
     framed, _ = add_frame(photo, (60, 60, 60, 60), (255, 255, 255))
     result = process_image(jpeg(framed), PROV, POLICY)
     assert isinstance(result, Rejected)
@@ -158,6 +168,7 @@ def test_image_too_small_after_frame_removal_is_skipped() -> None:
     assert "after frame" in result.reason
 
 
+@requires_recordings(FLICKR_JPEG)
 @pytest.mark.parametrize(
     ("name", "mangle"),
     [
@@ -168,13 +179,16 @@ def test_image_too_small_after_frame_removal_is_skipped() -> None:
         ("truncated png", lambda d: _png()[:500]),
     ],
 )
-def test_bad_input_is_a_failure_not_an_exception(name: str, mangle) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_a_failure_not_an_exception(
+    name: str, mangle: Callable[[bytes], bytes]
+) -> None:
     result = process_image(mangle(flickr_jpeg()), PROV, POLICY)
     assert isinstance(result, Rejected), name
     assert result.status is PhotoStatus.FAILED
     assert result.reason
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_truncated_jpeg_fails_even_without_frame_detection() -> None:
     data = flickr_jpeg()
     result = process_image(data[: len(data) - 5000], PROV, ImagePolicy(strip_frames=False))
@@ -182,6 +196,7 @@ def test_truncated_jpeg_fails_even_without_frame_detection() -> None:
     assert result.status is PhotoStatus.FAILED
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_decompression_bombs_fail_from_the_header() -> None:
     bomb = Image.new("L", (20000, 20000))  # 400 MP of zeros: a few hundred KB as PNG
     buffer = io.BytesIO()
@@ -196,16 +211,17 @@ def test_decompression_bombs_fail_from_the_header() -> None:
 
 
 def _png(mode: str = "RGBA") -> bytes:
-    image = Image.fromarray(base_photos()[0][1]).convert(mode)
+    image = Image.fromarray(photograph("flickr")).convert(mode)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
 
 
+@requires_recordings(FLICKR_JPEG)
 @pytest.mark.parametrize("fmt", ["PNG-RGBA", "PNG-P", "GIF", "JPEG-CMYK", "JPEG-L"])
 def test_other_formats_become_rgb_jpeg(fmt: str) -> None:
     kind, mode = fmt.split("-") if "-" in fmt else (fmt, "P")
-    image = Image.fromarray(base_photos()[0][1]).convert(mode)
+    image = Image.fromarray(photograph("flickr")).convert(mode)
     buffer = io.BytesIO()
     image.save(buffer, kind)
     result = _ok(buffer.getvalue())
@@ -214,6 +230,7 @@ def test_other_formats_become_rgb_jpeg(fmt: str) -> None:
     assert result.reencoded
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_huge_description_is_truncated_deterministically() -> None:
     long = PhotoRecord(
         **{**{f: getattr(RECORD, f) for f in RECORD.__slots__}, "description": "日本" * 40000}
@@ -232,8 +249,9 @@ def test_huge_description_is_truncated_deterministically() -> None:
     assert json.loads(Image.open(io.BytesIO(first.to_bytes())).info["comment"]) == record
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_hays_and_none_methods() -> None:
-    framed, box = add_frame(base_photos()[0][1], (40, 40, 40, 40), (255, 255, 255))
+    framed, box = add_frame(photograph("flickr"), (40, 40, 40, 40), (255, 255, 255))
     data = jpeg(framed)
     assert _ok(data, ImagePolicy(frame_method="none")).crop is None
     hays = _ok(data, ImagePolicy(frame_method="hays")).crop
@@ -264,7 +282,7 @@ def _lanczos_reference(pixels: Pixels, size: tuple[int, int]) -> Pixels:
 
 def _big_noisy_original() -> tuple[bytes, Pixels]:
     """A 2400x1600 4:2:0 JPEG with sensor-like grain, and its decoded pixels."""
-    photo = Image.fromarray(base_photos()[1][1]).resize((2400, 1600), Image.Resampling.BICUBIC)
+    photo = Image.fromarray(photograph("astronaut")).resize((2400, 1600), Image.Resampling.BICUBIC)
     grain = np.random.default_rng(7).normal(0, 6, (1600, 2400, 1))
     pixels = np.clip(np.asarray(photo, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
     data = jpeg(pixels, 90)
@@ -286,15 +304,22 @@ def test_downscale_is_close_to_a_float_lanczos_reference() -> None:
     assert ours > _psnr_of(data, reference, ImagePolicy(keep_chroma=False)) + 1.0
 
 
+def _components(data: bytes) -> list[tuple[int, int, int, int]]:
+    """A JPEG's components as Pillow reads them: (id, h, v, quantisation table)."""
+    image = Image.open(io.BytesIO(data))
+    assert isinstance(image, JpegImagePlugin.JpegImageFile)
+    return image.layer
+
+
+@requires_recordings(FLICKR_JPEG)
 def test_chroma_is_kept_only_when_the_source_has_it_at_the_output_size() -> None:
     data, _ = _big_noisy_original()
     shrunk = _ok(data)  # 4:2:0 source shrunk 2.3x: its chroma is sharper than the output
-    assert Image.open(io.BytesIO(shrunk.to_bytes())).layer[1][1:3] == (1, 1)  # type: ignore[attr-defined]
-    framed, _ = add_frame(base_photos()[0][1], (37, 51, 23, 64), (255, 255, 255))
+    assert _components(shrunk.to_bytes())[1][1:3] == (1, 1)
+    framed, _ = add_frame(photograph("flickr"), (37, 51, 23, 64), (255, 255, 255))
     cropped = _ok(jpeg(framed, 90))  # cropped only: 4:2:0 in, 4:2:0 out
     assert cropped.reencoded
-    layers = Image.open(io.BytesIO(cropped.to_bytes())).layer  # type: ignore[attr-defined]
-    assert layers[0][1:3] == (2, 2)
+    assert _components(cropped.to_bytes())[0][1:3] == (2, 2)
 
 
 @pytest.mark.parametrize(
@@ -314,7 +339,7 @@ def test_decode_scale_uses_the_fast_dct_scalings(wanted: float, scale: float) ->
 
 
 def test_png_with_exif_orientation_comes_out_upright() -> None:
-    image = Image.fromarray(base_photos()[1][1]).resize((1400, 600))
+    image = Image.fromarray(photograph("astronaut")).resize((1400, 600))
     exif = Image.Exif()
     exif[0x0112] = 6
     buffer = io.BytesIO()

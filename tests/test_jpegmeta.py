@@ -6,16 +6,18 @@ import io
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import piexif
 import pytest
-from imagesets import base_photos, flickr_jpeg, jpeg
 from PIL import Image, ImageOps
 
 from harvester.exceptions import ImageError
 from harvester.images import jpegmeta
 from harvester.images.decoding import orient
+from tests.harness import requires_recordings
+from tests.imagesets import FLICKR_JPEG, flickr_jpeg, jpeg, photograph
 
 FIELDS = jpegmeta.ExifFields(
     artist="Zoë (123@N01)",
@@ -33,6 +35,7 @@ def _spliced(data: bytes) -> bytes:
     return b"".join(jpegmeta.embed_parts(data, info, jpegmeta.exif_segment(FIELDS), com))
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_parse_real_flickr_jpeg_header() -> None:
     info = jpegmeta.parse_jpeg(flickr_jpeg())
     assert (info.width, info.height, info.components) == (799, 533, 3)
@@ -41,6 +44,7 @@ def test_parse_real_flickr_jpeg_header() -> None:
     assert info.orientation == 1
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_splice_keeps_compressed_data_and_pixels_identical() -> None:
     data = flickr_jpeg()
     out = _spliced(data)
@@ -51,6 +55,7 @@ def test_splice_keeps_compressed_data_and_pixels_identical() -> None:
     assert Image.open(io.BytesIO(out)).info["comment"] == '{"a":"é"}'.encode()
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_resplicing_replaces_old_exif_and_comment() -> None:
     twice = _spliced(_spliced(flickr_jpeg()))
     info = jpegmeta.parse_jpeg(twice)
@@ -60,6 +65,7 @@ def test_resplicing_replaces_old_exif_and_comment() -> None:
     assert jpegmeta.APP2 in markers  # the ICC profile survives
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_piexif_reads_what_we_wrote() -> None:
     exif = piexif.load(_spliced(flickr_jpeg()))
     assert exif["0th"][piexif.ImageIFD.Artist].decode() == FIELDS.artist
@@ -70,10 +76,11 @@ def test_piexif_reads_what_we_wrote() -> None:
     assert piexif.ImageIFD.Orientation not in exif["0th"]
 
 
+@requires_recordings(FLICKR_JPEG)
 @pytest.mark.skipif(
     shutil.which("exiftool") is None, reason="exiftool not installed (libimage-exiftool-perl)"
 )
-def test_exiftool_reads_gps_as_degrees(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_exiftool_reads_gps_as_degrees(tmp_path: Path) -> None:
     path = tmp_path / "a.jpg"
     path.write_bytes(_spliced(flickr_jpeg()))
     out = subprocess.run(
@@ -108,11 +115,12 @@ def test_oversized_segment_is_refused() -> None:
     assert len(jpegmeta.com_segment(b"x" * 65533)) == 65537
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_icc_profile_round_trips_through_chunks() -> None:
     profile = bytes(range(256)) * 600  # 153,600 bytes: three APP2 chunks
     segments = jpegmeta.icc_segments(profile)
     assert len(segments) == 3
-    data = jpeg(base_photos()[0][1][:64, :64].copy())
+    data = jpeg(photograph("flickr")[:64, :64].copy())
     info = jpegmeta.parse_jpeg(data)
     spliced = b"".join(
         jpegmeta.embed_parts(data, info, jpegmeta.exif_segment(FIELDS), b"".join(segments))
@@ -132,8 +140,9 @@ def test_orient_matches_pillow_exif_transpose(orientation: int) -> None:
     assert np.array_equal(orient(pixels, orientation), expected)
 
 
+@requires_recordings(FLICKR_JPEG)
 def test_exif_orientation_is_read_from_the_header() -> None:
-    image = Image.fromarray(base_photos()[0][1])
+    image = Image.fromarray(photograph("flickr"))
     exif = image.getexif()
     exif[0x0112] = 6
     buffer = io.BytesIO()
@@ -141,13 +150,14 @@ def test_exif_orientation_is_read_from_the_header() -> None:
     assert jpegmeta.parse_jpeg(buffer.getvalue()).orientation == 6
 
 
+@requires_recordings(FLICKR_JPEG)
 @pytest.mark.parametrize(("subsampling", "step"), [(2, (2, 2)), (1, (2, 1)), (0, (1, 1))])
 def test_chroma_subsampling_is_read_from_the_frame_header(
     subsampling: int, step: tuple[int, int]
 ) -> None:
     buffer = io.BytesIO()
-    Image.fromarray(base_photos()[0][1]).save(buffer, "JPEG", subsampling=subsampling)
+    Image.fromarray(photograph("flickr")).save(buffer, "JPEG", subsampling=subsampling)
     assert jpegmeta.parse_jpeg(buffer.getvalue()).chroma_step == step
     gray = io.BytesIO()
-    Image.fromarray(base_photos()[0][1]).convert("L").save(gray, "JPEG")
+    Image.fromarray(photograph("flickr")).convert("L").save(gray, "JPEG")
     assert jpegmeta.parse_jpeg(gray.getvalue()).chroma_step == (1, 1)

@@ -27,7 +27,7 @@ from harvester.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from harvester.images.writer import FILES_PER_DIR, photo_path
 from harvester.records import PhotoRecord, SizeVariant, Window
 from harvester.store.sqlite import Store
-from tests.test_cli import (
+from tests.harness import (
     STORE,
     Snapshot,
     ThreadedEmulator,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from harvester.dataset import mih
@@ -128,7 +129,8 @@ def light_linked(codes: Codes, pairs: Pairs, radius: int, max_bucket: int) -> np
     ka, kb = keys[pairs.a], keys[pairs.b]
     within = np.bitwise_count(ka ^ kb) <= radius // 16
     light = ~heavy[slots, ka] & ~heavy[slots, kb]
-    return (within & light).any(axis=1)
+    found: npt.NDArray[np.bool_] = (within & light).any(axis=1)
+    return found
 
 
 def test_heavy_buckets_are_skipped_and_pooled() -> None:

@@ -6,6 +6,7 @@ import bisect
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -157,27 +158,29 @@ def with_gaps(n: int, seed: int = 4) -> list[int]:
 
 END = T0 + 10 * YEAR
 
-SCENARIOS = {
-    "uniform-20k": Sim(uniform(20_000, 10)),
-    "uniform-small": Sim(uniform(300, 10)),
-    "growth-50k": Sim(growing(50_000, 10)),
-    "burst": Sim(with_burst(10_000, 6_000)),
-    "empty-stretches": Sim(with_gaps(8_000)),
-    "under-reported": Sim(growing(30_000, 10), under_report=0.25),
-    "date-floor-600": Sim(growing(20_000, 10), floor_s=600),
-    "fuzzy-edges": Sim(growing(20_000, 10), bleed_s=200),
-    "short-pages": Sim(growing(20_000, 10), hidden_every=37),
-    "short-pages-under-reported": Sim(growing(20_000, 10), under_report=0.2, hidden_every=41),
-    "transient-short-pages": Sim(growing(30_000, 10), under_report=0.2, drop_every=20),
-    "short-refetches": Sim(growing(20_000, 10), drop_every=9, drop_run=2),
-    "empty": Sim([]),
+#: Each test builds its own simulator (they count calls): name -> how to build it.
+SCENARIOS: dict[str, Callable[[], Sim]] = {
+    "uniform-20k": lambda: Sim(uniform(20_000, 10)),
+    "uniform-small": lambda: Sim(uniform(300, 10)),
+    "growth-50k": lambda: Sim(growing(50_000, 10)),
+    "burst": lambda: Sim(with_burst(10_000, 6_000)),
+    "empty-stretches": lambda: Sim(with_gaps(8_000)),
+    "under-reported": lambda: Sim(growing(30_000, 10), under_report=0.25),
+    "date-floor-600": lambda: Sim(growing(20_000, 10), floor_s=600),
+    "fuzzy-edges": lambda: Sim(growing(20_000, 10), bleed_s=200),
+    "short-pages": lambda: Sim(growing(20_000, 10), hidden_every=37),
+    "short-pages-under-reported": lambda: Sim(
+        growing(20_000, 10), under_report=0.2, hidden_every=41
+    ),
+    "transient-short-pages": lambda: Sim(growing(30_000, 10), under_report=0.2, drop_every=20),
+    "short-refetches": lambda: Sim(growing(20_000, 10), drop_every=9, drop_run=2),
+    "empty": lambda: Sim([]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_full_recall_no_overlap_few_calls(name: str) -> None:
-    sim = SCENARIOS[name]
-    sim.calls = 0
+    sim = SCENARIOS[name]()
     run = drive(KeywordPlan(T0, END, CFG), sim)
     truth = sim.truth(T0, END)
     assert run.found == truth
@@ -190,8 +193,7 @@ def test_full_recall_no_overlap_few_calls(name: str) -> None:
     "name", ["uniform-20k", "growth-50k", "under-reported", "transient-short-pages"]
 )
 def test_big_keywords_stay_near_the_lower_bound(name: str) -> None:
-    sim = SCENARIOS[name]
-    sim.calls = 0
+    sim = SCENARIOS[name]()
     run = drive(KeywordPlan(T0, END, CFG), sim)
     lower = math.ceil(len(run.found) / CFG.per_page)
     assert sim.calls <= 1.1 * lower
@@ -212,15 +214,17 @@ def test_requests_never_go_past_the_cap() -> None:
     assert all(r.per_page == 500 for r in run.requests)
 
 
-@pytest.mark.parametrize(
-    "sim",
-    [
-        Sim(growing(20_000, 10), unsorted=True),
-        Sim(growing(20_000, 10), unsorted=True, under_report=0.2, hidden_every=41, floor_s=300),
-    ],
-    ids=["unsorted", "unsorted-under-reported-short"],
-)
-def test_unsorted_api_falls_back_to_shrinking_windows(sim: Sim) -> None:
+UNSORTED: dict[str, Callable[[], Sim]] = {
+    "unsorted": lambda: Sim(growing(20_000, 10), unsorted=True),
+    "unsorted-under-reported-short": lambda: Sim(
+        growing(20_000, 10), unsorted=True, under_report=0.2, hidden_every=41, floor_s=300
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(UNSORTED))
+def test_unsorted_api_falls_back_to_shrinking_windows(name: str) -> None:
+    sim = UNSORTED[name]()
     plan = KeywordPlan(T0, END, CFG)
     run = drive(plan, sim)
     assert not plan.trust_sort

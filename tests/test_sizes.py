@@ -41,10 +41,26 @@ def variant(label: str, dims: tuple[int, int] | None = None) -> SizeVariant:
     )
 
 
-def photo(*labels: str, **fields: object) -> PhotoRecord:
-    """A record with the given url_X sizes."""
-    base = PhotoRecord(id="123", owner="1@N01", secret="0ffe1234ab", server="65535")
-    return replace(base, sizes=tuple(variant(label) for label in labels), **fields)  # type: ignore[arg-type]
+def photo(
+    *labels: str,
+    server: str = "65535",
+    original_secret: str | None = None,
+    original_format: str | None = None,
+    o_width: int | None = None,
+    o_height: int | None = None,
+) -> PhotoRecord:
+    """A record with the given url_X sizes (and, if given, what builds an original's URL)."""
+    return PhotoRecord(
+        id="123",
+        owner="1@N01",
+        secret="0ffe1234ab",
+        server=server,
+        original_secret=original_secret,
+        original_format=original_format,
+        o_width=o_width,
+        o_height=o_height,
+        sizes=tuple(variant(label) for label in labels),
+    )
 
 
 LARGE = SizePolicy()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeAlias
 
@@ -13,9 +15,10 @@ from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, SizeVariant, Window
 from harvester.store.rows import WindowRow
 from harvester.store.sqlite import Store
+from tests.harness import FakeClock
 
 
-def photo(i: int, **extra: object) -> PhotoRecord:
+def photo(i: int) -> PhotoRecord:
     """A small valid record with id `i`."""
     url = f"https://live.staticflickr.com/65535/{i}_abcdef0123_b.jpg"
     return PhotoRecord(
@@ -30,18 +33,7 @@ def photo(i: int, **extra: object) -> PhotoRecord:
         latitude=48.85,
         longitude=2.35,
         sizes=(SizeVariant(label="l", url=url, width=1024, height=768),),
-        **extra,  # type: ignore[arg-type]
     )
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -50,7 +42,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 def test_wal_mode_and_records_round_trip(db_path: Path) -> None:
-    original = photo(7, description="<b>hi</b>", views=3, o_width=4000, o_height=3000)
+    original = replace(photo(7), description="<b>hi</b>", views=3, o_width=4000, o_height=3000)
     with Store(db_path) as store:
         assert store.journal_mode() == "wal"
         store.commit_window(
@@ -96,7 +88,7 @@ def test_first_keyword_claims_and_every_keyword_is_recorded(db_path: Path) -> No
 
 
 def test_windows_round_trip_for_resume(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     with Store(db_path, clock=clock) as store:
         store.commit_window(
             "paris", Window(start=100, end=200), [photo(1)], reported_total=None, capped=False
@@ -135,7 +127,7 @@ def test_windows_round_trip_for_resume(db_path: Path) -> None:
 
 
 def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = Store(db_path, batch_size=1000, flush_interval_s=60, clock=clock)
     store.commit_window(
         "paris",
@@ -182,7 +174,7 @@ def test_outcomes_are_batched_and_survive_reopen(db_path: Path) -> None:
 
 
 def test_flush_by_size_and_by_time(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     with Store(db_path, batch_size=3, flush_interval_s=1.0, clock=clock) as store:
         store.commit_window(
             "k",
@@ -235,7 +227,7 @@ def test_summary_per_keyword(db_path: Path) -> None:
 
 
 def test_leases_keep_workers_apart_and_go_stale(db_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     a = Store(db_path, worker_id="a", clock=clock, lease_ttl_s=600)
     b = Store(db_path, worker_id="b", clock=clock, lease_ttl_s=600)
     try:
@@ -277,12 +269,14 @@ def test_sqlite_errors_become_store_errors(db_path: Path) -> None:
 
 
 def test_runs_history(db_path: Path) -> None:
+    out_dir = db_path.parent / "out"
     with Store(db_path, worker_id="w") as store:
-        run = store.start_run({"out_dir": Path("/tmp/x"), "workers": 2})
+        run = store.start_run({"out_dir": out_dir, "workers": 2})
         store.finish_run(run, "ok", {"done": 5})
         [row] = store.runs()
     assert (row["worker"], row["outcome"]) == ("w", "ok")
     assert '"workers":2' in row["config"]
+    assert f'"out_dir":"{out_dir}"' in row["config"], "a path is recorded as its text"
 
 
 # --- several processes sharing one file ------------------------------------------------------
@@ -306,11 +300,11 @@ def _claim_worker(path: str, keyword: str, ids: list[int], out: Results) -> None
 
 
 def _run_two(
-    target: object, args_a: tuple[object, ...], args_b: tuple[object, ...]
+    target: Callable[..., None], args_a: tuple[object, ...], args_b: tuple[object, ...]
 ) -> list[set[str]]:
     ctx = mp.get_context("fork")
     out: Results = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, out)) for args in (args_a, args_b)]  # type: ignore[arg-type]
+    procs = [ctx.Process(target=target, args=(*args, out)) for args in (args_a, args_b)]
     for proc in procs:
         proc.start()
     results = dict(out.get(timeout=60) for _ in procs)

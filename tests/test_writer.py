@@ -66,25 +66,23 @@ def test_directory_rule_over_2500_files_is_stable(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "change",
+    "hostile",
     [
-        {"owner": "../../x"},
-        {"owner": "123@N00/../../x"},
-        {"secret": "ab/cd"},
-        {"secret": "ABCDEF"},
-        {"server": ".."},
-        {"server": "1/2"},
-        {"id": "12a"},
-        {"id": "١٢٣"},  # Arabic-Indic digits are \d in Unicode regexes, not Flickr ids
-        {"original_secret": "../x"},
-        {"original_format": "jpg/../../x"},
+        replace(RECORD, owner="../../x"),
+        replace(RECORD, owner="123@N00/../../x"),
+        replace(RECORD, secret="ab/cd"),
+        replace(RECORD, secret="ABCDEF"),
+        replace(RECORD, server=".."),
+        replace(RECORD, server="1/2"),
+        replace(RECORD, id="12a"),
+        replace(RECORD, id="١٢٣"),  # Arabic-Indic digits are \d in Unicode regexes, not Flickr ids
+        replace(RECORD, original_secret="../x"),
+        replace(RECORD, original_format="jpg/../../x"),
     ],
 )
-def test_hostile_records_are_rejected_without_writing(
-    tmp_path: Path, change: dict[str, str]
-) -> None:
+def test_hostile_records_are_rejected_without_writing(tmp_path: Path, hostile: PhotoRecord) -> None:
     with pytest.raises(UnsafeRecordError):
-        write_photo(tmp_path, "kw", 0, replace(RECORD, **change), [b"data"], FAST)
+        write_photo(tmp_path, "kw", 0, hostile, [b"data"], FAST)
     assert list(tmp_path.rglob("*")) == []
 
 
@@ -125,7 +123,7 @@ def test_sanitised_names_do_not_collide() -> None:
 
 
 def test_atomic_write_leaves_no_temp_and_writes_all_parts(tmp_path: Path) -> None:
-    parts = [b"\xff\xd8", memoryview(b"abc" * 1000), b"\xff\xd9"]
+    parts: list[bytes | memoryview] = [b"\xff\xd8", memoryview(b"abc" * 1000), b"\xff\xd9"]
     path = write_photo(tmp_path, "kw", 5, RECORD, parts, WritePolicy(fsync=True, fsync_dir=True))
     assert path.read_bytes() == b"".join(bytes(p) for p in parts)
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -137,7 +135,7 @@ def test_disk_full_is_a_distinct_error_and_removes_the_temp(
     def full(fd: int, parts: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writer.os, "writev", full)
+    monkeypatch.setattr(os, "writev", full)  # the writer's os is this module
     with pytest.raises(DiskFullError) as info:
         write_photo(tmp_path, "kw", 0, RECORD, [b"data"], FAST)
     assert isinstance(info.value, StoreError)
