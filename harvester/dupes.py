@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 #: Below this quality (flat, dark) a hash says little: such pairs must be much closer.
 LOW_QUALITY = 20
 LOW_QUALITY_RADIUS = 10
-MAX_TITLE_SET = 12  # largest set of photos sharing a title whose pairs are checked
+MAX_METADATA_SET = 12  # largest set sharing a title or a date taken whose pairs are checked
+_COUNTER = re.compile(r"\s*\(\d+\)\s*$")
 GEOMETRY_SIDE = 512  # decode side for local features (geometry.py measured its thresholds here)
 _CHANNEL_HASH, _CHANNEL_CROP = "hash", "crop"
 
@@ -139,13 +141,14 @@ def file_signal_row(photo_id: int, data: bytes) -> tuple[object, ...]:
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
         size = image.size
     found = fingerprint(gray, src=data, scan=data)
-    width, height = _content_size(data) or size
-    row = (photo_id, *found.to_row(), width, height)
+    width, height, scale = _content_size(data) or (*size, None)
+    row = (photo_id, *found.to_row(), width, height, scale)
     return (*row[:6], None, *row[7:])  # src_sha256: unknown
 
 
-def _content_size(data: bytes) -> tuple[int, int] | None:
-    """The content's size in source pixels, from the record harvest wrote into the file."""
+def _content_size(data: bytes) -> tuple[int, int, float | None] | None:
+    """The content's size in the downloaded file's pixels and the original's scale (None
+    when Flickr did not say), from the record harvest wrote into the file."""
     try:
         info = jpegmeta.parse_jpeg(data)
         com = next((s for s in info.segments if s.marker == 0xFE), None)
@@ -158,12 +161,12 @@ def _content_size(data: bytes) -> tuple[int, int] | None:
     if not {"width", "height"} <= source.keys():
         return None
     width, height = int(source["width"]), int(source["height"])
+    long_side = max(width, height)
     if isinstance(crop, list) and len(crop) == 4:
         width, height = int(crop[2]) - int(crop[0]), int(crop[3]) - int(crop[1])
     original = meta.get("original") or {}
-    long_side = max(int(original.get("width") or 0), int(original.get("height") or 0))
-    scale = max(1.0, long_side / max(int(source["width"]), int(source["height"])))
-    return round(width * scale), round(height * scale)  # in the original's pixels
+    known = max(int(original.get("width") or 0), int(original.get("height") or 0))
+    return width, height, (known / long_side if known else None)
 
 
 # --- candidates ---------------------------------------------------------------------------------
@@ -184,7 +187,7 @@ def _candidates(t: SignalTable, new: np.ndarray, radius: int) -> dict[tuple[int,
     for g in list(Dihedral)[1:]:
         turned = np.ascontiguousarray(variants[:, g])
         _add(found, _cross(index, turned, new, radius), new, rows=False)
-    _add_titles(found, t, set(new.tolist()))
+    _add_metadata(found, t, set(new.tolist()))
     crops = MultiIndex(t.c80)
     for pairs in (_cross(crops, t.ph256[new], new, radius), _cross(index, t.c80[new], new, radius)):
         _add(found, pairs, new, rows=False, channel=_CHANNEL_CROP)
@@ -210,23 +213,29 @@ def _add(
             found.setdefault((min(x, y), max(x, y)), channel)
 
 
-def _add_titles(found: dict[tuple[int, int], str], t: SignalTable, new: set[int]) -> None:
-    """Photos with the same title: re-uploads keep it, so it proposes crops no hash can see.
+def _add_metadata(found: dict[tuple[int, int], str], t: SignalTable, new: set[int]) -> None:
+    """Photos with the same title, or taken in the same second: re-uploads keep both (the
+    camera's EXIF date survives a crop), so they propose the copies no global hash can see.
 
-    Only small title sets (a generic title such as "IMG_0001" names unrelated photos by the
+    Only small sets (a generic title such as "IMG_0001" names unrelated photos by the
     thousand); local features then decide.
     """
-    by: dict[str, list[int]] = {}
-    for row, title in enumerate(t.titles):
-        key = " ".join(title.casefold().split())
-        if key:
-            by.setdefault(key, []).append(row)
-    for rows in by.values():
-        if 1 < len(rows) <= MAX_TITLE_SET and new.intersection(rows):
-            for i, x in enumerate(rows):
-                for y in rows[i + 1 :]:
-                    if x in new or y in new:
-                        found.setdefault((x, y), _CHANNEL_CROP)
+    for keys in ([_title_key(x) for x in t.titles], t.taken):
+        by: dict[str, list[int]] = {}
+        for row, key in enumerate(keys):
+            if key:
+                by.setdefault(key, []).append(row)
+        for rows in by.values():
+            if 1 < len(rows) <= MAX_METADATA_SET and new.intersection(rows):
+                for i, x in enumerate(rows):
+                    for y in rows[i + 1 :]:
+                        if x in new or y in new:
+                            found.setdefault((x, y), _CHANNEL_CROP)
+
+
+def _title_key(title: str) -> str:
+    """A title as re-uploads repeat it: case and spacing folded, a " (2)" counter dropped."""
+    return " ".join(_COUNTER.sub("", title).casefold().split())
 
 
 def _add_digests(found: dict[tuple[int, int], str], t: SignalTable, new: set[int]) -> None:
@@ -253,11 +262,12 @@ def _signal(t: SignalTable, row: int) -> Signal:
         scan_sha256=t.scan_sha256[row],
         width=int(t.width[row]),
         height=int(t.height[row]),
+        original_scale=None if np.isnan(t.scale[row]) else float(t.scale[row]),
         uploaded=int(t.uploaded[row]),
     )
 
 
-def _rank(t: SignalTable, row: int) -> tuple[int, int, int]:
+def _rank(t: SignalTable, row: int) -> tuple[float, int, int]:
     return _signal(t, row).rank
 
 
@@ -325,7 +335,8 @@ class _FeatureCache:
                 v, kind=Kind.CROPPED, param=f"{found.kept_area:.3f}", needs_geometry=False
             )
         if kind is geometry.GeometryKind.ROTATED:
-            return replace(v, kind=Kind.ROTATED, param=str(params["angle"]), needs_geometry=False)
+            angle = str(round(float(str(params["angle"]))))
+            return replace(v, kind=Kind.ROTATED, param=angle, needs_geometry=False)
         param = f"angle={found.angle_deg:.1f} scale={found.scale:.3f}"
         return replace(v, kind=Kind.OTHER, param=param, needs_geometry=False)
 
@@ -398,7 +409,7 @@ CREATE TABLE transform_list_stat (transform TEXT PRIMARY KEY, pair_count INTEGER
 #: Kind → (VISE table, how its parameter is stored); the rest go to transform_other.
 _VISE_TABLES: dict[Kind, tuple[str, Callable[[str], object]]] = {
     Kind.RESIZED: ("transform_resize", float),
-    Kind.ROTATED: ("transform_rotate90i", int),
+    Kind.ROTATED: ("transform_rotate90i", lambda p: round(float(p))),
     Kind.FLIPPED: ("transform_flip", str),
 }
 

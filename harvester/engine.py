@@ -384,9 +384,10 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 def signal_row(prov: Provenance, data: bytes, image: ProcessedImage) -> tuple[object, ...] | None:
     """The photo's fingerprint row, from the small image frame detection made (no new decode).
 
-    The content's size is in the original's pixels (the Large of a half-size re-upload is as
-    big as the source's Large; their originals tell the resize). None for a content box too
-    small to hash: the photo is kept, `harvest dupes` skips it.
+    The content's size is in the downloaded file's pixels, with the original's scale where
+    Flickr gave the original's size (a half-size re-upload has a Large as big as its source's;
+    only the originals tell the resize). None for a content box too small to hash: the photo
+    is kept, `harvest dupes` skips it.
     """
     try:
         found = fingerprint(image.thumb, src=data)
@@ -396,5 +397,5 @@ def signal_row(prov: Provenance, data: bytes, image: ProcessedImage) -> tuple[ob
     crop = image.crop
     width, height = (crop.width, crop.height) if crop else (image.source_width, image.source_height)
     original = max(prov.original_width or 0, prov.original_height or 0)
-    scale = max(1.0, original / max(image.source_width, image.source_height))
-    return (int(prov.id), *found.to_row(), round(width * scale), round(height * scale))
+    scale = original / max(image.source_width, image.source_height) if original else None
+    return (int(prov.id), *found.to_row(), width, height, scale)

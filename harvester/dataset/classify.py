@@ -56,14 +56,20 @@ class Signal:
     ph256: bytes
     src_sha256: bytes
     scan_sha256: bytes | None
-    width: int  # the content box (frame stripped, orientation applied) in source pixels
+    width: int  # the content box (frame stripped, orientation applied) in downloaded pixels
     height: int
+    original_scale: float | None = None  # the original's long side / the download's, if known
     uploaded: int = 0  # unix time; the earlier upload is the better copy at equal size
 
     @property
-    def rank(self) -> tuple[int, int, int]:
+    def area(self) -> float:
+        """The content's pixels in the original (in the download where that is unknown)."""
+        return self.width * self.height * (self.original_scale or 1.0) ** 2
+
+    @property
+    def rank(self) -> tuple[float, int, int]:
         """Sort key of the better copy: most pixels, then earliest upload, then lowest id."""
-        return (-self.width * self.height, self.uploaded, self.photo_id)
+        return (-self.area, self.uploaded, self.photo_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +121,8 @@ def _geometric(a: Signal, b: Signal, variant: Dihedral, distance: int) -> PairVe
             return _verdict(a, b, Kind.ROTATED, str(turn.angle), distance, variant)
         return _verdict(a, b, Kind.FLIPPED, turn.axis or "", distance, variant)
     scale = b.width / aw
+    if a.original_scale and b.original_scale:  # the downloads may be two capped Larges
+        scale *= b.original_scale / a.original_scale
     if abs(scale - 1) <= SCALE_TOLERANCE:
         return _verdict(a, b, Kind.RECOMPRESSED, "", distance, variant)
     return _verdict(a, b, Kind.RESIZED, f"{scale:.3f}", distance, variant)

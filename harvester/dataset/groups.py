@@ -43,7 +43,7 @@ class _UnionFind:
 
 
 def build_groups(
-    pairs: Iterable[PairVerdict], rank: Mapping[int, tuple[int, int, int]]
+    pairs: Iterable[PairVerdict], rank: Mapping[int, tuple[float, int, int]]
 ) -> list[Membership]:
     """Every photo in a group with its representative; photos in no pair are left out.
 
@@ -73,7 +73,7 @@ def build_groups(
 
 
 def _identical_units(
-    pairs: list[PairVerdict], rank: Mapping[int, tuple[int, int, int]]
+    pairs: list[PairVerdict], rank: Mapping[int, tuple[float, int, int]]
 ) -> dict[int, list[int]]:
     """Head (best member) → members, over identical edges; every photo of a pair is a unit."""
     uf = _UnionFind()

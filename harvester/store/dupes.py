@@ -32,12 +32,14 @@ class SignalTable:
     quality: npt.NDArray[np.int64]
     width: npt.NDArray[np.int64]  # content box in source pixels
     height: npt.NDArray[np.int64]
+    scale: npt.NDArray[np.float64]  # the original's scale; NaN when unknown
     uploaded: npt.NDArray[np.int64]
     compared: npt.NDArray[np.bool_]
     src_sha256: list[bytes | None]
     scan_sha256: list[bytes | None]
     paths: list[str]
     titles: list[str]
+    taken: list[str]  # date taken as Flickr gives it ("" when unknown)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -70,7 +72,8 @@ class DupesStore:
                 "SELECT s.photo_id, s.ph256, s.ph256_c80, s.quality, s.content_w, s.content_h,"
                 " COALESCE(json_extract(p.record, '$.date_upload'), 0), s.compared,"
                 " s.src_sha256, s.scan_sha256, p.path,"
-                " COALESCE(json_extract(p.record, '$.title'), '')"
+                " COALESCE(json_extract(p.record, '$.title'), ''),"
+                " COALESCE(json_extract(p.record, '$.date_taken'), ''), s.original_scale"
                 " FROM photo_signal s JOIN photos p ON p.id = s.photo_id"
                 " WHERE p.status = 'done' ORDER BY s.photo_id"
             ).fetchall()
@@ -139,4 +142,6 @@ def _table(rows: list[tuple[Any, ...]]) -> SignalTable:
         scan_sha256=[None if r[9] is None else bytes(r[9]) for r in rows],
         paths=[str(r[10]) for r in rows],
         titles=[str(r[11]) for r in rows],
+        taken=[str(r[12]) for r in rows],
+        scale=np.array([np.nan if r[13] is None else float(r[13]) for r in rows]),
     )

@@ -86,8 +86,9 @@ CREATE TABLE IF NOT EXISTS photo_signal (
     scan_sha256 BLOB,
     gray_w INTEGER NOT NULL,
     gray_h INTEGER NOT NULL,
-    content_w INTEGER NOT NULL,
+    content_w INTEGER NOT NULL,  -- in the pixels of the file downloaded
     content_h INTEGER NOT NULL,
+    original_scale REAL,  -- the original's long side / the download's; NULL when unknown
     compared INTEGER NOT NULL DEFAULT 0  -- 1 once `harvest dupes` has compared it
 );
 CREATE INDEX IF NOT EXISTS photo_signal_src ON photo_signal (src_sha256);
@@ -161,6 +162,7 @@ SIGNAL_COLUMNS = (
     "gray_h",
     "content_w",
     "content_h",
+    "original_scale",
 )
 INSERT_SIGNAL = (
     f"INSERT OR REPLACE INTO photo_signal ({', '.join(SIGNAL_COLUMNS)})"

@@ -1,0 +1,216 @@
+"""`harvest dupes` end to end: a harvest of the emulator, whose copies are known, then dupes.
+
+The emulator's near-duplicate groups hold a source and copies of every kind (identical bytes,
+recompressed, resized, rotated, flipped, tinted, darkened, cropped), and its truth names each
+copy's source. Every copy pair of the harvest must be found, with the right kind; outputs
+(store, CSV, the VISE SQLite layout, export) are read back; a second run is incremental, and
+a harvest made before fingerprints gets them from its files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from harvester.dupes import run_dupes
+from harvester.emulator.control import photo_truth
+from harvester.emulator.corpus import cached_corpus
+from harvester.exit_codes import EXIT_OK, EXIT_USAGE
+from tests.harness import (
+    ThreadedEmulator,
+    harvest,
+    run_args,
+    store_count,
+    store_rows,
+    threaded_emulator,
+    write_queries,
+)
+
+SEED, PHOTOS = 0, 10_000
+KEYWORDS = ("nature", "london", "sky", "nikon", "travel", "canon")
+#: What each emulator copy kind is called by harvest (tint and darkening keep the geometry).
+EXPECTED = {
+    "identical": {"identical-bytes"},
+    "recompressed": {"recompressed"},
+    "resized": {"resized"},
+    "rotated": {"rotated"},
+    "flipped": {"flipped"},
+    "tinted": {"recompressed"},
+    "darkened": {"recompressed"},
+    "cropped": {"cropped"},
+}
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[ThreadedEmulator]:
+    with threaded_emulator(photos=PHOTOS, seed=SEED, profile="ideal") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def harvested(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished harvest, fingerprinted as it went (copy it before changing it)."""
+    base = tmp_path_factory.mktemp("dupes")
+    queries = write_queries(base / "queries.txt", KEYWORDS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLICKR_API_KEY", emu.api_key)
+        assert harvest(*run_args(emu, queries, base / "out")) == EXIT_OK
+    return base / "out"
+
+
+@pytest.fixture
+def out(harvested: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "out"
+    shutil.copytree(harvested, copy)
+    return copy
+
+
+def copy_pairs(out: Path) -> dict[frozenset[int], str]:
+    """The truth: {copy, source} → the copy's kind, for pairs both of whose photos are stored."""
+    corpus = cached_corpus(SEED, PHOTOS)
+    stored = {int(r[0]) for r in store_rows(out, "SELECT id FROM photos WHERE status = 'done'")}
+    row_of = {int(corpus.photo_id(r)): r for r in range(PHOTOS)}
+    pairs = {}
+    for photo in stored:
+        truth = photo_truth(corpus, row_of[photo])
+        source = truth.get("copy_of")
+        if source is not None and int(source) in stored:
+            pairs[frozenset((photo, int(source)))] = str(truth["copy_kind"])
+    return pairs
+
+
+def found_pairs(out: Path) -> dict[frozenset[int], str]:
+    return {frozenset((a, b)): k for a, b, k in store_rows(out, "SELECT a, b, kind FROM dup_pair")}
+
+
+def test_every_photo_is_fingerprinted_while_harvesting(harvested: Path) -> None:
+    done = store_count(harvested, "SELECT COUNT(*) FROM photos WHERE status = 'done'")
+    signed = store_count(harvested, "SELECT COUNT(*) FROM photo_signal")
+    assert done > 500
+    assert signed == done
+
+
+def test_every_copy_is_found_with_its_kind(out: Path) -> None:
+    run_dupes(out)
+    truth, found = copy_pairs(out), found_pairs(out)
+    kinds = Counter(truth.values())
+    assert len(kinds) >= 6, f"the harvest should hold most kinds of copy, has {kinds}"
+    missed = {tuple(sorted(p)): k for p, k in truth.items() if p not in found}
+    assert not missed, f"copies not found: {missed}"
+    wrong = {
+        tuple(sorted(p)): (k, found[p]) for p, k in truth.items() if found[p] not in EXPECTED[k]
+    }
+    assert not wrong, f"copies found as another kind: {wrong}"
+
+
+def test_groups_name_a_representative_and_export_says_so(out: Path) -> None:
+    assert harvest("dupes", out) == EXIT_OK
+    members = store_rows(out, "SELECT photo_id, group_id, kind FROM dup_group")
+    reps = {g for _p, g, k in members if k is None}
+    assert reps, "no groups"
+    assert all(g in reps for _p, g, _k in members), "every member points at a representative"
+    copies = {p: (g, k) for p, g, k in members if k is not None}
+    cases: list[tuple[list[str], bool]] = [([], True), (["--no-duplicates"], False)]
+    for extra, keep_copies in cases:
+        lines = _export("export", out, *extra)
+        by_id = {int(row["id"]): row for row in lines}
+        for photo, (group, kind) in copies.items():
+            if keep_copies:
+                assert by_id[photo]["duplicate_of"] == str(group)
+                assert by_id[photo]["duplicate_kind"] == kind
+            else:
+                assert photo not in by_id
+        assert all(int(r) in by_id for r in reps)
+
+
+def _export(*args: str | Path) -> list[dict[str, Any]]:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert harvest(*args) == EXIT_OK
+    return [orjson.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def test_pairs_csv_and_the_vise_layout_read_back(out: Path, tmp_path: Path) -> None:
+    pairs_csv, vise = tmp_path / "pairs.csv", tmp_path / "vise.sqlite"
+    assert harvest("dupes", out, "--pairs", pairs_csv, "--sqlite", vise) == EXIT_OK
+    with pairs_csv.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["a", "b", "kind", "param", "distance"]
+    assert {frozenset((int(a), int(b))) for a, b, *_ in rows[1:]} == set(found_pairs(out))
+    db = sqlite3.connect(vise)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables >= {
+        "fileid_to_filename_map",
+        "identical_list",
+        "identical_list_stat",
+        "transform_resize",
+        "transform_rotate90i",
+        "transform_other",
+        "transform_list_stat",
+        "transform_flip",
+    }
+    files = db.execute("SELECT COUNT(*) FROM fileid_to_filename_map").fetchone()[0]
+    assert files == store_count(out, "SELECT COUNT(*) FROM photo_signal")
+    angles = {r[0] for r in db.execute("SELECT angle FROM transform_rotate90i")}
+    assert angles
+    assert angles <= {90, 180, 270}
+    stat = dict(db.execute("SELECT transform, pair_count FROM transform_list_stat").fetchall())
+    kinds = Counter(k for _a, _b, k in store_rows(out, "SELECT a, b, kind FROM dup_pair"))
+    assert stat.get("transform_rotate90i", 0) == kinds["rotated"]
+    assert stat.get("transform_flip", 0) == kinds["flipped"]
+    sets = dict(db.execute("SELECT set_size, set_count FROM identical_list_stat").fetchall())
+    assert (
+        sum(size * n for size, n in sets.items())
+        == db.execute("SELECT COUNT(*) FROM identical_list").fetchone()[0]
+    )
+    db.close()
+    assert harvest("dupes", out, "--sqlite", vise) == EXIT_USAGE  # never overwrites
+
+
+def test_a_second_run_compares_only_new_photos(out: Path) -> None:
+    first = run_dupes(out)
+    assert first.compared == first.photos
+    second = run_dupes(out)
+    assert second.compared == 0
+    assert second.pairs_by_kind == first.pairs_by_kind
+    # Forget one photo of a copy pair: the next run compares just it, and finds the pair again.
+    a, b = next(iter(found_pairs(out)))
+    db = sqlite3.connect(out / "harvest.sqlite")
+    db.execute("DELETE FROM dup_pair WHERE a = ? OR b = ? OR a = ? OR b = ?", (a, a, b, b))
+    db.execute("UPDATE photo_signal SET compared = 0 WHERE photo_id = ?", (b,))
+    db.commit()
+    db.close()
+    third = run_dupes(out)
+    assert third.compared == 1
+    assert frozenset((a, b)) in found_pairs(out)
+
+
+def test_a_harvest_without_fingerprints_gets_them_from_its_files(out: Path) -> None:
+    db = sqlite3.connect(out / "harvest.sqlite")
+    db.execute("DELETE FROM photo_signal")
+    db.commit()
+    db.close()
+    report = run_dupes(out)
+    assert report.backfilled == store_count(
+        out, "SELECT COUNT(*) FROM photos WHERE status = 'done'"
+    )
+    assert store_count(out, "SELECT COUNT(*) FROM photo_signal WHERE src_sha256 IS NULL") == (
+        report.backfilled
+    )
+    truth, found = copy_pairs(out), found_pairs(out)
+    missed = [p for p, kind in truth.items() if p not in found and kind != "identical"]
+    assert not missed, f"copies not found from the files: {missed}"
+
+
+def test_dupes_on_a_directory_without_a_harvest(tmp_path: Path) -> None:
+    assert harvest("dupes", tmp_path) == EXIT_USAGE
