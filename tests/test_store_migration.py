@@ -118,3 +118,11 @@ def test_a_store_from_a_newer_release_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="99"):
         Store.open(path)
+
+
+def test_the_signal_columns_are_the_fingerprint_row() -> None:
+    """store.schema cannot import dataset (rooms), so the column list is written twice: pinned."""
+    from harvester.dataset.fingerprint import ROW_COLUMNS
+    from harvester.store.schema import SIGNAL_COLUMNS
+
+    assert SIGNAL_COLUMNS[1 : 1 + len(ROW_COLUMNS)] == ROW_COLUMNS
