@@ -182,6 +182,9 @@ def test_output_is_sorted_and_deterministic() -> None:
     order = np.lexsort((first.b, first.a))
     assert np.array_equal(order, np.arange(len(first)))
     assert not first.a.flags.writeable
+    parts = [first, first]
+    assert_same(Pairs.union(parts), first)  # each pair once
+    assert len(parts) == 2
 
 
 def test_slot_keys_are_big_endian_byte_pairs() -> None:

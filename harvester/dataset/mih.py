@@ -31,7 +31,7 @@ Skew: a bucket of more than `max_bucket` codes costs the square of its size. Two
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -112,7 +112,10 @@ def probe_masks(flips: int, *, with_zero: bool) -> I64:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Pairs:
-    """Pairs (a[i], b[i]) at Hamming distance distance[i]; `of` sorts them by (a, b)."""
+    """Pairs (a[i], b[i]) at Hamming distance distance[i]: int32 rows, uint16 distances.
+
+    Built by `of` (or `union`): sorted by (a, b), each pair once, arrays read-only.
+    """
 
     a: I32
     b: I32
@@ -149,8 +152,13 @@ class Pairs:
         return cls.of(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.uint16))
 
     @classmethod
-    def union(cls, parts: list[Pairs]) -> Pairs:
-        """All pairs of `parts`, each (a, b) once, sorted; empties `parts` to free them early."""
+    def union(cls, parts: Iterable[Pairs]) -> Pairs:
+        """All pairs of `parts`, each (a, b) once, sorted by (a, b)."""
+        return cls._merge(list(parts))
+
+    @classmethod
+    def _merge(cls, parts: list[Pairs]) -> Pairs:
+        """`union` that empties `parts` once concatenated, freeing the pieces before the sort."""
         fields = [
             np.concatenate([getattr(p, f) for p in parts] or [np.empty(0)])
             for f in ("a", "b", "distance")
@@ -281,12 +289,13 @@ class MultiIndex:
     def self_join(self, radius: int = 31, *, workers: int = 1) -> Pairs:
         """Every pair i < j within `radius`, exactly, outside the pool and skipped buckets.
 
-        `workers` threads share the slots (numpy releases the GIL in the heavy loops).
+        `workers` threads share the slots (numpy releases the GIL for most of the work; not in
+        np.repeat, which is still faster single-threaded than GIL-free cumsum expansions).
         """
         flips = flips_for(radius)
         masks = probe_masks(flips, with_zero=False)
         run = partial(self._self_slot, radius=radius, flips=flips, masks=masks)
-        return Pairs.union(list(chain.from_iterable(_map(run, SLOTS, workers))))
+        return Pairs._merge(list(chain.from_iterable(_map(run, SLOTS, workers))))
 
     def cross_join(
         self,
@@ -310,7 +319,7 @@ class MultiIndex:
         q = _Queries.of(check_codes(queries, "queries"), self_ids)
         masks = probe_masks(flips, with_zero=True)
         run = partial(self._cross_slot, q=q, radius=radius, flips=flips, masks=masks)
-        return Pairs.union(list(chain.from_iterable(_map(run, SLOTS, workers))))
+        return Pairs._merge(list(chain.from_iterable(_map(run, SLOTS, workers))))
 
     def pool_join(self, radius: int = 8, *, max_pool: int = 20_000) -> PoolJoin:
         """Brute force inside the pool at a (stricter) radius; skipped above `max_pool` codes."""
@@ -503,7 +512,7 @@ def _brute_words(words_a: U64, words_b: U64 | None, radius: int, budget: int) ->
             hit &= np.arange(first, other.shape[1])[None, :] > np.arange(lo, hi)[:, None]
         i, j = np.nonzero(hit)
         parts.append(Pairs.of(i + lo, j + first, dist[i, j]))
-    return Pairs.union(parts)
+    return Pairs._merge(parts)
 
 
 def _map(fn: Callable[[int], T], n: int, workers: int) -> list[T]:
