@@ -4,8 +4,8 @@
     python -m bench.dupes_scale --sizes 100000               # the quick half (about a minute)
     python -m bench.dupes_scale --kinds clustered --workers 1
 
-Takes about 15 minutes on the shared 2-core machine, most of it the two 1M cases (a minute of
-each is generating the codes). Each case runs in a child process (`--case KIND:N`, with
+Takes 7-15 minutes on the shared 2-core machine (by its load), most of it the 1M cases (half a
+minute of each generating the codes). Each case runs in a child process (`--case KIND:N`, with
 OPENBLAS_NUM_THREADS=1) measured as a process tree by bench/common.py (wall, CPU, peak RSS).
 The child generates 256-bit codes and their six dihedral variants (untimed), then times the
 index build, the canonical self-join at r <= 31 (s = 1) and the dihedral pass (rot90, rot180,

@@ -113,7 +113,8 @@ def test_empty_and_single_inputs() -> None:
         assert len(index.self_join(31)) == 0
         assert len(index.cross_join(empty, 15)) == 0
         assert len(brute_pairs(codes, None, 31)) == 0
-        assert index.bucket_histogram().pool == 0
+        hist = index.bucket_histogram()
+        assert (hist.pool, hist.max_size, sum(hist.buckets)) == (0, len(codes), 16 * len(codes))
     assert as_set(MultiIndex(one).cross_join(one, 0)) == {(0, 0, 0)}
     assert len(MultiIndex(empty).cross_join(one, 31)) == 0
     assert len(brute_pairs(empty, one, 31)) == 0

@@ -10,8 +10,8 @@ r <= 15 (1 probe per slot), s = 1 covers r <= 31 (17 probes), s = 2 covers r <= 
 Candidates are verified on their first 128 bits, survivors on all 256.
 
 Memory: per slot the bucket-sorted ids (int32) and per code its 16 slot keys (uint16), that is
-N x 16 x (4 + 2) bytes, plus the codes as four uint64 words (32 B) and offset tables (17 MB):
-128 B per code, about 145 MB at 1M codes. A join works in chunks of `chunk_candidates`
+N x 16 x (4 + 2) bytes, plus the codes as four uint64 words (32 B) and bucket tables (25 MB):
+128 B per code, 148 MB at 1M codes. A join works in chunks of `chunk_candidates`
 candidates (about 40 B each) per thread; what grows with the data is only the pairs found.
 
 Each unordered pair is reported once: a pair within s bits in several slots is kept only from
@@ -261,8 +261,8 @@ class MultiIndex:
         """Sizes of the non-empty buckets over all slots, the pool and the skipped buckets."""
         ordered = np.sort(self._all_sizes[self._all_sizes > 0])
         if not len(ordered):
-            ordered = np.zeros(1, np.int64)
-        bins = np.bincount(np.log2(np.maximum(ordered, 1)).astype(np.int64))
+            return BucketHistogram((), (), 0, 0, 0, self.max_bucket, (), 0, ())
+        bins = np.bincount(np.log2(ordered).astype(np.int64))
         weight = np.cumsum(ordered)
         return BucketHistogram(
             bin_lows=tuple(1 << i for i in range(len(bins))),
