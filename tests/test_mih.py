@@ -114,61 +114,68 @@ def test_empty_and_single_inputs() -> None:
         assert len(index.self_join(31)) == 0
         assert len(index.cross_join(empty, 15)) == 0
         assert len(brute_pairs(codes, None, 31)) == 0
-        assert index.bucket_histogram().pool == 0
+        hist = index.bucket_histogram()
+        assert (hist.pool, hist.max_size, sum(hist.buckets)) == (0, len(codes), 16 * len(codes))
     assert as_set(MultiIndex(one).cross_join(one, 0)) == {(0, 0, 0)}
     assert len(MultiIndex(empty).cross_join(one, 31)) == 0
     assert len(brute_pairs(empty, one, 31)) == 0
 
 
-def light_linked(codes: Codes, pairs: Pairs, radius: int, max_bucket: int) -> np.ndarray:
-    """Test-side rule: a pair is reachable if some slot is within the flips, both buckets light."""
+def reachable(codes: Codes, pairs: Pairs, radius: int, max_bucket: int) -> np.ndarray:
+    """Test-side rule: neither code pooled (heavy in >= 4 slots), and some slot within the
+    flips where both buckets, counted without the pool, are at most max_bucket."""
     keys = codes.view(">u2").astype(np.int64)  # (N, 16)
-    sizes = np.stack([np.bincount(keys[:, s], minlength=1 << 16) for s in range(16)])
-    heavy = sizes > max_bucket
     slots = np.arange(16)
+
+    def sizes(rows: np.ndarray) -> np.ndarray:
+        return np.stack([np.bincount(keys[rows, s], minlength=1 << 16) for s in slots])
+
+    pooled = (sizes(np.arange(len(codes)))[slots, keys] > max_bucket).sum(axis=1) >= 4
+    heavy = sizes(np.flatnonzero(~pooled)) > max_bucket
     ka, kb = keys[pairs.a], keys[pairs.b]
     within = np.bitwise_count(ka ^ kb) <= radius // 16
     light = ~heavy[slots, ka] & ~heavy[slots, kb]
-    found: npt.NDArray[np.bool_] = (within & light).any(axis=1)
+    found: npt.NDArray[np.bool_] = (
+        (within & light).any(axis=1) & ~pooled[pairs.a] & ~pooled[pairs.b]
+    )
     return found
 
 
-def test_heavy_buckets_are_skipped_and_pooled() -> None:
-    """A pile of identical codes is pooled; pairs reachable through a light slot are still exact."""
+def test_heavy_buckets_pool_piles_and_skip_one_slot_skew() -> None:
+    """A pile of identical codes is pooled; codes alike in one slot are skipped there only."""
     rng = np.random.default_rng(11)
     codes, _ = planted(rng, 2500, 31)
     dark = random_codes(rng, 1)[0]
-    codes[1000:1300] = dark  # 300 identical "dark" codes: every slot's bucket is heavy
-    codes[1300] = flip(dark, [16 * s for s in range(15)])  # 15 bits off, shares slot 15's key
+    codes[1000:1300] = dark  # 300 identical "dark" codes: heavy in all 16 slots
+    codes[1300] = flip(dark, [16 * s for s in range(15)])  # heavy in slot 15 only: not pooled
+    codes[1301] = flip(dark, [16 * s for s in range(12)])  # heavy in 4 slots: pooled
     shared = codes[1400:1550]
-    shared[:, 0:2] = 0  # 150 codes share slot 0's key only: heavy there, light elsewhere
-    codes[1551] = flip(codes[1400], spread_flips(rng, 31))
+    shared[:, 0:2] = 0  # 150 distinct codes alike in slot 0 only: skipped there
+    codes[1551] = flip(codes[1400], spread_flips(rng, 31))  # found through another slot
+    codes[1402] = flip(codes[1401], [16 * s + b for s in range(1, 16) for b in (3, 9)])  # lost
     index = MultiIndex(codes, max_bucket=100)
 
     truth = brute_pairs(codes, None, 31)
-    reachable = light_linked(codes, truth, 31, max_bucket=100)
-    want = Pairs.of(truth.a[reachable], truth.b[reachable], truth.distance[reachable])
+    keep = reachable(codes, truth, 31, max_bucket=100)
     got = index.self_join(31)
-    assert_same(got, want)
-    pile = np.arange(1000, 1301)
-    assert not np.isin(np.concatenate([got.a, got.b]), pile).any()  # the pile is never expanded
-    assert (1400, 1551, 31) in as_set(got)  # heavy in slot 0 but found through another slot
+    assert_same(got, Pairs.of(truth.a[keep], truth.b[keep], truth.distance[keep]))
+    assert (1400, 1551, 31) in as_set(got)
+    assert (1401, 1402, 30) in as_set(truth) - as_set(got)  # its one qualifying slot is skipped
+    assert index.pool.tolist() == [*range(1000, 1300), 1301]
+    assert index.self_join_candidates(31) < MultiIndex(codes).self_join_candidates(31)
 
-    pool = set(index.pool.tolist())
-    assert set(range(1000, 1301)) | set(range(1400, 1550)) <= pool
     hist = index.bucket_histogram()
-    assert (hist.max_size, hist.pool) == (301, len(pool))
-    piles = {(15, 301), (0, 150)} | {(s, 300) for s in range(15)}
-    assert {(h.slot, h.size) for h in hist.heavy} == piles
+    assert (hist.max_size, hist.pool, len(hist.heavy)) == (302, 301, 17)
+    assert [(h.slot, h.key, h.size) for h in hist.skipped] == [(0, 0, 150)]
 
-    strict = index.pool_join(radius=0)
-    assert (strict.searched, strict.pool_size) == (True, len(pool))
-    assert {(a, b) for a, b, _ in as_set(strict.pairs)} >= {
-        (a, b) for a in range(1000, 1300) for b in range(a + 1, 1300)
-    }
-    assert (1000, 1300, 15) in as_set(index.pool_join(radius=15).pairs)
+    exact = index.pool_join(radius=0)
+    assert (exact.searched, exact.pool_size, len(exact.pairs)) == (True, 301, 300 * 299 // 2)
+    assert (1000, 1301, 12) in as_set(index.pool_join(radius=15).pairs)
     skipped = index.pool_join(radius=0, max_pool=100)
-    assert (skipped.searched, len(skipped.pairs), skipped.pool_size) == (False, 0, len(pool))
+    assert (skipped.searched, len(skipped.pairs), skipped.pool_size) == (False, 0, 301)
+    outside = index.cross_join(codes[index.pool], 15)  # the pool's matches among the rest
+    assert set(outside.b.tolist()) == {1300}
+    assert len(outside) == 301
 
 
 def test_output_is_sorted_and_deterministic() -> None:
@@ -180,6 +187,9 @@ def test_output_is_sorted_and_deterministic() -> None:
     order = np.lexsort((first.b, first.a))
     assert np.array_equal(order, np.arange(len(first)))
     assert not first.a.flags.writeable
+    parts = [first, first]
+    assert_same(Pairs.union(parts), first)  # each pair once
+    assert len(parts) == 2
 
 
 def test_slot_keys_are_big_endian_byte_pairs() -> None:

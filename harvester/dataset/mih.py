@@ -7,31 +7,35 @@ Slot k is bytes 2k and 2k+1 read big-endian, so the code's first bit (the top bi
 Pigeonhole: two codes d bits apart differ in at most d // 16 bits in some slot. Probing every
 bucket within s bits of a slot key therefore finds every pair at d <= 16(s+1) - 1: s = 0 covers
 r <= 15 (1 probe per slot), s = 1 covers r <= 31 (17 probes), s = 2 covers r <= 47 (137 probes).
-Candidates are verified on their first 128 bits, survivors by the full popcount.
+Candidates are verified on their first 128 bits, survivors on all 256.
 
 Memory: per slot the bucket-sorted ids (int32) and per code its 16 slot keys (uint16), that is
-N x 16 x (4 + 2) bytes, plus the codes as four uint64 words (32 B) and 16 offset tables of
-65,537 int64 (8.4 MB): 128 B per code, about 137 MB at 1M codes. A join works in chunks of
-`chunk_candidates` candidates (about 40 B each) per worker thread, whatever the pair count.
+N x 16 x (4 + 2) bytes, plus the codes as four uint64 words (32 B) and bucket tables (25 MB):
+128 B per code, 148 MB at 1M codes. A join works in chunks of `chunk_candidates`
+candidates (about 40 B each) per thread; what grows with the data is only the pairs found.
 
 Each unordered pair is reported once: a pair within s bits in several slots is kept only from
-the first slot where it qualifies, decided on the few verified pairs, so candidates are never
+the first slot where it qualifies, decided on the verified pairs, so candidates are never
 gathered across slots.
 
-Skew: a bucket of more than `max_bucket` codes (dark or flat images hash alike) costs the square
-of its size, so it is skipped in its slot, as source and as target. Its codes form the *pool*.
-A pair is still found through any slot where it qualifies with both buckets light; lost are only
-pairs whose every qualifying slot is heavy (at least one of the two codes is then in the pool).
-`pool_join` brute-forces the pool at a stricter radius, or reports its size when it is larger
-than `max_pool` (a pile of n identical codes is n^2/2 pairs).
+Skew: a bucket of more than `max_bucket` codes costs the square of its size. Two cases:
+- A pile of near-identical codes (dark or flat images) is in such buckets in most slots, and its
+  n^2/2 pairs would swamp the output. Codes heavy in at least `pool_slots` slots form the *pool*
+  and are left out of the joins: `pool_join` brute-forces them at a stricter radius (or reports
+  their number above `max_pool`); `cross_join(codes[index.pool], r)` finds their matches among
+  the other codes.
+- A bucket still over the cap without the pool (codes alike in one slot only) is skipped in
+  that slot; its pairs are found through any other slot where they qualify with both buckets
+  light. Only pairs whose every qualifying slot is such a bucket are lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import combinations, pairwise
+from functools import partial
+from itertools import chain, combinations, pairwise
 from typing import Any, TypeVar
 
 import numpy as np
@@ -44,6 +48,7 @@ KEYS = 1 << SLOT_BITS
 MAX_FLIPS = 2
 MAX_RADIUS = SLOTS * (MAX_FLIPS + 1) - 1
 DEFAULT_MAX_BUCKET = 50_000
+DEFAULT_POOL_SLOTS = 4
 CHUNK_CANDIDATES = 1 << 21
 _BLOCK = 1 << 15  # sources whose probes are counted at once: (block, probes) int64 arrays
 
@@ -52,7 +57,6 @@ U16 = NDArray[np.uint16]
 U64 = NDArray[np.uint64]
 I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
-Bool = NDArray[np.bool_]
 T = TypeVar("T")
 
 _LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -70,14 +74,10 @@ _popcount: Callable[[NDArray[Any]], U8] = getattr(np, "bitwise_count", popcount_
 
 
 def check_codes(codes: NDArray[Any], name: str = "codes") -> U8:
-    """`codes` as a C-contiguous (N, 32) uint8 array, or ValueError."""
+    """`codes` as a C-contiguous (N, 32) uint8 array (N < 2**31), or ValueError."""
     arr = np.ascontiguousarray(codes)
-    if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != CODE_BYTES:
-        raise ValueError(
-            f"{name} must be an (N, {CODE_BYTES}) uint8 array, got {arr.dtype} {arr.shape}"
-        )
-    if len(arr) >= 2**31:
-        raise ValueError(f"{name}: at most 2**31 - 1 codes (ids are int32)")
+    if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != CODE_BYTES or len(arr) >= 2**31:
+        raise ValueError(f"{name} must be an (N, 32) uint8 array, got {arr.dtype} {arr.shape}")
     return arr
 
 
@@ -94,26 +94,28 @@ def code_words(codes: U8) -> U64:
 def flips_for(radius: int) -> int:
     """Flips per slot that make a radius search exact: r <= 15 -> 0, r <= 31 -> 1, r <= 47 -> 2."""
     if not 0 <= radius <= MAX_RADIUS:
-        raise ValueError(
-            f"radius must be in 0..{MAX_RADIUS} (use brute_pairs beyond), got {radius}"
-        )
+        raise ValueError(f"radius must be in 0..{MAX_RADIUS} (brute_pairs beyond), not {radius}")
     return radius // SLOTS
 
 
 def probe_masks(flips: int, *, with_zero: bool) -> I64:
     """XOR masks of 16-bit keys with 1..flips bits set (and 0 first when `with_zero`)."""
-    low = 0 if with_zero else 1
-    masks = [
-        sum(1 << bit for bit in bits)
-        for n in range(low, flips + 1)
-        for bits in combinations(range(SLOT_BITS), n)
-    ]
-    return np.array(masks, dtype=np.int64)
+    return np.array(
+        [
+            sum(1 << bit for bit in bits)
+            for n in range(0 if with_zero else 1, flips + 1)
+            for bits in combinations(range(SLOT_BITS), n)
+        ],
+        dtype=np.int64,
+    )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Pairs:
-    """Pairs (a[i], b[i]) at Hamming distance distance[i]; built by `of`: sorted by (a, b)."""
+    """Pairs (a[i], b[i]) at Hamming distance distance[i]: int32 rows, uint16 distances.
+
+    Built by `of` (or `union`): sorted by (a, b), each pair once, arrays read-only.
+    """
 
     a: I32
     b: I32
@@ -135,9 +137,11 @@ class Pairs:
         a32, b32 = np.asarray(a, np.int32), np.asarray(b, np.int32)
         order = np.lexsort((b32, a32))
         a32, b32, d16 = a32[order], b32[order], np.asarray(distance, np.uint16)[order]
-        new = np.ones(len(a32), dtype=bool)
-        new[1:] = (a32[1:] != a32[:-1]) | (b32[1:] != b32[:-1])
-        a32, b32, d16 = a32[new], b32[new], d16[new]
+        if len(a32) > 1:
+            new = np.ones(len(a32), dtype=bool)
+            new[1:] = (a32[1:] != a32[:-1]) | (b32[1:] != b32[:-1])
+            if not new.all():
+                a32, b32, d16 = a32[new], b32[new], d16[new]
         for x in (a32, b32, d16):
             x.setflags(write=False)
         return cls(a32, b32, d16)
@@ -149,18 +153,23 @@ class Pairs:
 
     @classmethod
     def union(cls, parts: Iterable[Pairs]) -> Pairs:
-        """All pairs of `parts`, each (a, b) once, sorted."""
-        parts = list(parts)
-        if not parts:
-            return cls.empty()
-        return cls.of(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "distance"))
-        )
+        """All pairs of `parts`, each (a, b) once, sorted by (a, b)."""
+        return cls._merge(list(parts))
+
+    @classmethod
+    def _merge(cls, parts: list[Pairs]) -> Pairs:
+        """`union` that empties `parts` once concatenated, freeing the pieces before the sort."""
+        fields = [
+            np.concatenate([getattr(p, f) for p in parts] or [np.empty(0)])
+            for f in ("a", "b", "distance")
+        ]
+        parts.clear()
+        return cls.of(*fields)
 
 
 @dataclass(frozen=True, slots=True)
 class HeavyBucket:
-    """A bucket above `max_bucket`, skipped in its slot."""
+    """A bucket of more than `max_bucket` codes."""
 
     slot: int
     key: int
@@ -169,16 +178,17 @@ class HeavyBucket:
 
 @dataclass(frozen=True, slots=True)
 class BucketHistogram:
-    """Bucket sizes over the 16 slots, for reports: log2 bins, extremes, the heavy buckets."""
+    """Bucket sizes over the 16 slots (all codes), for reports; the pool and skipped buckets."""
 
     bin_lows: tuple[int, ...]  # bin i counts non-empty buckets of size in [2**i, 2**(i+1))
     buckets: tuple[int, ...]
     max_size: int
     p99_size: int  # over non-empty buckets
-    p99_code_size: int  # size of the bucket around the 99th-percentile code (what cost sees)
+    p99_code_size: int  # bucket size around the 99th-percentile code: what the cost sees
     max_bucket: int
-    heavy: tuple[HeavyBucket, ...]
-    pool: int  # codes in at least one heavy bucket
+    heavy: tuple[HeavyBucket, ...]  # over the cap, all codes counted
+    pool: int  # codes heavy in at least `pool_slots` slots, left out of the joins
+    skipped: tuple[HeavyBucket, ...]  # still over the cap without the pool: skipped in the slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +200,17 @@ class PoolJoin:
     searched: bool
 
 
+def _bucket_sizes(keys: U16) -> I64:
+    return np.stack([np.bincount(k, minlength=KEYS) for k in keys]).astype(np.int64)
+
+
+def _heavy_list(sizes: I64, cap: int) -> tuple[HeavyBucket, ...]:
+    slots, keys = np.nonzero(sizes > cap)
+    return tuple(
+        HeavyBucket(int(s), int(k), int(sizes[s, k])) for s, k in zip(slots, keys, strict=True)
+    )
+
+
 class MultiIndex:
     """Per-slot CSR buckets (argsort + bincount offsets) over (N, 32) codes, for exact joins."""
 
@@ -198,87 +219,83 @@ class MultiIndex:
         codes: U8,
         *,
         max_bucket: int = DEFAULT_MAX_BUCKET,
+        pool_slots: int = DEFAULT_POOL_SLOTS,
         chunk_candidates: int = CHUNK_CANDIDATES,
     ) -> None:
         checked = check_codes(codes)
-        self.max_bucket = max_bucket
+        self.max_bucket, self.pool_slots = max_bucket, pool_slots
         self.chunk_candidates = chunk_candidates
         self._words = code_words(checked)
         self._keys = slot_keys(checked)
-        self._sizes = np.stack([np.bincount(k, minlength=KEYS) for k in self._keys]).astype(
-            np.int64
-        )
+        self._all_sizes = _bucket_sizes(self._keys)
+        heavy_slots = np.zeros(len(checked), dtype=np.int64)
+        for s in range(SLOTS):
+            heavy_slots += self._all_sizes[s][self._keys[s]] > max_bucket
+        self._pooled = heavy_slots >= pool_slots
+        members = np.flatnonzero(~self._pooled)
+        keys = self._keys[:, members]
+        self._sizes = _bucket_sizes(keys)
         self._offsets = np.zeros((SLOTS, KEYS + 1), dtype=np.int64)
         np.cumsum(self._sizes, axis=1, out=self._offsets[:, 1:])
-        self._ids = np.stack([np.argsort(k, kind="stable").astype(np.int32) for k in self._keys])
+        self._ids = np.stack([members[np.argsort(k, kind="stable")] for k in keys]).astype(np.int32)
         self._heavy = self._sizes > max_bucket
 
     def __len__(self) -> int:
         return int(self._keys.shape[1])
 
     def __repr__(self) -> str:
-        heavy = int(self._heavy.sum())
-        return f"MultiIndex(n={len(self)}, heavy_buckets={heavy}, bytes={self.memory_bytes})"
+        return f"MultiIndex(n={len(self)}, pool={len(self.pool)}, bytes={self.memory_bytes})"
 
     @property
     def memory_bytes(self) -> int:
         """Bytes held by the index arrays."""
-        arrays = (self._words, self._keys, self._sizes, self._offsets, self._ids, self._heavy)
-        return sum(a.nbytes for a in arrays)
+        held = (self._words, self._keys, self._all_sizes, self._sizes, self._offsets, self._ids)
+        return sum(a.nbytes for a in held) + self._heavy.nbytes + self._pooled.nbytes
 
     @property
     def pool(self) -> I32:
-        """Codes in at least one heavy bucket, ascending."""
-        inside = np.zeros(len(self), dtype=bool)
-        for slot in np.flatnonzero(self._heavy.any(axis=1)):
-            inside |= self._heavy[slot][self._keys[slot]]
-        return np.flatnonzero(inside).astype(np.int32)
+        """Codes heavy in at least `pool_slots` slots (left out of the joins), ascending."""
+        return np.flatnonzero(self._pooled).astype(np.int32)
 
     def bucket_histogram(self) -> BucketHistogram:
-        """Sizes of the non-empty buckets over all slots, and the buckets skipped as heavy."""
-        sizes = self._sizes[self._sizes > 0]
-        bins = np.bincount(np.log2(sizes).astype(np.int64)) if len(sizes) else np.zeros(0, np.int64)
-        ordered = np.sort(sizes)
+        """Sizes of the non-empty buckets over all slots, the pool and the skipped buckets."""
+        ordered = np.sort(self._all_sizes[self._all_sizes > 0])
+        if not len(ordered):
+            return BucketHistogram((), (), 0, 0, 0, self.max_bucket, (), 0, ())
+        bins = np.bincount(np.log2(ordered).astype(np.int64))
         weight = np.cumsum(ordered)
-        code_p99 = int(ordered[np.searchsorted(weight, 0.99 * weight[-1])]) if len(sizes) else 0
-        slots, keys = np.nonzero(self._heavy)
-        heavy = tuple(
-            HeavyBucket(int(s), int(k), int(self._sizes[s, k]))
-            for s, k in zip(slots, keys, strict=True)
-        )
         return BucketHistogram(
             bin_lows=tuple(1 << i for i in range(len(bins))),
             buckets=tuple(int(b) for b in bins),
-            max_size=int(ordered[-1]) if len(sizes) else 0,
-            p99_size=int(np.quantile(ordered, 0.99, method="higher")) if len(sizes) else 0,
-            p99_code_size=code_p99,
+            max_size=int(ordered[-1]),
+            p99_size=int(np.quantile(ordered, 0.99, method="higher")),
+            p99_code_size=int(ordered[np.searchsorted(weight, 0.99 * weight[-1])]),
             max_bucket=self.max_bucket,
-            heavy=heavy,
-            pool=len(self.pool),
+            heavy=_heavy_list(self._all_sizes, self.max_bucket),
+            pool=int(self._pooled.sum()),
+            skipped=_heavy_list(self._sizes, self.max_bucket),
         )
 
     def self_join_candidates(self, radius: int = 31) -> int:
         """Candidates `self_join(radius)` will verify: bucket pairs within the flips, light only."""
-        masks = probe_masks(flips_for(radius), with_zero=False)
         light = np.where(self._heavy, 0, self._sizes)
         total = int((light * (light - 1) // 2).sum())
         keys = np.arange(KEYS, dtype=np.int64)
-        for mask in masks:
+        for mask in probe_masks(flips_for(radius), with_zero=False):
             upper = keys < (keys ^ mask)
             total += int((light[:, upper] * light[:, keys[upper] ^ mask]).sum())
         return total
 
     def self_join(self, radius: int = 31, *, workers: int = 1) -> Pairs:
-        """Every pair i < j within `radius`, exactly (heavy buckets aside: see the module doc).
+        """Every pair i < j within `radius`, exactly, outside the pool and skipped buckets.
 
-        `workers` threads share the slots; numpy releases the GIL in the heavy loops.
+        `workers` threads share the slots (numpy releases the GIL for most of the work; not in
+        np.repeat, which is still faster single-threaded than GIL-free cumsum expansions).
         """
         flips = flips_for(radius)
         masks = probe_masks(flips, with_zero=False)
-        parts = _map(
-            lambda slot: self._self_slot(slot, radius, flips, masks), range(SLOTS), workers
-        )
-        return Pairs.union(parts)
+        run = partial(self._self_slot, radius=radius, flips=flips, masks=masks)
+        return Pairs._merge(list(chain.from_iterable(_map(run, SLOTS, workers))))
 
     def cross_join(
         self,
@@ -289,7 +306,7 @@ class MultiIndex:
         self_ids: NDArray[Any] | None = None,
         workers: int = 1,
     ) -> Pairs:
-        """Every (query row a, code b) within `radius`, exactly (heavy buckets aside).
+        """Every (query row a, code b) within `radius`, exactly (b outside pool, skipped buckets).
 
         `flips_per_slot` defaults to radius // 16, the least that is exact (0 for the dihedral
         pass at r <= 15). `self_ids[q]` names the code query q derives from (a rotation or flip
@@ -299,12 +316,10 @@ class MultiIndex:
         flips = needed if flips_per_slot is None else flips_per_slot
         if not needed <= flips <= MAX_FLIPS:
             raise ValueError(f"flips_per_slot must be in {needed}..{MAX_FLIPS} for radius {radius}")
-        q = _Queries(check_codes(queries, "queries"), self_ids)
+        q = _Queries.of(check_codes(queries, "queries"), self_ids)
         masks = probe_masks(flips, with_zero=True)
-        parts = _map(
-            lambda slot: self._cross_slot(slot, q, radius, flips, masks), range(SLOTS), workers
-        )
-        return Pairs.union(parts)
+        run = partial(self._cross_slot, q=q, radius=radius, flips=flips, masks=masks)
+        return Pairs._merge(list(chain.from_iterable(_map(run, SLOTS, workers))))
 
     def pool_join(self, radius: int = 8, *, max_pool: int = 20_000) -> PoolJoin:
         """Brute force inside the pool at a (stricter) radius; skipped above `max_pool` codes."""
@@ -314,23 +329,18 @@ class MultiIndex:
         found = _brute_words(self._words[:, pool], None, radius, self.chunk_candidates)
         return PoolJoin(Pairs.of(pool[found.a], pool[found.b], found.distance), len(pool), True)
 
-    def _self_slot(self, slot: int, radius: int, flips: int, masks: I64) -> Pairs:
+    def _self_slot(self, slot: int, radius: int, flips: int, masks: I64) -> list[Pairs]:
         """Pairs first found in `slot`: codes vs later ones of their bucket and upper neighbours."""
-        table = _SlotTable(self, slot)
+        table = _SlotTable.of(self, slot)
         parts = []
-        for lo in range(0, len(self), _BLOCK):
-            hi = min(len(self), lo + _BLOCK)
+        for lo in range(0, len(table.ids), _BLOCK):
+            hi = min(len(table.ids), lo + _BLOCK)
             start, count = self._self_probes(slot, table, lo, hi, masks)
-            rows, pos = _scan(
-                table.words[:, lo:hi], start, count, table.words, radius, self.chunk_candidates
-            )
-            i, j = table.ids[rows + lo], table.ids[pos]
-            parts.append(
-                self._verified(
-                    slot, i, j, self._words, self._keys[:, i], radius, flips, light_a=True
-                )
-            )
-        return Pairs.union(parts)
+            words = table.words[:, lo:hi]
+            for rows, pos in _scan(words, start, count, table.words, radius, self.chunk_candidates):
+                i, j = table.ids[rows + lo], table.ids[pos]
+                parts.append(self._verified(slot, i, j, self._words, self._keys, radius, flips))
+        return parts
 
     def _self_probes(
         self, slot: int, table: _SlotTable, lo: int, hi: int, masks: I64
@@ -346,30 +356,27 @@ class MultiIndex:
         count[heavy[key]] = 0
         return start, count
 
-    def _cross_slot(self, slot: int, q: _Queries, radius: int, flips: int, masks: I64) -> Pairs:
+    def _cross_slot(
+        self, slot: int, q: _Queries, radius: int, flips: int, masks: I64
+    ) -> list[Pairs]:
         """(query, code) pairs first found in `slot`."""
-        table = _SlotTable(self, slot)
+        table = _SlotTable.of(self, slot)
         offsets, sizes, heavy = self._offsets[slot], self._sizes[slot], self._heavy[slot]
         parts = []
         for lo in range(0, len(q.keys[slot]), _BLOCK):
             other = q.keys[slot, lo : lo + _BLOCK].astype(np.int64)[:, None] ^ masks[None, :]
             count = np.where(heavy[other], 0, sizes[other])
-            rows, pos = _scan(
-                q.words[:, lo : lo + _BLOCK],
-                offsets[other],
-                count,
-                table.words,
-                radius,
-                self.chunk_candidates,
-            )
-            qi, j = rows + lo, table.ids[pos]
-            if q.self_ids is not None:
-                other_code = q.self_ids[qi] != j
-                qi, j = qi[other_code], j[other_code]
-            parts.append(
-                self._verified(slot, qi, j, q.words, q.keys[:, qi], radius, flips, light_a=False)
-            )
-        return Pairs.union(parts)
+            words = q.words[:, lo : lo + _BLOCK]
+            budget = self.chunk_candidates
+            for rows, pos in _scan(words, offsets[other], count, table.words, radius, budget):
+                qi, j = rows + lo, table.ids[pos]
+                if q.self_ids is not None:
+                    other_code = q.self_ids[qi] != j
+                    qi, j = qi[other_code], j[other_code]
+                parts.append(
+                    self._verified(slot, qi, j, q.words, q.keys, radius, flips, indexed_a=False)
+                )
+        return parts
 
     def _verified(
         self,
@@ -381,59 +388,79 @@ class MultiIndex:
         radius: int,
         flips: int,
         *,
-        light_a: bool,
+        indexed_a: bool = True,
     ) -> Pairs:
-        """Candidates a-b within `radius` on all 256 bits whose first qualifying slot is `slot`."""
+        """Candidates a-b first qualifying in `slot` and within `radius` on all 256 bits.
+
+        Side a is indexed codes (self join: its buckets must be light too) or queries.
+        """
+        first = self._first_here(slot, a, b, keys_a, flips, indexed_a=indexed_a)
+        a, b = a[first], b[first]
         dist = _distance(words_a, a, self._words, b)
-        near = dist <= radius
-        a, b, dist, keys_a = a[near], b[near], dist[near], keys_a[:, near]
-        keys_b = self._keys[:, b]
-        slots = np.arange(SLOTS)[:, None]
-        light = ~self._heavy[slots, keys_b]
-        if light_a:
-            light &= ~self._heavy[slots, keys_a]
-        qualifies = (_popcount(keys_a ^ keys_b) <= flips) & light
-        first = np.argmax(qualifies, axis=0) == slot
-        a, b, dist = a[first], b[first], dist[first]
-        if light_a:
+        near = np.flatnonzero(dist <= radius)
+        a, b, dist = a[near], b[near], dist[near]
+        if indexed_a:
             a, b = np.minimum(a, b), np.maximum(a, b)
         return Pairs.of(a, b, dist)
 
+    def _first_here(
+        self, slot: int, a: I64, b: I64, keys_a: U16, flips: int, *, indexed_a: bool
+    ) -> I64:
+        """Rows of the pairs no earlier slot finds (within `flips` there, both buckets light)."""
+        rows = np.arange(len(a))
+        for s in range(slot):
+            key_a, key_b = keys_a[s].take(a[rows]), self._keys[s].take(b[rows])
+            found = (_popcount(key_a ^ key_b) <= flips) & ~self._heavy[s].take(key_b)
+            if indexed_a:
+                found &= ~self._heavy[s].take(key_a)
+            rows = rows[~found]  # shrinks fast: most pairs of a cluster go at the first slot
+        return rows
 
+
+@dataclass(frozen=True, slots=True)
 class _SlotTable:
-    """One slot's codes in bucket order: ids, keys, and the first two words for the prefilter."""
+    """One slot's indexed codes in bucket order: ids, keys, first two words (the prefilter)."""
 
-    def __init__(self, index: MultiIndex, slot: int) -> None:
-        self.ids = index._ids[slot].astype(np.intp)
-        self.keys = np.repeat(np.arange(KEYS, dtype=np.uint16), index._sizes[slot])
-        self.words = np.stack([index._words[w].take(self.ids) for w in range(2)])
+    ids: NDArray[np.intp]
+    keys: U16
+    words: U64
+
+    @classmethod
+    def of(cls, index: MultiIndex, slot: int) -> _SlotTable:
+        ids = index._ids[slot].astype(np.intp)
+        keys = np.repeat(np.arange(KEYS, dtype=np.uint16), index._sizes[slot])
+        return cls(ids, keys, np.stack([index._words[w].take(ids) for w in range(2)]))
 
 
+@dataclass(frozen=True, slots=True)
 class _Queries:
     """Query codes as words and slot keys, with the code each derives from (or None)."""
 
-    def __init__(self, codes: U8, self_ids: NDArray[Any] | None) -> None:
-        self.words = code_words(codes)
-        self.keys = slot_keys(codes)
-        self.self_ids = None if self_ids is None else np.asarray(self_ids, dtype=np.int64)
-        if self.self_ids is not None and self.self_ids.shape != (len(codes),):
+    words: U64
+    keys: U16
+    self_ids: I64 | None
+
+    @classmethod
+    def of(cls, codes: U8, self_ids: NDArray[Any] | None) -> _Queries:
+        ids = None if self_ids is None else np.asarray(self_ids, dtype=np.int64)
+        if ids is not None and ids.shape != (len(codes),):
             raise ValueError("self_ids must have one entry per query")
+        return cls(code_words(codes), slot_keys(codes), ids)
 
 
 def _scan(
     src: U64, start: I64, count: I64, table: U64, radius: int, budget: int
-) -> tuple[I64, I64]:
-    """(source row, table position) of candidates within `radius` on their first 128 bits."""
+) -> Iterator[tuple[I64, I64]]:
+    """Per chunk of about `budget` candidates: (source row, table position) of those within
+    `radius` on their first 128 bits."""
     per_src = count.sum(axis=1)
-    rows, positions = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for lo, hi in _chunk_bounds(per_src, budget):
         cand = _ragged_arange(start[lo:hi].ravel(), count[lo:hi].ravel())
-        dist = _popcount(np.repeat(src[0, lo:hi], per_src[lo:hi]) ^ table[0].take(cand))
-        dist += _popcount(np.repeat(src[1, lo:hi], per_src[lo:hi]) ^ table[1].take(cand))
+        reps = per_src[lo:hi]
+        dist = _popcount(np.repeat(src[0, lo:hi], reps) ^ table[0].take(cand))
+        dist += _popcount(np.repeat(src[1, lo:hi], reps) ^ table[1].take(cand))
         hit = np.flatnonzero(dist <= radius)
-        rows.append(np.searchsorted(np.cumsum(per_src[lo:hi]), hit, side="right") + lo)
-        positions.append(cand[hit])
-    return np.concatenate(rows), np.concatenate(positions)
+        yield np.searchsorted(np.cumsum(reps), hit, side="right") + lo, cand[hit]
 
 
 def _chunk_bounds(per_src: I64, budget: int) -> list[tuple[int, int]]:
@@ -464,17 +491,16 @@ def _distance(words_a: U64, a: I64, words_b: U64, b: I64) -> U16:
 
 def brute_pairs(codes_a: U8, codes_b: U8 | None = None, radius: int = 31) -> Pairs:
     """Every pair within `radius` by chunked xor + popcount: (i, j) in a x b, or i < j within a."""
+    words_a = code_words(check_codes(codes_a, "codes_a"))
     words_b = None if codes_b is None else code_words(check_codes(codes_b, "codes_b"))
-    return _brute_words(
-        code_words(check_codes(codes_a, "codes_a")), words_b, radius, CHUNK_CANDIDATES
-    )
+    return _brute_words(words_a, words_b, radius, CHUNK_CANDIDATES)
 
 
 def _brute_words(words_a: U64, words_b: U64 | None, radius: int, budget: int) -> Pairs:
     """`brute_pairs` on (4, N) words; words_b None is the self-join of words_a."""
     other = words_a if words_b is None else words_b
     rows = max(1, budget // max(1, other.shape[1]))
-    parts = [Pairs.empty()]
+    parts = []
     for lo in range(0, words_a.shape[1], rows):
         hi = min(words_a.shape[1], lo + rows)
         first = lo + 1 if words_b is None else 0  # self-join: only columns after the row
@@ -486,12 +512,12 @@ def _brute_words(words_a: U64, words_b: U64 | None, radius: int, budget: int) ->
             hit &= np.arange(first, other.shape[1])[None, :] > np.arange(lo, hi)[:, None]
         i, j = np.nonzero(hit)
         parts.append(Pairs.of(i + lo, j + first, dist[i, j]))
-    return Pairs.union(parts)
+    return Pairs._merge(parts)
 
 
-def _map(fn: Callable[[int], T], items: Sequence[int] | range, workers: int) -> list[T]:
-    """fn over items, in `workers` threads when more than one."""
+def _map(fn: Callable[[int], T], n: int, workers: int) -> list[T]:
+    """fn(0), …, fn(n - 1), in `workers` threads when more than one."""
     if workers <= 1:
-        return [fn(item) for item in items]
+        return [fn(i) for i in range(n)]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mih") as pool:
-        return list(pool.map(fn, items))
+        return list(pool.map(fn, range(n)))
