@@ -49,7 +49,7 @@ def _time(call: Callable[[], object], calls: int) -> dict[str, float]:
 def _coffee() -> Image.Image:
     from skimage import data as skdata
 
-    return Image.fromarray(skdata.coffee())  # type: ignore[no-untyped-call]
+    return Image.fromarray(skdata.coffee())
 
 
 def _photo_gray(width: int, height: int) -> fp.Gray:
