@@ -55,6 +55,7 @@ CSV_COLUMNS = ("file", "photo_id", "distance", "kind", "verdict", "larger", "sta
 PER_PHOTO_COLUMNS = ("photo_id", "file", "distance", "verdict")
 Gray = npt.NDArray[np.uint8]
 _HASH, _CROP = "hash", "crop"
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"})  # Image.reduce modes
 _UNREADABLE = (OSError, ValueError, ImageError, EOFError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -286,12 +287,24 @@ def upright_gray(
             target = (math.ceil(width / factor), math.ceil(height / factor))
             if image.format == "JPEG":
                 image.draft("L", target)
-            gray = image.convert("L")
-    more = max(1, gray.width // target[0])
+            image.load()
+            more = max(1, image.width // target[0])
+            gray = _gray(image.reduce(more) if more > 1 and image.mode in _REDUCIBLE else image)
+    more = max(1, gray.shape[1] // target[0])
     if more > 1:
-        gray = gray.reduce(more)
-    pixels = np.ascontiguousarray(orient(np.asarray(gray, dtype=np.uint8), orientation))
+        gray = np.asarray(Image.fromarray(gray).reduce(more), dtype=np.uint8)
+    pixels = np.ascontiguousarray(orient(gray, orientation))
     return pixels, ((height, width) if orientation >= 5 else (width, height))
+
+
+def _gray(image: Image.Image) -> Gray:
+    """8-bit grey; 16- and 32-bit greyscale (scanners' masters) scaled down, not clipped."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image).astype(np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
+        out: Gray = np.clip(wide * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        return out
+    return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 def _digests(path: Path) -> tuple[bytes, bytes | None]:
