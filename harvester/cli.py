@@ -467,7 +467,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
     if args.csv is not None:
         log.info("wrote %d rows to %s", write_csv(result.files, args.csv), args.csv)
     if args.per_photo is not None:
-        count = write_per_photo(result, args.against, args.per_photo)
+        count = write_per_photo(result, args.per_photo)
         log.info("wrote %d photos to %s", count, args.per_photo)
     return EXIT_OK
 

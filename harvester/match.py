@@ -445,6 +445,7 @@ class MatchResult:
     report: MatchReport
     probes: list[Probe]
     hits: list[list[Hit]]
+    photo_ids: list[int]  # every harvested photo, by SignalTable row
 
 
 def run_match(
@@ -477,7 +478,8 @@ def run_match(
         skipped=skipped,
         albums=bool(groups),
     )
-    return MatchResult(files=rows, report=report, probes=probes, hits=hits)
+    ids = [int(i) for i in harvest.table.ids.tolist()]
+    return MatchResult(files=rows, report=report, probes=probes, hits=hits, photo_ids=ids)
 
 
 def check_outputs(directory: Path, outputs: Iterable[Path | None]) -> None:
@@ -500,9 +502,9 @@ def write_csv(rows: Iterable[FileMatch], target: Path) -> int:
     return count
 
 
-def write_per_photo(result: MatchResult, out: Path, target: Path) -> int:
+def write_per_photo(result: MatchResult, target: Path) -> int:
     """`--per-photo FILE.csv`: each harvested photo's best file (empty when none is near)."""
-    harvest_ids = [int(i) for i in Harvest.load(out).table.ids.tolist()]
+    harvest_ids = result.photo_ids
     chosen = {r.photo_id: r for r in result.files if r.verdict is Verdict.MATCH}
     nearest: dict[int, tuple[int, str]] = {}
     for probe, hits in zip(result.probes, result.hits, strict=True):

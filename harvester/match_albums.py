@@ -2,12 +2,13 @@
 
 An album is a set of files known to belong together: a `file,candidate_ids` row (the file and
 the photo ids it may be) or the files of one `group` in `group,file` rows. A group's candidates
-are the photos of the owners on whom at least ANCHORS of its global matches land (all photos
-when none did). Inside an album the m×n distance matrix (best of keys, turns and channels) is
-cheap, so files are assigned one-to-one, greedily by increasing distance (each accepted pair is
-then the mutual best of what is left), up to LOOSE_RADIUS; the false-match budget is m·P(d ≤ r)
-and stays small for small albums. A pair with a rival within VARIANT_MARGIN, or a file no
-hash places when few candidates are left, is decided by ORB+RANSAC on the pixels.
+are the photos of the owners on whom at least ANCHORS of its global matches land; when none
+did, the photos within the multi-index's widest radius (47) of one of its files. Inside an
+album the m×n distance matrix (best of keys, turns and channels) is cheap, so files are
+assigned one-to-one, greedily by increasing distance (each accepted pair is then the mutual
+best of what is left), up to LOOSE_RADIUS; the false-match budget is m·P(d ≤ r) and stays
+small for small albums. A pair with a rival within VARIANT_MARGIN, or a file no hash places
+when few candidates are left, is decided by ORB+RANSAC on the pixels.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PIL import Image
 from harvester.dataset import geometry
 from harvester.dataset.classify import VARIANT_MARGIN
 from harvester.dataset.fingerprint import Dihedral, turn
+from harvester.dataset.mih import MAX_RADIUS
 from harvester.exceptions import ConfigError, ImageError
 from harvester.match import (
     FileMatch,
@@ -36,6 +38,7 @@ from harvester.match import (
     Stage,
     Verdict,
     file_match,
+    global_hits,
     upright_gray,
 )
 
@@ -117,7 +120,8 @@ def resolve(
         members = [index[f] for f in album.files if f in index and not probes[index[f]].error]
         if missing := [f for f in album.files if f not in index]:
             log.warning("album %s: no such image file under DIR: %s", album.name, missing)
-        candidates = _candidates(album, [by_file[probes[i].name] for i in members], harvest)
+        rows_of = [by_file[probes[i].name] for i in members]
+        candidates = _candidates(album, [probes[i] for i in members], rows_of, harvest)
         if not members or len(candidates) == 0:
             continue
         best = [_best_hits(probes[i], harvest, candidates) for i in members]
@@ -130,8 +134,11 @@ def resolve(
     return changed
 
 
-def _candidates(album: Album, rows: Sequence[FileMatch], harvest: Harvest) -> npt.NDArray[np.intp]:
-    """Harvest rows the album's files may be."""
+def _candidates(
+    album: Album, probes: Sequence[Probe], rows: Sequence[FileMatch], harvest: Harvest
+) -> npt.NDArray[np.intp]:
+    """Harvest rows the album's files may be: those named, those of the owners its global
+    matches anchor, else every photo near one of its files at the index's widest radius."""
     if album.candidates is not None:
         unknown = [i for i in album.candidates if i not in harvest.row_of]
         if unknown:
@@ -143,7 +150,8 @@ def _candidates(album: Album, rows: Sequence[FileMatch], harvest: Harvest) -> np
     owners = Counter(harvest.owners[row] for row in matched)
     anchored = {o for o, n in owners.items() if o and n >= min(ANCHORS, len(matched))}
     if not anchored:
-        return np.arange(len(harvest.table))
+        near = {h.row for hits in global_hits(probes, harvest, MAX_RADIUS) for h in hits}
+        return np.array(sorted(near), int)
     return np.array([r for r, o in enumerate(harvest.owners) if o in anchored], int)
 
 
