@@ -323,3 +323,26 @@ def test_verdict_table(distances: list[int], verdict: Verdict) -> None:
 def test_reduction_keeps_64_px_a_short_side(size: tuple[int, int], factor: int) -> None:
     assert reduction(*size) == factor
     assert min(size) // factor >= min(64, min(size))
+
+
+def test_albums_csv_layouts(tmp_path: Path) -> None:
+    from harvester.exceptions import ConfigError
+    from harvester.match_albums import Album, read_albums
+
+    rows = tmp_path / "rows.csv"
+    absolute = (tmp_path / "a" / "x.tif").as_posix()
+    rows.write_text(f"file,candidate_ids\na/y.jpg,1 2|3\n{absolute},4\n", encoding="utf-8")
+    assert read_albums(rows, tmp_path) == [
+        Album(name="row 2", files=("a/y.jpg",), candidates=(1, 2, 3)),
+        Album(name="row 3", files=("a/x.tif",), candidates=(4,)),
+    ]
+    groups = tmp_path / "groups.csv"
+    groups.write_text("group,file\ng1,a.jpg\ng2,b.jpg\ng1,c.jpg\n", encoding="utf-8")
+    assert read_albums(groups, tmp_path) == [
+        Album(name="g1", files=("a.jpg", "c.jpg"), candidates=None),
+        Album(name="g2", files=("b.jpg",), candidates=None),
+    ]
+    for text in ("name,photos\nx,1\n", "file,candidate_ids\nx.jpg,12 abc\n", ""):
+        groups.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError):
+            read_albums(groups, tmp_path)
