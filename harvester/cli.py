@@ -301,10 +301,33 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--pairs", type=Path, metavar="FILE.csv", help="write a,b,kind,param,distance")
     p.add_argument("--sqlite", type=Path, metavar="FILE", help="write the VISE archive layout")
     p.set_defaults(handler=_cmd_dupes)
+    _add_match(sub)
     p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
     p.add_argument("sources", type=Path, nargs="+")
     p.add_argument("--into", type=Path, required=True)
     p.set_defaults(handler=_cmd_merge)
+
+
+def _add_match(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("match", help="find the harvested photo each image file under DIR is")
+    p.add_argument("dir", type=Path, metavar="DIR", help="image files (JPEG, PNG, TIFF); read only")
+    p.add_argument("--against", type=Path, required=True, metavar="OUT", help="a harvest")
+    p.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="write file,photo_id,distance,kind,verdict,larger,stage (errors: reason in kind)",
+    )
+    p.add_argument(
+        "--albums",
+        type=Path,
+        metavar="FILE.csv",
+        help="file,candidate_ids or group,file rows: resolve within each album",
+    )
+    p.add_argument(
+        "--per-photo", type=Path, metavar="FILE.csv", help="write photo_id,file,distance,verdict"
+    )
+    p.set_defaults(handler=_cmd_match)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,6 +455,20 @@ def _cmd_dupes(args: argparse.Namespace) -> int:
     if args.sqlite is not None:
         write_vise_sqlite(args.out, args.sqlite)
         log.info("wrote the archive layout to %s", args.sqlite)
+    return EXIT_OK
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    from harvester.match import check_outputs, run_match, write_csv, write_per_photo
+
+    check_outputs(args.dir, (args.csv, args.per_photo))
+    result = run_match(args.dir, args.against, albums=args.albums)
+    print(result.report.render())
+    if args.csv is not None:
+        log.info("wrote %d rows to %s", write_csv(result.files, args.csv), args.csv)
+    if args.per_photo is not None:
+        count = write_per_photo(result, args.per_photo)
+        log.info("wrote %d photos to %s", count, args.per_photo)
     return EXIT_OK
 
 
