@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
@@ -47,9 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from PIL import Image
 
 from bench import common
 from bench.dupes_truth import EMULATOR_SCENES, Item, TruthSet, build
+from harvester.store.dupes import SignalTable
 
 IDD_VENV = Path(__file__).resolve().parent / ".imagededup-venv"
 IDD_VERSION = "0.3.3.post2"
@@ -74,8 +78,14 @@ Pair = tuple[int, int]
 # --- harvest ---------------------------------------------------------------------------------
 
 
-def run_harvest(ts: TruthSet) -> dict[str, Any]:
-    """harvest dupes's fingerprint, candidate and judging code on the set's files."""
+def run_harvest(ts: TruthSet, *, backfilled: bool = False) -> dict[str, Any]:
+    """harvest dupes's fingerprint, candidate and judging code on the set's files.
+
+    `backfilled`: the rows exactly as `file_signal_row` makes them for a harvest made before
+    fingerprints (no byte digest; the content size it reads is the 1/8 draft's). Else as the
+    harvest-time `engine.signal_row` stores them: the same hashes of the 1/8 grey decode, the
+    byte digest, and the content size in the file's pixels.
+    """
     from harvester.dataset.classify import MATCH_RADIUS
     from harvester.dataset.fingerprint import src_sha256
     from harvester.dupes import _candidates, _judged, file_signal_row
@@ -91,7 +101,7 @@ def run_harvest(ts: TruthSet) -> dict[str, Any]:
 
     unreadable: list[str] = []
 
-    def fingerprints() -> list[tuple[object, ...]]:
+    def fingerprints() -> list[tuple[Any, ...]]:
         rows = []
         for item in ts.items:
             data = (ts.folder / item.path).read_bytes()
@@ -100,10 +110,14 @@ def run_harvest(ts: TruthSet) -> dict[str, Any]:
             except (OSError, ImageError, ValueError, HarvestError) as exc:
                 unreadable.append(f"{item.path}: {exc}")
                 continue
-            rows.append((*row[:6], src_sha256(data), *row[7:]))
+            if not backfilled:
+                with Image.open(io.BytesIO(data)) as image:  # the header only
+                    size = image.size
+                row = (*row[:6], src_sha256(data), *row[7:10], *size, row[12])
+            rows.append(row)
         return rows
 
-    rows: list[tuple[object, ...]] = timed("fingerprint", fingerprints)
+    rows: list[tuple[Any, ...]] = timed("fingerprint", fingerprints)
     table = _signal_table(rows, {item.id: item.path for item in ts.items})
     new = np.arange(len(table))
     candidates = timed("candidates", lambda: _candidates(table, new, MATCH_RADIUS))
@@ -123,16 +137,15 @@ def run_harvest(ts: TruthSet) -> dict[str, Any]:
     }
 
 
-def _signal_table(rows: list[tuple[object, ...]], paths: dict[int, str]) -> Any:
+def _signal_table(rows: list[tuple[Any, ...]], paths: dict[int, str]) -> SignalTable:
     """The rows as `DupesStore.signals` returns them (store.dupes.SignalTable)."""
-    from harvester.store.dupes import SignalTable
 
-    def blobs(col: int) -> np.ndarray:
-        joined = b"".join(bytes(r[col]) for r in rows)  # type: ignore[arg-type]
+    def blobs(col: int) -> npt.NDArray[np.uint8]:
+        joined = b"".join(bytes(r[col]) for r in rows)
         return np.frombuffer(joined, dtype=np.uint8).reshape(len(rows), 32)
 
-    def ints(col: int) -> np.ndarray:
-        return np.array([int(r[col]) for r in rows], dtype=np.int64)  # type: ignore[call-overload]
+    def ints(col: int) -> npt.NDArray[np.int64]:
+        return np.array([int(r[col]) for r in rows], dtype=np.int64)
 
     ids = ints(0)
     return SignalTable(
@@ -142,11 +155,11 @@ def _signal_table(rows: list[tuple[object, ...]], paths: dict[int, str]) -> Any:
         quality=ints(5),
         width=ints(10),
         height=ints(11),
-        scale=np.array([np.nan if r[12] is None else float(r[12]) for r in rows]),  # type: ignore[arg-type]
+        scale=np.array([np.nan if r[12] is None else float(r[12]) for r in rows]),
         uploaded=ids.copy(),
         compared=np.zeros(len(rows), dtype=bool),
-        src_sha256=[r[6] for r in rows],  # type: ignore[misc]
-        scan_sha256=[r[7] for r in rows],  # type: ignore[misc]
+        src_sha256=[r[6] for r in rows],
+        scan_sha256=[r[7] for r in rows],
         paths=[paths[int(i)] for i in ids.tolist()],
         titles=[""] * len(rows),
         taken=[""] * len(rows),
@@ -275,7 +288,9 @@ def _linked(pairs: Iterable[Pair]) -> Callable[[int], int]:
     return find
 
 
-def score(ts: TruthSet, pairs: set[Pair], labels: dict[Pair, tuple[str, str, bool]] | None) -> dict[str, Any]:
+def score(
+    ts: TruthSet, pairs: set[Pair], labels: dict[Pair, tuple[str, str, bool]] | None
+) -> dict[str, Any]:
     """Per-kind recall (pair and linked), label accuracy, precision, hard negatives found."""
     group = {item.id: (item.source if item.source > 0 else -item.id) for item in ts.items}
     component = _linked(pairs)
@@ -351,7 +366,7 @@ def table_rows(tools: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[o
     names = list(tools)
     headers = ["kind", "pairs", "target"]
     for name in names:
-        headers += [name] + (["harvest label"] if name == "harvest" else [])
+        headers += [name] + ([f"{name} label"] if name.startswith("harvest") else [])
     rows: list[list[object]] = []
     first = tools[names[0]]["score"]["kinds"]
     for kind, target in TARGETS.items():
@@ -359,21 +374,29 @@ def table_rows(tools: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[o
         for name in names:
             k = tools[name]["score"]["kinds"][kind]
             row.append(f"{k['recall']:.3f}")
-            if name == "harvest":
+            if name.startswith("harvest"):
                 row.append(f"{k['label_right']:.3f}")
         rows.append(row)
     tail: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
         ("precision", f"≥ {PRECISION_TARGET}", lambda t: f"{t['score']['precision']:.4f}"),
-        ("false / found pairs", "", lambda t: f"{t['score']['false_pairs']}/{t['score']['found_pairs']}"),
-        ("hard negatives found", "", lambda t: f"{t['score']['hard_negatives_found']}/{t['score']['hard_negative_pairs']}"),
+        (
+            "false / found pairs",
+            "",
+            lambda t: f"{t['score']['false_pairs']}/{t['score']['found_pairs']}",
+        ),
+        (
+            "hard negatives found",
+            "",
+            lambda t: f"{t['score']['hard_negatives_found']}/{t['score']['hard_negative_pairs']}",
+        ),
         ("wall s", "", lambda t: f"{t['wall_s']:.1f}"),
         ("CPU s", "", lambda t: f"{t['cpu_s']:.1f}"),
     ]
-    for label, target, cell in tail:
-        row = [label, "", target]
+    for label, goal, cell in tail:
+        row = [label, "", goal]
         for name in names:
             row.append(cell(tools[name]))
-            if name == "harvest":
+            if name.startswith("harvest"):
                 row.append("")
         rows.append(row)
     return headers, rows
@@ -391,6 +414,15 @@ def markdown(headers: list[str], rows: list[list[object]], meta: dict[str, Any])
         "| " + " | ".join(headers) + " |",
         "|" + "---|" * len(headers),
         *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
+        "",
+        "Recall by parameter:",
+        "",
+        "| kind parameter | " + " | ".join(meta["tools"]) + " |",
+        "|---|" + "---|" * len(meta["tools"]),
+        *(
+            f"| {k} | " + " | ".join(f"{meta['by_param'][t][k]:.3f}" for t in meta["tools"]) + " |"
+            for k in meta["by_param"][meta["tools"][0]]
+        ),
         "",
         "Recall: (source, copy) pairs of the kind reported as a pair. harvest label: found with",
         "the right kind and parameter (tinted, darkened as `recompressed`). Precision: pairs of",
@@ -418,9 +450,10 @@ def main() -> None:
     roles = Counter(item.role for item in ts.items)
     print(f"{len(ts.items):,} images ({dict(roles)}) in {build_s:.0f} s; harvest…", flush=True)
     tools: dict[str, dict[str, Any]] = {}
-    harvest = run_harvest(ts)
-    harvest["score"] = score(ts, set(harvest["pairs"]), harvest["pairs"])
-    tools["harvest"] = harvest
+    for name, backfilled in (("harvest", False), ("harvest backfill", True)):
+        result = run_harvest(ts, backfilled=backfilled)
+        result["score"] = score(ts, set(result["pairs"]), result["pairs"])
+        tools[name] = result
     errors: dict[str, str] = {}
     if not args.no_imagededup:
         for method in ("PHash", "DHash"):
@@ -457,14 +490,14 @@ def main() -> None:
         "meta": meta,
         "machine": common.machine(),
         "targets": {"recall": TARGETS, "precision": PRECISION_TARGET},
-        "tools": {
-            name: {k: v for k, v in t.items() if k != "pairs"} for name, t in tools.items()
-        },
+        "tools": {name: {k: v for k, v in t.items() if k != "pairs"} for name, t in tools.items()},
         "errors": errors,
         "table": {"headers": headers, "rows": rows},
     }
     path = common.write_result("dupes", payload)
-    (common.RESULTS / "dupes.md").write_text(markdown(headers, rows, meta))
+    by_param = {name: t["score"]["by_param"] for name, t in tools.items()}
+    shown = {**meta, "tools": list(tools), "by_param": by_param}
+    (common.RESULTS / "dupes.md").write_text(markdown(headers, rows, shown))
     print(f"\nwrote {path.relative_to(common.ROOT)} and dupes.md in {duration:.0f} s")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

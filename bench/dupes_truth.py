@@ -4,9 +4,9 @@ Sources (distinct pictures, none containing another): scikit-image's bundled pho
 the small ones and as disjoint 2x2 tiles for the large ones (hubble_deep_field, the central
 1000 px of retina, both views of stereo_motorcycle); the emulator's scenes (harvester.emulator);
 the recorded Flickr JPEG when the shared fixtures are there ($HARVEST_FIXTURES, else
-shared/fixtures beside the checkout or beside its worktrees' folder). Each source is scaled to a Flickr
-Large (long side 1024; the Flickr JPEG is kept as downloaded) and stored as a JPEG, then copied
-in every kind (`KINDS`). Hard negatives are one image each, never a source: for every tiled
+shared/fixtures beside the checkout or beside its worktrees' folder). Each source is scaled to a
+Flickr Large (long side 1024; the Flickr JPEG is kept as downloaded) and stored as a JPEG, then
+copied in every kind (`KINDS`). Hard negatives are one image each, never a source: for every tiled
 photo the tile centred on its tiles' junction (25 % overlap with each of four sources); for every
 emulator scene the same scene's other side (33 % overlap); and similar-looking pictures: the
 left and right views of the stereo pair (tile i of one against tile i of the other).
@@ -212,8 +212,10 @@ def _pictures(scenes: int) -> tuple[list[_Picture], list[_Picture], list[tuple[i
                 frame_color=0,
                 grain_phase=0,
             )
-            pic = _Picture(f"emulator/scene{k}" + ("/other-side" if look != k else ""),
-                           np.asarray(render(7, spec), dtype=np.uint8))
+            pic = _Picture(
+                f"emulator/scene{k}" + ("/other-side" if look != k else ""),
+                np.asarray(render(7, spec), dtype=np.uint8),
+            )
             (sources if role == "source" else negatives).append(pic)
     flickr = _fixture_jpeg()
     if flickr is not None:
@@ -257,48 +259,61 @@ def crop_fractions(param: str, rng: random.Random) -> tuple[float, float, float,
     return (sides[0], sides[1], sides[2], sides[3])
 
 
+def _identical_pixels(src_jpeg: bytes, param: str, rng: random.Random) -> bytes:
+    if param == "exif":
+        return _with_segment(src_jpeg, 0xE1, b"Exif\0\0" + _exif(rng.randrange(1000)))
+    return _with_segment(src_jpeg, 0xFE, f"bench copy {rng.random()}".encode())
+
+
+def _resized(pixels: Pixels, param: str) -> tuple[bytes, str]:
+    h, w = pixels.shape[:2]
+    f = float(param)
+    size = (round(w * f), round(h * f))
+    resized = Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS)
+    return encode(np.asarray(resized), COPY_QUALITY), f"{size[0] / w:.4f}"
+
+
+def _recoloured(pixels: Pixels, kind: str, param: str) -> Pixels:
+    x = pixels.astype(np.float32)
+    if kind == "darkened":
+        return np.round(x * float(param)).astype(np.uint8)
+    s = 1.0 if param == "sepia" else float(param.removeprefix("sepia"))
+    x = (1 - s) * x + s * (x @ SEPIA.T.astype(np.float32))
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def _cropped(pixels: Pixels, param: str, rng: random.Random) -> tuple[bytes, str]:
+    h, w = pixels.shape[:2]
+    fl, ft, fr, fb = crop_fractions(param, rng)
+    box = (round(fl * w), round(ft * h), w - round(fr * w), h - round(fb * h))
+    cut = pixels[box[1] : box[3], box[0] : box[2]]
+    exact = ",".join(f"{v:.4f}" for v in (box[0] / w, box[1] / h, 1 - box[2] / w, 1 - box[3] / h))
+    return encode(np.ascontiguousarray(cut), COPY_QUALITY), exact
+
+
 def make_copy(
     src_jpeg: bytes, pixels: Pixels, kind: str, param: str, rng: random.Random
 ) -> tuple[bytes, str]:
-    """The copy's bytes and its exact parameter."""
+    """The copy's bytes and its exact parameter (a crop's: l,t,r,b fractions cut)."""
     if kind == "identical-bytes":
         return src_jpeg, param
     if kind == "identical-pixels":
-        if param == "exif":
-            return _with_segment(src_jpeg, 0xE1, b"Exif\0\0" + _exif(rng.randrange(1000))), param
-        return _with_segment(src_jpeg, 0xFE, f"bench copy {rng.random()}".encode()), param
+        return _identical_pixels(src_jpeg, param, rng), param
     if kind == "recompressed":
         return encode(pixels, int(param)), param
     if kind == "resized":
-        h, w = pixels.shape[:2]
-        f = float(param)
-        size = (round(w * f), round(h * f))
-        resized = Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS)
-        return encode(np.asarray(resized), COPY_QUALITY), f"{size[0] / w:.4f}"
-    if kind == "rotated":
-        turned = np.rot90(pixels, k=-int(param) // 90)  # clockwise, as the emulator turns
-        return encode(np.ascontiguousarray(turned), COPY_QUALITY), param
-    if kind == "flipped":
-        mirrored = pixels[:, ::-1] if param == "h" else pixels[::-1]
-        return encode(np.ascontiguousarray(mirrored), COPY_QUALITY), param
-    if kind == "tinted":
-        x = pixels.astype(np.float32)
-        s = 1.0 if param == "sepia" else float(param.removeprefix("sepia"))
-        x = (1 - s) * x + s * (x @ SEPIA.T.astype(np.float32))
-        return encode(np.clip(np.round(x), 0, 255).astype(np.uint8), COPY_QUALITY), param
-    if kind == "darkened":
-        dark = np.round(pixels.astype(np.float32) * float(param)).astype(np.uint8)
-        return encode(dark, COPY_QUALITY), param
+        return _resized(pixels, param)
     if kind == "cropped":
-        h, w = pixels.shape[:2]
-        fl, ft, fr, fb = crop_fractions(param, rng)
-        box = (round(fl * w), round(ft * h), w - round(fr * w), h - round(fb * h))
-        cut = pixels[box[1] : box[3], box[0] : box[2]]
-        exact = ",".join(
-            f"{v:.4f}" for v in (box[0] / w, box[1] / h, 1 - box[2] / w, 1 - box[3] / h)
-        )
-        return encode(np.ascontiguousarray(cut), COPY_QUALITY), exact
-    raise ValueError(f"unknown kind {kind}")
+        return _cropped(pixels, param, rng)
+    if kind == "rotated":
+        edited = np.rot90(pixels, k=-int(param) // 90)  # clockwise, as the emulator turns
+    elif kind == "flipped":
+        edited = pixels[:, ::-1] if param == "h" else pixels[::-1]
+    elif kind in ("tinted", "darkened"):
+        edited = _recoloured(pixels, kind, param)
+    else:
+        raise ValueError(f"unknown kind {kind}")
+    return encode(np.ascontiguousarray(edited), COPY_QUALITY), param
 
 
 # --- the set ----------------------------------------------------------------------------------
