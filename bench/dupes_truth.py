@@ -100,8 +100,9 @@ class Item:
     role: str  # "source", "copy" or "negative"
     source: int  # the source's id (a copy's source; a source's own id; -1 for a negative)
     kind: str  # the copy's kind ("" for sources and negatives)
-    param: str  # the copy's parameter (crop: "l,t,r,b" fractions cut from each side)
+    param: str  # the copy's exact parameter (crop: "l,t,r,b" fractions cut from each side)
     origin: str  # which photograph it came from
+    variant: str = ""  # the copy's entry in KINDS ("sym0.05", "asym-a", "0.25", ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class TruthSet:
 
     folder: Path
     items: list[Item]
-    hard_negatives: list[tuple[int, int]]  # (negative or look-alike id, source id)
+    hard_negatives: list[tuple[int, int]]  # (negative or look-alike source id, source id)
 
     def by_id(self) -> dict[int, Item]:
         """Items by id."""
@@ -329,11 +330,13 @@ def build(folder: Path, *, scenes: int = EMULATOR_SCENES, seed: int = 11) -> Tru
     ids: Iterator[int] = iter(range(1, 10**9))
     source_ids: list[int] = []
 
-    def put(data: bytes, role: str, source: int, kind: str, param: str, origin: str) -> int:
+    def put(
+        data: bytes, role: str, source: int, kind: str, param: str, origin: str, variant: str = ""
+    ) -> int:
         i = next(ids)
         rel = f"img/{i:05d}.jpg"
         (folder / rel).write_bytes(data)
-        items.append(Item(i, rel, role, source if source else i, kind, param, origin))
+        items.append(Item(i, rel, role, source if source else i, kind, param, origin, variant))
         return i
 
     for pic in sources:
@@ -344,7 +347,7 @@ def build(folder: Path, *, scenes: int = EMULATOR_SCENES, seed: int = 11) -> Tru
             decoded = np.asarray(image.convert("RGB"))
         for kind, param in KINDS:
             data, exact = make_copy(src_jpeg, decoded, kind, param, rng)
-            put(data, "copy", sid, kind, exact, pic.origin)
+            put(data, "copy", sid, kind, exact, pic.origin, param)
     hard: list[tuple[int, int]] = []
     for pic in negatives:
         nid = put(encode(pic.pixels, SOURCE_QUALITY), "negative", -1, "", "", pic.origin)
@@ -356,7 +359,8 @@ def build(folder: Path, *, scenes: int = EMULATOR_SCENES, seed: int = 11) -> Tru
         hard.append((source_ids[x], source_ids[y]))
     with (folder / "truth.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "path", "role", "source", "kind", "param", "origin", "sha256"])
+        header = ["id", "path", "role", "source", "kind", "param", "origin", "variant", "sha256"]
+        writer.writerow(header)
         for item in items:
             digest = hashlib.sha256((folder / item.path).read_bytes()).hexdigest()
             writer.writerow([*_fields(item), digest])
@@ -364,4 +368,13 @@ def build(folder: Path, *, scenes: int = EMULATOR_SCENES, seed: int = 11) -> Tru
 
 
 def _fields(item: Item) -> list[object]:
-    return [item.id, item.path, item.role, item.source, item.kind, item.param, item.origin]
+    return [
+        item.id,
+        item.path,
+        item.role,
+        item.source,
+        item.kind,
+        item.param,
+        item.origin,
+        item.variant,
+    ]
