@@ -3,8 +3,8 @@
 Run: python -m bench.dupes [--scenes N] [--work DIR] [--no-imagededup]
      (prints the table; bench/results/dupes.json and dupes.md)
 
-The set (bench/dupes_truth.py) is built at run time from real photographs: every source in 24
-copies of 9 kinds, plus hard negatives; about 2,050 JPEGs in DIR/img with DIR/truth.csv.
+The set (bench/dupes_truth.py) is built at run time from real photographs: every source in 26
+copies of 9 kinds, plus hard negatives; about 2,180 JPEGs in DIR/img with DIR/truth.csv.
 
 harvest's side is `harvest dupes`'s own code on those files, in this process: each file's
 fingerprint row as `harvester.dupes.file_signal_row` computes it from the file (the 1/8 grey
