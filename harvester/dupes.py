@@ -137,9 +137,9 @@ def file_signal_row(photo_id: int, data: bytes) -> tuple[object, ...]:
     file's, which for a kept Large is the downloaded image data itself.
     """
     with Image.open(io.BytesIO(data)) as image:
+        size = image.size  # before the draft, which shrinks what `size` reports
         image.draft("L", (max(1, image.width // 8), max(1, image.height // 8)))
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
-        size = image.size
     found = fingerprint(gray, src=data, scan=data)
     width, height, scale = _content_size(data) or (*size, None)
     row = (photo_id, *found.to_row(), width, height, scale)

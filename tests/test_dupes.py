@@ -207,6 +207,12 @@ def test_a_harvest_without_fingerprints_gets_them_from_its_files(out: Path) -> N
     assert store_count(out, "SELECT COUNT(*) FROM photo_signal WHERE src_sha256 IS NULL") == (
         report.backfilled
     )
+    smaller = store_count(  # the content is in downloaded pixels: never under the stored file
+        out,
+        "SELECT COUNT(*) FROM photo_signal s JOIN photos p ON p.id = s.photo_id"
+        " WHERE s.content_w < p.width OR s.content_h < p.height",
+    )
+    assert smaller == 0
     truth, found = copy_pairs(out), found_pairs(out)
     missed = [p for p, kind in truth.items() if p not in found and kind != "identical"]
     assert not missed, f"copies not found from the files: {missed}"
@@ -214,3 +220,18 @@ def test_a_harvest_without_fingerprints_gets_them_from_its_files(out: Path) -> N
 
 def test_dupes_on_a_directory_without_a_harvest(tmp_path: Path) -> None:
     assert harvest("dupes", tmp_path) == EXIT_USAGE
+
+
+def test_a_file_without_harvests_record_keeps_its_own_size() -> None:
+    """A file harvest did not write (no record in it): its content is the whole image."""
+    from PIL import Image
+
+    from harvester.dupes import file_signal_row
+    from harvester.store.schema import SIGNAL_COLUMNS
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1024, 683), (90, 140, 200)).save(buffer, "JPEG")
+    row = dict(zip(SIGNAL_COLUMNS, file_signal_row(7, buffer.getvalue()), strict=True))
+    assert (row["content_w"], row["content_h"]) == (1024, 683)
+    assert row["src_sha256"] is None  # the download is gone: no byte digest
+    assert row["original_scale"] is None
