@@ -52,7 +52,7 @@ LOW_QUALITY_RADIUS = 10
 MAX_METADATA_SET = 12  # largest set sharing a title or a date taken whose pairs are checked
 _COUNTER = re.compile(r"\s*\(\d+\)\s*$")
 GEOMETRY_SIDE = 512  # decode side for local features (geometry.py measured its thresholds here)
-_CHANNEL_HASH, _CHANNEL_CROP = "hash", "crop"
+_CHANNEL_DIGEST, _CHANNEL_HASH, _CHANNEL_CROP = "digest", "hash", "crop"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,7 +248,7 @@ def _add_digests(found: dict[tuple[int, int], str], t: SignalTable, new: set[int
         for rows in by.values():
             if len(rows) > 1 and new.intersection(rows):
                 for other in rows[1:]:
-                    found.setdefault((rows[0], other), _CHANNEL_HASH)
+                    found.setdefault((rows[0], other), _CHANNEL_DIGEST)
 
 
 # --- judging --------------------------------------------------------------------------------
@@ -278,6 +278,8 @@ def _judged(
     features = _FeatureCache(out, t)
     verdicts = []
     for (i, j), channel in sorted(candidates.items()):
+        if channel != _CHANNEL_DIGEST and max(t.quality[i], t.quality[j]) < LOW_QUALITY:
+            continue  # two flat or black pictures hash alike: only their digests can tell
         verdict = _judge(t, i, j, channel, radius)
         if verdict is not None and verdict.needs_geometry:
             verdict = features.confirm(verdict)

@@ -235,3 +235,32 @@ def test_a_file_without_harvests_record_keeps_its_own_size() -> None:
     assert (row["content_w"], row["content_h"]) == (1024, 683)
     assert row["src_sha256"] is None  # the download is gone: no byte digest
     assert row["original_scale"] is None
+
+
+def test_two_flat_pictures_are_copies_only_by_their_digests(tmp_path: Path) -> None:
+    """Black frames hash alike; unless their bytes or pixels agree they are not a pair."""
+    import numpy as np
+
+    from harvester.dupes import _candidates, _judged
+    from harvester.store.dupes import SignalTable
+
+    n = 3
+    code = np.zeros((n, 32), np.uint8)  # three identical hashes, as flat pictures give
+    table = SignalTable(
+        ids=np.arange(1, n + 1, dtype=np.int64),
+        ph256=code,
+        c80=code.copy(),
+        quality=np.zeros(n, np.int64),
+        width=np.full(n, 1024, np.int64),
+        height=np.full(n, 683, np.int64),
+        scale=np.full(n, np.nan),
+        uploaded=np.zeros(n, np.int64),
+        compared=np.zeros(n, bool),
+        src_sha256=[b"a" * 32, b"a" * 32, b"b" * 32],  # 1 and 2 are the same file
+        scan_sha256=[None, None, None],
+        paths=["x/1.jpg", "x/2.jpg", "x/3.jpg"],
+        titles=["", "", ""],
+        taken=["", "", ""],
+    )
+    verdicts = _judged(table, _candidates(table, np.arange(n), 31), tmp_path, 31)
+    assert [(v.a, v.b, v.kind.value) for v in verdicts] == [(1, 2, "identical-bytes")]
