@@ -413,27 +413,19 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _store_of(out: Path) -> Path:
-    from harvester.store.sqlite import STORE_FILENAME
-
-    path = out / STORE_FILENAME
-    if not path.exists():
-        raise ConfigError(f"{out} holds no harvest (no {STORE_FILENAME})")
-    return path
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
-    from harvester.store.sqlite import Store
+    from harvester.store.sqlite import Store, existing_store
 
-    with Store.open(_store_of(args.out), readonly=True) as store:
+    with Store.open(existing_store(args.out), readonly=True) as store:
         print(store.summary().render())
     return EXIT_OK
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from harvester.export import export
+    from harvester.store.sqlite import existing_store
 
-    store = _store_of(args.out)
+    store = existing_store(args.out)
     sink: IO[str]
     with contextlib.ExitStack() as stack:
         if args.output is None:

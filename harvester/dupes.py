@@ -42,7 +42,7 @@ from harvester.dataset.mih import MultiIndex, Pairs
 from harvester.exceptions import ConfigError, HarvestError, ImageError
 from harvester.images import jpegmeta
 from harvester.store.dupes import DupesStore, PairRow, SignalTable
-from harvester.store.sqlite import STORE_FILENAME, Store
+from harvester.store.sqlite import STORE_FILENAME, Store, existing_store
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,7 @@ class DupesReport:
 
 def run_dupes(out: Path, *, radius: int = MATCH_RADIUS) -> DupesReport:
     """Fingerprint what lacks one, compare the new photos, store pairs and groups."""
-    path = out / STORE_FILENAME
-    if not path.exists():
-        raise ConfigError(f"{out} holds no harvest (no {STORE_FILENAME})")
-    with Store.open(path) as store:
+    with Store.open(existing_store(out)) as store:
         ds = DupesStore(store)
         backfilled, unreadable = _backfill(ds, out)
         table = ds.signals()
@@ -254,11 +251,12 @@ def _add_digests(found: dict[tuple[int, int], str], t: SignalTable, new: set[int
 # --- judging --------------------------------------------------------------------------------
 
 
-def _signal(t: SignalTable, row: int) -> Signal:
+def signal_at(t: SignalTable, row: int) -> Signal:
+    """The classifier's view of one fingerprinted photo of the store."""
     return Signal(
         photo_id=int(t.ids[row]),
         ph256=t.ph256[row].tobytes(),
-        src_sha256=t.src_sha256[row] or b"",
+        src_sha256=t.src_sha256[row],
         scan_sha256=t.scan_sha256[row],
         width=int(t.width[row]),
         height=int(t.height[row]),
@@ -268,7 +266,7 @@ def _signal(t: SignalTable, row: int) -> Signal:
 
 
 def _rank(t: SignalTable, row: int) -> tuple[float, int, int]:
-    return _signal(t, row).rank
+    return signal_at(t, row).rank
 
 
 def _judged(
@@ -289,11 +287,7 @@ def _judged(
 
 
 def _judge(t: SignalTable, i: int, j: int, channel: str, radius: int) -> PairVerdict | None:
-    x, y = _signal(t, i), _signal(t, j)
-    if not x.src_sha256:  # backfilled: no byte digest, never "identical bytes" by accident
-        x = replace(x, src_sha256=b"\0" + x.photo_id.to_bytes(8, "big"))
-    if not y.src_sha256:
-        y = replace(y, src_sha256=b"\1" + y.photo_id.to_bytes(8, "big"))
+    x, y = signal_at(t, i), signal_at(t, j)
     low = min(int(t.quality[i]), int(t.quality[j])) < LOW_QUALITY
     verdict = classify(x, y, radius=LOW_QUALITY_RADIUS if low else radius)
     if verdict is None and channel == _CHANNEL_CROP and not low:

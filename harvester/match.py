@@ -40,11 +40,12 @@ from harvester.dataset.fingerprint import (
     src_sha256,
 )
 from harvester.dataset.mih import MultiIndex
+from harvester.dupes import signal_at
 from harvester.exceptions import ConfigError, ImageError
 from harvester.images.decoding import check_pixels, orient
 from harvester.images.frames import coarse_borders
 from harvester.store.dupes import DupesStore, SignalTable
-from harvester.store.sqlite import STORE_FILENAME, Store
+from harvester.store.sqlite import Store, existing_store
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Probe:
     width: int = 0  # display pixels (EXIF orientation applied)
     height: int = 0
     keys: tuple[Key, ...] = ()
-    src_sha256: bytes = b""
+    src_sha256: bytes | None = None
     scan_sha256: bytes | None = None
     error: str = ""
 
@@ -193,10 +194,7 @@ class Harvest:
     @classmethod
     def load(cls, out: Path) -> Harvest:
         """Read OUT's store (read-only); ConfigError when it holds no fingerprinted harvest."""
-        path = out / STORE_FILENAME
-        if not path.exists():
-            raise ConfigError(f"{out} holds no harvest (no {STORE_FILENAME})")
-        with Store.open(path, readonly=True) as store:
+        with Store.open(existing_store(out), readonly=True) as store:
             table = DupesStore(store).signals()
             with store.reading() as db:
                 rows = db.execute(
@@ -212,17 +210,7 @@ class Harvest:
 
     def signal(self, row: int) -> Signal:
         """The classifier's view of one harvested photo."""
-        t = self.table
-        return Signal(
-            photo_id=int(t.ids[row]),
-            ph256=t.ph256[row].tobytes(),
-            src_sha256=t.src_sha256[row] or b"\0" + t.ids[row].tobytes(),
-            scan_sha256=t.scan_sha256[row],
-            width=int(t.width[row]),
-            height=int(t.height[row]),
-            original_scale=None if np.isnan(t.scale[row]) else float(t.scale[row]),
-            uploaded=int(t.uploaded[row]),
-        )
+        return signal_at(self.table, row)
 
 
 # --- the file side ------------------------------------------------------------------------------
@@ -307,10 +295,10 @@ def _gray(image: Image.Image) -> Gray:
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-def _digests(path: Path) -> tuple[bytes, bytes | None]:
+def _digests(path: Path) -> tuple[bytes | None, bytes | None]:
     """The file's digests, as the harvest keeps them for downloads (small enough files only)."""
     if path.stat().st_size > MAX_DIGEST_BYTES:
-        return b"file:" + path.name.encode(), None
+        return None, None
     data = path.read_bytes()
     return src_sha256(data), scan_sha256(data)
 

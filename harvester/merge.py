@@ -27,7 +27,7 @@ from harvester.images.writer import cleanup_temp_files, photo_path
 from harvester.records import PhotoStatus
 from harvester.store.merge import MergeStore
 from harvester.store.rows import ExportRow
-from harvester.store.sqlite import STORE_FILENAME, Store
+from harvester.store.sqlite import STORE_FILENAME, Store, existing_store
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ BATCH = 500
 def merge_outputs(sources: list[Path], into: Path) -> int:
     """Merge the harvest outputs `sources` into `into`; returns the photos added or upgraded."""
     for src in sources:
-        if not (src / STORE_FILENAME).exists():
-            raise ConfigError(f"{src} holds no harvest (no {STORE_FILENAME})")
+        existing_store(src)
         if src.resolve() == into.resolve():
             raise ConfigError(f"{src} is the merge target; list only the other outputs")
     try:

@@ -54,7 +54,7 @@ class Signal:
 
     photo_id: int
     ph256: bytes
-    src_sha256: bytes
+    src_sha256: bytes | None  # None when unknown (the download is gone): never equal
     scan_sha256: bytes | None
     width: int  # the content box (frame stripped, orientation applied) in downloaded pixels
     height: int
@@ -93,7 +93,7 @@ def ordered(x: Signal, y: Signal) -> tuple[Signal, Signal]:
 def classify(x: Signal, y: Signal, *, radius: int = MATCH_RADIUS) -> PairVerdict | None:
     """Classify a candidate pair; None when the two are not the same picture at `radius`."""
     a, b = ordered(x, y)
-    if a.src_sha256 == b.src_sha256:
+    if a.src_sha256 is not None and a.src_sha256 == b.src_sha256:
         return _verdict(a, b, Kind.IDENTICAL_BYTES, "", 0, Dihedral.IDENTITY)
     if a.scan_sha256 is not None and a.scan_sha256 == b.scan_sha256:
         return _verdict(a, b, Kind.IDENTICAL_PIXELS, "", 0, Dihedral.IDENTITY)

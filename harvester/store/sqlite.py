@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import orjson
 
-from harvester.exceptions import StoreError
+from harvester.exceptions import ConfigError, StoreError
 from harvester.records import PhotoRecord, PhotoStatus, Window
 from harvester.store.rows import (
     PENDING_COLUMNS,
@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 STORE_FILENAME = "harvest.sqlite"
+
+
+def existing_store(out: Path) -> Path:
+    """The store of the harvest in `out`; ConfigError (exit 2) when `out` holds none."""
+    path = out / STORE_FILENAME
+    if not path.exists():
+        raise ConfigError(f"{out} holds no harvest (no {STORE_FILENAME})")
+    return path
 
 
 def default_worker_id() -> str:
