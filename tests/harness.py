@@ -197,6 +197,16 @@ def harvest(*args: str | Path) -> int:
         return exc.code if isinstance(exc.code, int) else 1
 
 
+def harvest_keywords(emu: ServesFlickr, base: Path, keywords: tuple[str, ...]) -> Path:
+    """A finished in-process harvest of `keywords` into `base/out`, with the emulator's key."""
+    queries = write_queries(base / "queries.txt", keywords)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLICKR_API_KEY", emu.api_key)
+        code = harvest(*run_args(emu, queries, base / "out"))
+    assert code == 0, f"the harvest exited {code}"
+    return base / "out"
+
+
 def harvest_args(emu: ServesFlickr, queries: Path, out: Path, *extra: str) -> list[str]:
     """The command line of `harvest run` in a child process (see `run_harvest`)."""
     return [sys.executable, "-m", "harvester.cli", *_run_flags(emu, queries, out), *extra]

@@ -38,6 +38,7 @@ from tests.harness import (
     assert_consistent,
     error_line,
     harvest,
+    harvest_keywords,
     only_line,
     run_args,
     store_rows,
@@ -66,11 +67,7 @@ def emu() -> Iterator[ThreadedEmulator]:
 def harvested(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished harvest of KEYWORDS (made once per module; copy it before changing it)."""
     base = tmp_path_factory.mktemp("harvested")
-    queries = write_queries(base / "queries.txt", KEYWORDS)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLICKR_API_KEY", emu.api_key)
-        assert harvest(*run_args(emu, queries, base / "out")) == EXIT_OK
-    return base / "out"
+    return harvest_keywords(emu, base, KEYWORDS)
 
 
 @pytest.fixture

@@ -29,11 +29,10 @@ from harvester.exit_codes import EXIT_OK, EXIT_USAGE
 from tests.harness import (
     ThreadedEmulator,
     harvest,
-    run_args,
+    harvest_keywords,
     store_count,
     store_rows,
     threaded_emulator,
-    write_queries,
 )
 
 SEED, PHOTOS = 0, 10_000
@@ -61,11 +60,7 @@ def emu() -> Iterator[ThreadedEmulator]:
 def harvested(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished harvest, fingerprinted as it went (copy it before changing it)."""
     base = tmp_path_factory.mktemp("dupes")
-    queries = write_queries(base / "queries.txt", KEYWORDS)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLICKR_API_KEY", emu.api_key)
-        assert harvest(*run_args(emu, queries, base / "out")) == EXIT_OK
-    return base / "out"
+    return harvest_keywords(emu, base, KEYWORDS)
 
 
 @pytest.fixture

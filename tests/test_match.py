@@ -30,7 +30,7 @@ from harvester.match import (
     verdict_of,
 )
 from harvester.match_albums import _best_hits
-from tests.harness import ThreadedEmulator, harvest, run_args, threaded_emulator, write_queries
+from tests.harness import ThreadedEmulator, harvest, harvest_keywords, threaded_emulator
 
 SEED, PHOTOS = 0, 2000
 KEYWORDS = ("nature", "sky")
@@ -56,11 +56,7 @@ def emu() -> Iterator[ThreadedEmulator]:
 @pytest.fixture(scope="module")
 def out(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("match")
-    queries = write_queries(base / "queries.txt", KEYWORDS)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLICKR_API_KEY", emu.api_key)
-        assert harvest(*run_args(emu, queries, base / "out")) == EXIT_OK
-    return base / "out"
+    return harvest_keywords(emu, base, KEYWORDS)
 
 
 def lonely_rows(h: Harvest) -> list[int]:
