@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
+from harvester.dataset import geometry  # OpenCV itself is imported on first use
 from harvester.dataset.classify import (
     IDENTICAL_KINDS,
     MATCH_RADIUS,
@@ -310,19 +311,17 @@ class _FeatureCache:
     def __init__(self, out: Path, t: SignalTable) -> None:
         self._out = out
         self._paths = dict(zip(t.ids.tolist(), t.paths, strict=True))
-        self._cache: dict[tuple[int, int], object] = {}
+        self._cache: dict[tuple[int, int], geometry.Features] = {}
 
     def confirm(self, v: PairVerdict) -> PairVerdict | None:
         """The pair as local features see it: a crop with its kept area, another change, or
         None when the features do not confirm a copy. Unreadable files leave it unverified."""
-        from harvester.dataset import geometry
-
         try:
             fa, fb = self._features(v.a, v.variant), self._features(v.b, Dihedral.IDENTITY)
         except (OSError, ImageError, ValueError) as exc:
             log.info("pair %s/%s: no local features: %s", v.a, v.b, exc)
             return replace(v, kind=Kind.OTHER, param="unverified", needs_geometry=False)
-        found = geometry.verify(fa, fb)  # type: ignore[arg-type]
+        found = geometry.verify(fa, fb)
         if found is None or found.score < geometry.ACCEPT_SCORE:
             return None
         kind, params = geometry.classify_geometry(found)
@@ -336,9 +335,7 @@ class _FeatureCache:
         param = f"angle={found.angle_deg:.1f} scale={found.scale:.3f}"
         return replace(v, kind=Kind.OTHER, param=param, needs_geometry=False)
 
-    def _features(self, photo_id: int, g: Dihedral) -> object:
-        from harvester.dataset import geometry
-
+    def _features(self, photo_id: int, g: Dihedral) -> geometry.Features:
         key = (photo_id, int(g))
         if key not in self._cache:
             with Image.open(self._out / self._paths[photo_id]) as image:
