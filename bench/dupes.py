@@ -90,7 +90,8 @@ def run_harvest(ts: TruthSet, *, backfilled: bool = False) -> dict[str, Any]:
     """
     from harvester.dataset.classify import MATCH_RADIUS
     from harvester.dataset.fingerprint import src_sha256
-    from harvester.dupes import _candidates, _judged, file_signal_row
+    from harvester.dupes import CHANNEL_CROP, _candidates, _judged, add_pairs, file_signal_row
+    from harvester.dupes_keypoints import crop_candidates, file_signature
     from harvester.exceptions import HarvestError, ImageError
 
     phases: dict[str, dict[str, float]] = {}
@@ -123,6 +124,16 @@ def run_harvest(ts: TruthSet, *, backfilled: bool = False) -> dict[str, Any]:
     table = _signal_table(rows, {item.id: item.path for item in ts.items})
     new = np.arange(len(table))
     candidates = timed("candidates", lambda: _candidates(table, new, MATCH_RADIUS))
+
+    def signatures() -> dict[int, bytes]:  # what update_signatures stores, one thread here
+        return {
+            int(i): file_signature((ts.folder / path).read_bytes())
+            for i, path in zip(table.ids.tolist(), table.paths, strict=True)
+        }
+
+    blobs = timed("keypoint signatures", signatures)
+    crop_pairs = timed("keypoint candidates", lambda: crop_candidates(blobs, table, new))
+    add_pairs(candidates, crop_pairs, CHANNEL_CROP)
     verdicts = timed("judge", lambda: _judged(table, candidates, ts.folder, MATCH_RADIUS))
     found = {
         (min(v.a, v.b), max(v.a, v.b)): (v.kind.value, v.param, v.a == min(v.a, v.b))

@@ -300,6 +300,13 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("out", type=Path)
     p.add_argument("--pairs", type=Path, metavar="FILE.csv", help="write a,b,kind,param,distance")
     p.add_argument("--sqlite", type=Path, metavar="FILE", help="write the VISE archive layout")
+    p.add_argument(
+        "--crops",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="look for cropped copies with local features (about 6 ms per photo once, "
+        "0.8 GB at 100,000 photos); auto: on up to 100,000 photos (default: %(default)s)",
+    )
     p.set_defaults(handler=_cmd_dupes)
     _add_match(sub)
     p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
@@ -439,8 +446,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_dupes(args: argparse.Namespace) -> int:
     from harvester.dupes import run_dupes, write_pairs_csv, write_vise_sqlite
+    from harvester.dupes_keypoints import CropMode
 
-    report = run_dupes(args.out)
+    report = run_dupes(args.out, crops=CropMode(args.crops))
     print(report.render())
     if args.pairs is not None:
         log.info("wrote %d pairs to %s", write_pairs_csv(args.out, args.pairs), args.pairs)

@@ -2,7 +2,8 @@
 
     fingerprints (store; backfilled from the files once for older harvests)
       ─► candidates: equal digests; multi-index hashing of the 256-bit hash, of its 7 other
-         rotations/flips, and of the central 80 % (crops) — only pairs with a new photo
+         rotations/flips, and of the central 80 % (crops); photos sharing local features
+         (dupes_keypoints.py: crops of any kind) — only pairs with a new photo
       ─► classify (dataset/classify.py) ─► crops and the rest confirmed by local features
          on the stored files (dataset/geometry.py)
       ─► dup_pair, then groups anew (dataset/groups.py) ─► dup_group, summary, CSV, SQLite
@@ -39,7 +40,9 @@ from harvester.dataset.classify import (
 )
 from harvester.dataset.fingerprint import Dihedral, dihedral_many, fingerprint, turn
 from harvester.dataset.groups import Membership, build_groups
+from harvester.dataset.keypoints import KP_VERSION
 from harvester.dataset.mih import MultiIndex, Pairs
+from harvester.dupes_keypoints import CropMode, crop_candidates, update_signatures
 from harvester.exceptions import ConfigError, HarvestError, ImageError
 from harvester.images import jpegmeta
 from harvester.store.dupes import DupesStore, PairRow, SignalTable
@@ -53,7 +56,7 @@ LOW_QUALITY_RADIUS = 10
 MAX_METADATA_SET = 12  # largest set sharing a title or a date taken whose pairs are checked
 _COUNTER = re.compile(r"\s*\(\d+\)\s*$")
 GEOMETRY_SIDE = 512  # decode side for local features (geometry.py measured its thresholds here)
-_CHANNEL_DIGEST, _CHANNEL_HASH, _CHANNEL_CROP = "digest", "hash", "crop"
+_CHANNEL_DIGEST, _CHANNEL_HASH, CHANNEL_CROP = "digest", "hash", "crop"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +67,8 @@ class DupesReport:
     compared: int
     backfilled: int
     unreadable: int
+    keypointed: int = 0  # keypoint signatures computed by this run (the crop channel)
+    crop_channel: bool = False
     pairs_by_kind: Counter[str] = field(default_factory=Counter)
     identical_sets: Counter[int] = field(default_factory=Counter)  # set size → sets
     groups: int = 0
@@ -73,6 +78,11 @@ class DupesReport:
         lines = [
             f"photos fingerprinted {self.photos:,} (newly compared {self.compared:,}, "
             f"fingerprinted from their files {self.backfilled:,}, unreadable {self.unreadable})",
+            (
+                f"crop channel: on (keypoint signatures computed {self.keypointed:,})"
+                if self.crop_channel
+                else "crop channel: off (harvest dupes --crops on to look for crops)"
+            ),
             "identical sets by size:",
             *(f"  {size:>3}: {n:,}" for size, n in sorted(self.identical_sets.items())),
             "pairs by kind:",
@@ -82,14 +92,22 @@ class DupesReport:
         return "\n".join(lines)
 
 
-def run_dupes(out: Path, *, radius: int = MATCH_RADIUS) -> DupesReport:
+def run_dupes(
+    out: Path, *, radius: int = MATCH_RADIUS, crops: CropMode = CropMode.AUTO
+) -> DupesReport:
     """Fingerprint what lacks one, compare the new photos, store pairs and groups."""
     with Store.open(existing_store(out)) as store:
         ds = DupesStore(store)
         backfilled, unreadable = _backfill(ds, out)
         table = ds.signals()
         new = np.flatnonzero(~table.compared)
-        verdicts = _judged(table, _candidates(table, new, radius), out, radius)
+        found = _candidates(table, new, radius)
+        keypointed, crop_channel = 0, crops.wanted(len(table))
+        if crop_channel:
+            keypointed = update_signatures(ds, out)
+            blobs = ds.keypoints(KP_VERSION)
+            add_pairs(found, crop_candidates(blobs, table, new), CHANNEL_CROP)
+        verdicts = _judged(table, found, out, radius)
         ds.save_pairs(_pair_row(v) for v in verdicts)
         ds.mark_compared(table.ids[new].tolist())
         pairs = [_verdict_of(row) for row in ds.pairs()]
@@ -100,6 +118,8 @@ def run_dupes(out: Path, *, radius: int = MATCH_RADIUS) -> DupesReport:
         compared=len(new),
         backfilled=backfilled,
         unreadable=unreadable,
+        keypointed=keypointed,
+        crop_channel=crop_channel,
         pairs_by_kind=Counter(p.kind.value for p in pairs),
         identical_sets=_identical_sets(members),
         groups=sum(1 for m in members if m.kind is None),
@@ -188,7 +208,7 @@ def _candidates(t: SignalTable, new: np.ndarray, radius: int) -> dict[tuple[int,
     _add_metadata(found, t, set(new.tolist()))
     crops = MultiIndex(t.c80)
     for pairs in (_cross(crops, t.ph256[new], new, radius), _cross(index, t.c80[new], new, radius)):
-        _add(found, pairs, new, rows=False, channel=_CHANNEL_CROP)
+        _add(found, pairs, new, rows=False, channel=CHANNEL_CROP)
     return found
 
 
@@ -211,6 +231,15 @@ def _add(
             found.setdefault((min(x, y), max(x, y)), channel)
 
 
+def add_pairs(
+    found: dict[tuple[int, int], str], pairs: Iterable[tuple[int, int]], channel: str
+) -> None:
+    """Add row pairs found by `channel`, unless another channel found them first."""
+    for x, y in pairs:
+        if x != y:
+            found.setdefault((min(x, y), max(x, y)), channel)
+
+
 def _add_metadata(found: dict[tuple[int, int], str], t: SignalTable, new: set[int]) -> None:
     """Photos with the same title, or taken in the same second: re-uploads keep both (the
     camera's EXIF date survives a crop), so they propose the copies no global hash can see.
@@ -228,7 +257,7 @@ def _add_metadata(found: dict[tuple[int, int], str], t: SignalTable, new: set[in
                 for i, x in enumerate(rows):
                     for y in rows[i + 1 :]:
                         if x in new or y in new:
-                            found.setdefault((x, y), _CHANNEL_CROP)
+                            found.setdefault((x, y), CHANNEL_CROP)
 
 
 def _title_key(title: str) -> str:
@@ -291,7 +320,7 @@ def _judge(t: SignalTable, i: int, j: int, channel: str, radius: int) -> PairVer
     x, y = signal_at(t, i), signal_at(t, j)
     low = min(int(t.quality[i]), int(t.quality[j])) < LOW_QUALITY
     verdict = classify(x, y, radius=LOW_QUALITY_RADIUS if low else radius)
-    if verdict is None and channel == _CHANNEL_CROP and not low:
+    if verdict is None and channel == CHANNEL_CROP and not low:
         a, b = ordered(x, y)  # the central 80 % of one is the whole of the other: a crop?
         return PairVerdict(
             a=a.photo_id,
@@ -324,6 +353,8 @@ class _FeatureCache:
         found = geometry.verify(fa, fb)
         if found is None or found.score < geometry.ACCEPT_SCORE:
             return None
+        if found.contained < geometry.MIN_CONTAINED or found.coherence > geometry.MAX_COHERENCE:
+            return None  # they overlap, or moved with depth: two pictures of one scene
         kind, params = geometry.classify_geometry(found)
         if kind is geometry.GeometryKind.CROPPED:
             return replace(

@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 from harvester.dupes import run_dupes
+from harvester.dupes_keypoints import CropMode
 from harvester.emulator.control import photo_truth
 from harvester.emulator.corpus import cached_corpus
 from harvester.exit_codes import EXIT_OK, EXIT_USAGE
@@ -259,3 +260,32 @@ def test_two_flat_pictures_are_copies_only_by_their_digests(tmp_path: Path) -> N
     )
     verdicts = _judged(table, _candidates(table, np.arange(n), 31), tmp_path, 31)
     assert [(v.a, v.b, v.kind.value) for v in verdicts] == [(1, 2, "identical-bytes")]
+
+
+def test_crops_are_found_by_their_keypoints_without_titles_or_dates(out: Path) -> None:
+    """With the metadata channel blind, only the keypoint channel proposes most crops."""
+    db = sqlite3.connect(out / "harvest.sqlite")
+    db.execute("UPDATE photos SET record = json_set(record, '$.title', '', '$.date_taken', '')")
+    db.commit()
+    db.close()
+    truth = {p for p, kind in copy_pairs(out).items() if kind == "cropped"}
+    assert len(truth) >= 5, "the harvest should hold cropped copies"
+    blind = tmp_copy(out)
+    off = run_dupes(blind, crops=CropMode.OFF)
+    missed_off = truth - set(found_pairs(blind))
+    assert not off.crop_channel
+    assert missed_off, "the hashes alone should miss some crops"
+    on = run_dupes(out, crops=CropMode.ON)
+    assert on.crop_channel
+    assert on.keypointed == on.photos
+    found = found_pairs(out)
+    assert {p: found.get(p) for p in truth} == dict.fromkeys(truth, "cropped")
+    again = run_dupes(out, crops=CropMode.ON)  # signatures are kept: nothing recomputed
+    assert again.keypointed == 0
+    assert again.compared == 0
+
+
+def tmp_copy(out: Path) -> Path:
+    copy = out.with_name(out.name + "-copy")
+    shutil.copytree(out, copy)
+    return copy

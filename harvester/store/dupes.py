@@ -79,6 +79,34 @@ class DupesStore:
             ).fetchall()
         return _table(rows)
 
+    def unkeyed(self, version: int) -> list[tuple[int, str]]:
+        """(photo id, path) of fingerprinted stored photos without keypoints of `version`."""
+        with self._store.reading() as db:
+            rows = db.execute(
+                "SELECT p.id, p.path FROM photo_signal s JOIN photos p ON p.id = s.photo_id"
+                " LEFT JOIN photo_keypoints k ON k.photo_id = s.photo_id AND k.kp_version = ?"
+                " WHERE p.status = 'done' AND p.path IS NOT NULL AND k.photo_id IS NULL"
+                " ORDER BY p.id",
+                (version,),
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def write_keypoints(self, rows: Iterable[tuple[int, int, bytes]]) -> int:
+        """Insert or replace (photo id, version, descriptors) rows in batches."""
+        sql = "INSERT OR REPLACE INTO photo_keypoints VALUES (?, ?, ?)"
+        return self._batched(sql, rows)
+
+    def keypoints(self, version: int) -> dict[int, bytes]:
+        """Photo id → descriptors blob, for the stored photos that have keypoints of `version`."""
+        with self._store.reading() as db:
+            rows = db.execute(
+                "SELECT k.photo_id, k.descriptors FROM photo_keypoints k"
+                " JOIN photos p ON p.id = k.photo_id"
+                " WHERE p.status = 'done' AND k.kp_version = ?",
+                (version,),
+            ).fetchall()
+        return {int(i): bytes(blob) for i, blob in rows}
+
     def save_pairs(self, rows: Iterable[Sequence[object]]) -> int:
         """Insert or replace (a, b, kind, param, distance, variant, score, method) rows."""
         sql = "INSERT OR REPLACE INTO dup_pair VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -113,6 +113,11 @@ CREATE TABLE IF NOT EXISTS dup_group (
     param TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS dup_group_group ON dup_group (group_id);
+CREATE TABLE IF NOT EXISTS photo_keypoints (  -- the crop channel's signatures (dataset/keypoints)
+    photo_id INTEGER PRIMARY KEY,
+    kp_version INTEGER NOT NULL,
+    descriptors BLOB NOT NULL  -- k x 32 bytes of ORB descriptors; empty for a flat picture
+);
 """
 )
 
