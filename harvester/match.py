@@ -6,6 +6,8 @@
        central-80 % channel both ways); a unique best by VARIANT_MARGIN is a match
     ─► album resolver (optional, match_albums.py): candidates restricted to an album, one-to-one
        at r ≤ 51, ambiguous pairs confirmed by ORB+RANSAC
+    ─► keypoint stage (match_keypoints.py): files still unmatched, against the photos they share
+       local features with (the signatures `harvest dupes` stored), confirmed by ORB+RANSAC
     ─► one row per file (CSV), one per harvested photo, a summary with matches per stage.
 
 Read-only on both sides (duplicates.md §5.5): nothing is written into DIR or OUT.
@@ -39,6 +41,7 @@ from harvester.dataset.fingerprint import (
     scan_sha256,
     src_sha256,
 )
+from harvester.dataset.keypoints import KP_VERSION
 from harvester.dataset.mih import MultiIndex
 from harvester.dupes import signal_at
 from harvester.exceptions import ConfigError, ImageError
@@ -177,10 +180,15 @@ class Harvest:
     """The harvest's fingerprints indexed for lookups, with each photo's original size."""
 
     def __init__(
-        self, out: Path, table: SignalTable, originals: dict[int, tuple[int, str]]
+        self,
+        out: Path,
+        table: SignalTable,
+        originals: dict[int, tuple[int, str]],
+        keypoints: dict[int, bytes] | None = None,
     ) -> None:
         self.out = out
         self.table = table
+        self.keypoints = keypoints or {}  # photo id → signature, where `harvest dupes` made one
         self.hash_index = MultiIndex(table.ph256)
         self.crop_index = MultiIndex(table.c80)
         self.row_of = {int(i): row for row, i in enumerate(table.ids.tolist())}
@@ -196,6 +204,7 @@ class Harvest:
         """Read OUT's store (read-only); ConfigError when it holds no fingerprinted harvest."""
         with Store.open(existing_store(out), readonly=True) as store:
             table = DupesStore(store).signals()
+            keypoints = DupesStore(store).keypoints(KP_VERSION)
             with store.reading() as db:
                 rows = db.execute(
                     "SELECT id, json_extract(record, '$.o_width'),"
@@ -206,7 +215,7 @@ class Harvest:
         if len(table) == 0:
             raise ConfigError(f"{out} has no fingerprinted photo; run `harvest dupes {out}` first")
         originals = {int(i): (int(w or 0) * int(h or 0), str(o)) for i, w, h, o in rows}
-        return cls(out, table, originals)
+        return cls(out, table, originals, keypoints)
 
     def signal(self, row: int) -> Signal:
         """The classifier's view of one harvested photo."""
@@ -444,7 +453,7 @@ def run_match(
     policy: ImagePolicy | None = None,
 ) -> MatchResult:
     """Match every image file under `directory` against the harvest in `out`."""
-    from harvester import match_albums
+    from harvester import match_albums, match_keypoints
 
     policy = policy or ImagePolicy()
     harvest = Harvest.load(out)
@@ -459,6 +468,8 @@ def run_match(
     if groups:
         resolved = match_albums.resolve(groups, probes, harvest, rows, max_pixels=policy.max_pixels)
         rows = [resolved.get(r.file, r) for r in rows]
+    by_features = match_keypoints.resolve(probes, harvest, rows, max_pixels=policy.max_pixels)
+    rows = [by_features.get(r.file, r) for r in rows]
     report = MatchReport(
         files=len(rows),
         verdicts=Counter(r.verdict.value for r in rows),

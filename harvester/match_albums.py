@@ -114,7 +114,7 @@ def resolve(
     """The rows the albums change, by file name: assigned ones become album or geometry matches."""
     index = {p.name: i for i, p in enumerate(probes)}
     by_file = {r.file: r for r in rows}
-    features = _Features(harvest, max_pixels)
+    features = LocalFeatures(harvest, max_pixels)
     changed: dict[str, FileMatch] = {}
     for album in albums:
         members = [index[f] for f in album.files if f in index and not probes[index[f]].error]
@@ -197,7 +197,7 @@ def _distances(
 
 
 def _assign(
-    best: Sequence[Sequence[Hit]], probes: Sequence[Probe], features: _Features
+    best: Sequence[Sequence[Hit]], probes: Sequence[Probe], features: LocalFeatures
 ) -> list[tuple[int, Hit, Stage]]:
     """One-to-one (file, hit, stage): greedy by distance, rivals and leftovers by features."""
     order = sorted(
@@ -234,7 +234,7 @@ def _assign(
     return done
 
 
-class _Features:
+class LocalFeatures:
     """ORB features of files (per turn) and stored photos, computed once, for `pick`."""
 
     def __init__(self, harvest: Harvest, max_pixels: int) -> None:
@@ -246,16 +246,23 @@ class _Features:
         """The index of the hit local features confirm best (score ≥ ACCEPT_SCORE), if any."""
         scores = []
         for hit in hits:
-            try:
-                found = geometry.verify(self._file(probe, hit.variant), self._photo(hit.row))
-            except (OSError, ValueError, ImageError, Image.DecompressionBombError) as exc:
-                log.info("%s: no local features: %s", probe.name, exc)
-                found = None
+            found = self.verified(probe, hit.row, hit.variant)
             scores.append(found.score if found is not None else 0.0)
         best = int(np.argmax(scores)) if scores else 0
         if not scores or scores[best] < geometry.ACCEPT_SCORE:
             return None
         return best
+
+    def verified(
+        self, probe: Probe, row: int, g: Dihedral = Dihedral.IDENTITY
+    ) -> geometry.Verified | None:
+        """The transform from turn `g` of the file to harvest row `row`, or None (also when a
+        file cannot be read again)."""
+        try:
+            return geometry.verify(self._file(probe, g), self._photo(row))
+        except (OSError, ValueError, ImageError, Image.DecompressionBombError) as exc:
+            log.info("%s: no local features: %s", probe.name, exc)
+            return None
 
     def _file(self, probe: Probe, g: Dihedral) -> geometry.Features:
         key = (probe.name, int(g))

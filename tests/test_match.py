@@ -342,3 +342,30 @@ def test_albums_csv_layouts(tmp_path: Path) -> None:
         groups.write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError):
             read_albums(groups, tmp_path)
+
+
+def test_crops_no_hash_places_are_matched_by_keypoints_once_dupes_stored_them(
+    folder: Folder, out: Path, tmp_path: Path
+) -> None:
+    h = Harvest.load(out)
+    row = h.row_of[folder.others[0]]
+    image = _stored(out, h, row)
+    w, ht = image.size
+    root = tmp_path / "dir"
+    root.mkdir()
+    cut = (int(0.06 * w), int(0.04 * ht), w, ht - int(0.08 * ht))  # asymmetric: hashes miss it
+    image.crop(cut).resize((2 * (cut[2] - cut[0]), 2 * (cut[3] - cut[1]))).save(root / "crop.jpg")
+    shutil.copy(folder.root / folder.skewed, root / "skewed.jpg")
+    shutil.copy(folder.root / "other_astronaut.jpg", root / "other.jpg")
+    before = {r.file: r for r in run_match(root, out).files}
+    assert before["crop.jpg"].verdict is Verdict.NONE, "no hash should place this crop"
+    keyed = tmp_path / "out"
+    shutil.copytree(out, keyed)
+    assert harvest("dupes", keyed, "--crops", "on") == EXIT_OK
+    after = {r.file: r for r in run_match(root, keyed).files}
+    found = {name: (r.verdict, r.photo_id, r.stage, r.kind) for name, r in after.items()}
+    assert found == {
+        "crop.jpg": (Verdict.MATCH, folder.others[0], "geometry", "cropped"),
+        "skewed.jpg": (Verdict.MATCH, folder.skewed_id, "geometry", "other"),
+        "other.jpg": (Verdict.NONE, None, None, ""),
+    }
