@@ -122,7 +122,12 @@ async def run_engine(cfg: RunConfig) -> dict[str, Any]:
             await task
     finally:
         store.close()
-    return {"search_calls": backend.calls, "fetcher": repr(fetcher), "reasons": stats.reasons}
+    return {
+        "search_calls": backend.calls,
+        "fetcher": repr(fetcher),
+        "reasons": stats.reasons,
+        "fingerprint_cpu_s": engine.fingerprint_cpu_s,
+    }
 
 
 def harvest_worker(args: argparse.Namespace) -> int:

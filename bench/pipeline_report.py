@@ -52,6 +52,18 @@ def report_table(payload: dict[str, Any]) -> None:
     common.print_table(_HEADERS, _rows(payload))
     r = payload["ratios_harvest_over_img2dataset"]
     print("\nharvest / img2dataset: " + ", ".join(f"{k} {v:.2f}x" for k, v in r.items()))
+    print(_fingerprint_line(payload["harvest"]))
+
+
+def _fingerprint_line(h: dict[str, Any]) -> str:
+    """harvest's fingerprint CPU per stored image, as its engine counted it (included above)."""
+    spent = h["engine"].get("fingerprint_cpu_s")
+    if spent is None or not h["images"]:
+        return "fingerprints: not measured"
+    return (
+        f"fingerprints (included above): {1000 * spent / h['images']:.3f} CPU ms per stored "
+        f"image, {100 * spent / h['cpu_s']:.1f} % of harvest's CPU (the engine's own count)"
+    )
 
 
 def report_markdown(payload: dict[str, Any]) -> str:
@@ -71,6 +83,8 @@ def report_markdown(payload: dict[str, Any]) -> str:
         *("| " + " | ".join(str(c) for c in row) + " |" for row in _rows(payload)),
         "",
         "harvest / img2dataset: " + ", ".join(f"**{k}** {v:.2f}x" for k, v in r.items()) + ".",
+        "",
+        f"{_fingerprint_line(h)}.",
         "",
         *_kind_lines(payload),
         "## Notes",
