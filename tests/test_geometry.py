@@ -473,7 +473,9 @@ def sheared_pair(name: str, px: float) -> Pair:
     rgb = photo(name)
     height, width = rgb.shape[:2]
     shear = np.array([[1.0, px / height, 0.0], [0.0, 1.0, 0.0]])
-    moved = cv2.warpAffine(rgb, shear, (width, height), flags=cv2.INTER_LINEAR)
+    moved = np.asarray(
+        cv2.warpAffine(rgb, shear, (width, height), flags=cv2.INTER_LINEAR), np.uint8
+    )
     margin = round(px) + 2  # leave out the edge the warp filled with black
     return Pair(f"{name} sheared {px}", gray(rgb), gray(moved[:, margin:-margin]))
 
