@@ -178,7 +178,7 @@ def run_sources(
     spec = load_sources_file(sources_path) if sources_path is not None else None
     with Store.open(store_path) as store:
         smap = source_map(store, spec, access, keep=apply)
-        plan = plan_backfill(SourcesStore(store).owner_counts(), smap)
+        plan = plan_backfill(SourcesStore(store).owner_counts(smap.by_owner), smap)
         if not apply:
             return SourcesReport(plan=plan, applied=None)
         result = backfill(store, smap, out=out, rewrite_files=rewrite_files, write=write)

@@ -75,11 +75,15 @@ class SourcesStore:
 
     # --- counts and the back-fill --------------------------------------------------------------
 
-    def owner_counts(self) -> list[tuple[str, str, int]]:
-        """(owner, source, photos) over the whole store: one scan, the dry run's input."""
+    def owner_counts(self, owners: Iterable[str]) -> list[tuple[str, str, int]]:
+        """(owner, source, photos) for the photos of `owners`, and ("", source, photos) for
+        everyone else's: one scan that groups on a handful of keys, the dry run's input."""
         with self._store.reading() as db:
             rows = db.execute(
-                "SELECT json_extract(record, '$.owner'), source, COUNT(*) FROM photos GROUP BY 1, 2"
+                "SELECT CASE WHEN o IN (SELECT value FROM json_each(?)) THEN o ELSE '' END,"
+                " source, COUNT(*) FROM"
+                " (SELECT json_extract(record, '$.owner') AS o, source FROM photos) GROUP BY 1, 2",
+                (orjson.dumps(sorted(set(owners))).decode(),),
             ).fetchall()
         return [(str(owner or ""), str(source), int(n)) for owner, source, n in rows]
 
