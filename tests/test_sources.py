@@ -9,6 +9,7 @@ and with Pillow everywhere.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
@@ -368,3 +369,40 @@ def test_a_version_2_harvest_is_back_filled_in_place(prior: Path) -> None:
         source = p["record"].get("source", "flickr")
         assert p["source"] == source == smap.source_of(p["record"]["owner"])
     assert len({p["source"] for p in photos}) >= 3
+
+
+def _as_written_before_sources(path: Path) -> bytes:
+    """Rewrite a file's record (COM only) as harvest wrote it before sources: the downloaded
+    size under "source", no source name, no date_taken_unknown; returns its image data."""
+    data = path.read_bytes()
+    info = jpegmeta.parse_jpeg(data)
+    meta = _file_record(path)
+    meta["source"] = meta.pop("downloaded")
+    del meta["date_taken_unknown"]
+    app1 = next(s for s in info.segments if s.marker == jpegmeta.APP1)
+    com = jpegmeta.com_segment(orjson.dumps(meta))
+    path.write_bytes(b"".join(jpegmeta.embed_parts(data, info, data[app1.start : app1.end], com)))
+    return bytes(jpegmeta.image_data(data))
+
+
+def test_rewrite_files_brings_files_of_an_older_harvest_up_to_date(prior: Path) -> None:
+    done = [p for p in _photos(prior) if p["status"] == "done"]
+    theirs = [p for p in done if p["source"] != "flickr"][:2]
+    old = [*theirs, next(p for p in done if p["source"] == "flickr")]
+    scans = {p["id"]: _as_written_before_sources(prior / p["path"]) for p in old}
+    sizes = {p["id"]: _file_record(prior / p["path"])["source"] for p in old}
+    db = sqlite3.connect(prior / STORE)  # the store agrees with its files, as before
+    for p in old:
+        sha = hashlib.sha256((prior / p["path"]).read_bytes()).hexdigest()
+        db.execute("UPDATE photos SET sha256 = ? WHERE id = ?", (sha, int(p["id"])))
+    db.commit()
+    db.close()
+    assert_consistent(prior)
+    assert harvest("sources", prior, "--apply", "--rewrite-files") == EXIT_OK
+    for p in old:
+        meta = _file_record(prior / p["path"])
+        assert meta["source"] == p["source"]
+        assert meta["downloaded"] == sizes[p["id"]]
+        assert meta["date_taken_unknown"] is p["record"]["date_taken_unknown"]
+        assert bytes(jpegmeta.image_data((prior / p["path"]).read_bytes())) == scans[p["id"]]
+    assert_consistent(prior)
