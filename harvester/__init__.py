@@ -28,12 +28,14 @@ exit_codes.py   the command's exit codes and which error maps to which
 
 export.py       `harvest export`: a store's photos as JSONL or CSV, streamed
 merge.py        `harvest merge`: shard outputs joined, each photo once
+sources.py      `harvest sources` and `run --sources`: names resolved once, sources back-filled
+dataset/        pure dataset tools: fingerprints, pairs and groups, sources.py (owner → source)
 progress.py     RunStats and the live display (a rich table, or plain log lines)
 emulator/       a faithful local Flickr (REST API, image host, seeded corpus), apart from the core
 __main__.py     `python -m harvester`, the `harvest` command
 
-Rooms to come: dataset/ (fingerprints, duplicates, matching, similarity, report, credits,
-sources), and a distributed backend for the image half.
+Rooms to come: more of dataset/ (similarity, report, credits), and a distributed backend for
+the image half.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
 from harvester import __version__
-from harvester.config import BundledEmulator, RunConfig, ShardSpec, SizePreference
+from harvester.config import FLICKR_REST_URL, BundledEmulator, RunConfig, ShardSpec, SizePreference
 from harvester.exceptions import ConfigError, HarvestError
 from harvester.exit_codes import (
     EXIT_BAD_KEY,
@@ -141,6 +141,13 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         help="API budget of the key, shared by every worker",
     ),
     RunOption(
+        flag="--sources",
+        to=("sources_path",),
+        type=Path,
+        metavar="FILE.toml",
+        help="your own sources beside the built-in map: name = [NSID, username, URL alias, ...]",
+    ),
+    RunOption(
         flag="--metadata-only", to=("metadata_only",), kind="on", help="search and record only"
     ),
     RunOption(
@@ -251,7 +258,7 @@ def _add_option(p: argparse.ArgumentParser, opt: RunOption) -> None:
         type=opt.type or str,
         choices=opt.choices() if opt.choices else None,
         metavar=opt.metavar,
-        help=f"{opt.help} (default: {shown})",
+        help=opt.help if default is None else f"{opt.help} (default: {shown})",
         **common,
     )
 
@@ -309,6 +316,7 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.set_defaults(handler=_cmd_dupes)
     _add_match(sub)
+    _add_sources(sub)
     p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
     p.add_argument("sources", type=Path, nargs="+")
     p.add_argument("--into", type=Path, required=True)
@@ -335,6 +343,34 @@ def _add_match(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--per-photo", type=Path, metavar="FILE.csv", help="write photo_id,file,distance,verdict"
     )
     p.set_defaults(handler=_cmd_match)
+
+
+def _add_sources(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sources",
+        help="name the institution each photo comes from (counts only, unless --apply)",
+        description="Count a harvest's photos per source (owner NSID -> institution: the"
+        " built-in map of Flickr sub-providers, and --sources FILE); --apply writes them into"
+        " the store in short batches (safe beside a running harvest, resumes after a kill).",
+    )
+    p.add_argument("out", type=Path, help="a harvest's output directory")
+    p.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE.toml",
+        help="your own sources: name = [NSID, username, URL alias, ...] (default: the one the"
+        " last run or --apply used, else the built-in map alone)",
+    )
+    p.add_argument("--apply", action="store_true", help="write the sources (default: dry run)")
+    p.add_argument(
+        "--rewrite-files",
+        action="store_true",
+        help="with --apply: also re-stamp each stored file's metadata (its image data unchanged)",
+    )
+    p.add_argument(
+        "--flickr-url", default=FLICKR_REST_URL, metavar="URL", help="REST endpoint for look-ups"
+    )
+    p.set_defaults(handler=_cmd_sources)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -469,6 +505,26 @@ def _cmd_match(args: argparse.Namespace) -> int:
     if args.per_photo is not None:
         count = write_per_photo(result, args.per_photo)
         log.info("wrote %d photos to %s", count, args.per_photo)
+    return EXIT_OK
+
+
+def _cmd_sources(args: argparse.Namespace) -> int:
+    from harvester.config import ApiPolicy, WritePolicy
+    from harvester.flickr.keys import load_api_key
+    from harvester.sources import ApiAccess, run_sources
+
+    if args.rewrite_files and not args.apply:
+        raise ConfigError("--rewrite-files rewrites files: it needs --apply")
+    access = ApiAccess(out_dir=args.out, api=ApiPolicy(rest_url=args.flickr_url), key=load_api_key)
+    report = run_sources(
+        args.out,
+        args.sources,
+        access,
+        apply=args.apply,
+        rewrite_files=args.rewrite_files,
+        write=WritePolicy(),
+    )
+    print(report.render())
     return EXIT_OK
 
 

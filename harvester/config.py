@@ -211,6 +211,7 @@ class RunConfig:
     images: ImagePolicy = field(default_factory=ImagePolicy)
     write: WritePolicy = WritePolicy()
     emulator: BundledEmulator | None = None
+    sources_path: Path | None = None  # `--sources FILE.toml`: owners → sources, beside the map
     metadata_only: bool = False  # search and record, download nothing
     retry_failed: bool = False  # put photos that failed back in the queue first
     threads: int = field(default_factory=default_threads)

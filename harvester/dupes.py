@@ -45,6 +45,7 @@ from harvester.dataset.mih import MultiIndex, Pairs
 from harvester.dupes_keypoints import CropMode, crop_candidates, update_signatures
 from harvester.exceptions import ConfigError, HarvestError, ImageError
 from harvester.images import jpegmeta
+from harvester.images.provenance import downloaded_size
 from harvester.store.dupes import DupesStore, PairRow, SignalTable
 from harvester.store.sqlite import STORE_FILENAME, Store, existing_store
 
@@ -175,10 +176,10 @@ def _content_size(data: bytes) -> tuple[int, int, float | None] | None:
         return None
     if not isinstance(meta, dict):
         return None
-    crop, source = meta.get("crop"), meta.get("source") or {}
-    if not {"width", "height"} <= source.keys():
+    crop, size = meta.get("crop"), downloaded_size(meta)
+    if size is None:
         return None
-    width, height = int(source["width"]), int(source["height"])
+    width, height = size
     long_side = max(width, height)
     if isinstance(crop, list) and len(crop) == 4:
         width, height = int(crop[2]) - int(crop[0]), int(crop[3]) - int(crop[1])

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harvester.config import RunConfig
 from harvester.dataset.fingerprint import fingerprint
+from harvester.dataset.sources import SourceMap
 from harvester.exceptions import (
     DownloadError,
     HarvestError,
@@ -89,9 +90,11 @@ class Engine:
         stats: RunStats,
         *,
         negatives: Sequence[str] = (),
+        sources: SourceMap | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = cfg
+        self._sources = sources or SourceMap.builtin()
         self._negatives = tuple(negatives)
         self._keywords = tuple(keywords)
         self._names = [k.keyword for k in self._keywords]
@@ -203,7 +206,7 @@ class Engine:
         claim = self._store.commit_window(
             result.keyword,
             result.window,
-            result.photos,
+            self._sources.apply(result.photos),
             reported_total=result.reported_total,
             capped=result.capped,
         )

@@ -2,7 +2,9 @@
 
     HarvestError
     ├── ConfigError              bad option, unwritable output, missing key
-    │   └── QueriesFileError     a queries file that cannot be read or parsed (names file:line)
+    │   ├── QueriesFileError     a queries file that cannot be read or parsed (names file:line)
+    │   └── SourcesFileError     a sources file that cannot be read or parsed, or names a user
+    │                            Flickr does not know (names the file and the user)
     ├── FlickrError              the API said stat=fail with a permanent code (code, message)
     │   └── InvalidApiKeyError   code 100: fatal, stops the run
     ├── TransientApiError        codes 0/10/105/201, HTTP 429/5xx, bad bodies: retried
@@ -38,6 +40,14 @@ class QueriesFileError(ConfigError):
         self.line = line
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {message}")
+
+
+class SourcesFileError(ConfigError):
+    """A sources file (`--sources`) that cannot be read or parsed, or names an unknown user."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
 
 
 class FlickrError(HarvestError):

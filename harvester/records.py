@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+#: The source of a photo whose owner no source map names (Openverse's default provider).
+DEFAULT_SOURCE = "flickr"
+
 
 class PhotoStatus(StrEnum):
     """Where a photo stands in the store."""
@@ -58,6 +61,9 @@ class PhotoRecord:
     date_upload: int = 0  # unix seconds, UTC
     date_taken: str | None = None  # "YYYY-MM-DD HH:MM:SS", owner's local time
     date_taken_granularity: int = 0
+    # Flickr did not know when it was taken and put the upload time in date_taken instead
+    # (`datetakenunknown` = 1): that date is no date taken, and no file says it is.
+    date_taken_unknown: bool = False
     latitude: float | None = None  # None when not geotagged (Flickr sends 0/0/0)
     longitude: float | None = None
     accuracy: int | None = None
@@ -68,6 +74,9 @@ class PhotoRecord:
     o_height: int | None = None
     media: str = "photo"
     sizes: tuple[SizeVariant, ...] = field(default=())
+    # Who the photo comes from: an institution named by its owner (harvester.dataset.sources),
+    # else Flickr itself; set when the photo is claimed, back-filled by `harvest sources`.
+    source: str = DEFAULT_SOURCE
 
     def size(self, label: str) -> SizeVariant | None:
         """The size with this url_X label, if the search returned it."""

@@ -23,22 +23,24 @@ from pathlib import Path
 import aiohttp
 
 from harvester.config import BundledEmulator, RunConfig, ShardSpec
+from harvester.dataset.sources import SourceMap, SourcesFile
 from harvester.engine import Engine
 from harvester.exceptions import ConfigError, HarvestError
 from harvester.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
-from harvester.flickr.budget import SharedBudget, budget_name
+from harvester.flickr.budget import BUDGET_FILENAME, SharedBudget, budget_name
 from harvester.flickr.client import FlickrClient
 from harvester.flickr.keys import load_api_key
 from harvester.images.download import Fetcher
 from harvester.images.writer import cleanup_temp_files
 from harvester.progress import ProgressDisplay, RunStats, setup_logging, wants_live
 from harvester.search.queries import KeywordQuery, QueryFile, load_queries
+from harvester.sources import ApiAccess, load_sources_file, source_map
 from harvester.store.rows import StoreSummary
 from harvester.store.sqlite import STORE_FILENAME, Store
 
 log = logging.getLogger(__name__)
 
-BUDGET_NAME = "budget.sqlite"
+BUDGET_NAME = BUDGET_FILENAME
 
 
 def shard_keywords(keywords: Sequence[KeywordQuery], shard: ShardSpec) -> list[KeywordQuery]:
@@ -105,23 +107,29 @@ class RunResult:
 def run_command(cfg: RunConfig) -> RunResult:
     """`harvest run`: validate inputs, then run the workers."""
     queries = load_queries(cfg.queries_path, cfg.search.date_field)
+    # A bad sources file stops the run before anything is written.
+    spec = None if cfg.sources_path is None else load_sources_file(cfg.sources_path)
     check_output_dir(cfg.out_dir)
     if cfg.emulator is None:
-        return _run_all(cfg, queries, load_api_key())
+        return _run_all(cfg, queries, load_api_key(), spec)
     from harvester.emulator import DEFAULT_API_KEY
 
     with bundled_emulator(cfg.emulator, cfg.out_dir / "emulator.log") as url:
         # The emulator keeps its own rate limit (time-scaled); ours must not bind before it.
         api = replace(cfg.api, rest_url=url, calls_per_hour=max(cfg.api.calls_per_hour, 3.6e6))
-        return _run_all(replace(cfg, api=api), queries, DEFAULT_API_KEY)
+        return _run_all(replace(cfg, api=api), queries, DEFAULT_API_KEY, spec)
 
 
-def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str) -> RunResult:
+def _run_all(
+    cfg: RunConfig, queries: QueryFile, api_key: str, spec: SourcesFile | None
+) -> RunResult:
     keywords = shard_keywords(queries.keywords, cfg.shard)
     if not keywords:
         log.warning("shard %d/%d has no keywords", cfg.shard.index + 1, cfg.shard.count)
     cleanup_temp_files(cfg.out_dir)
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
+        access = ApiAccess(out_dir=cfg.out_dir, api=cfg.api, key=lambda: api_key)
+        sources = source_map(store, spec, access, keep=True)  # before the run is recorded
         # Leases of workers killed earlier; no worker of ours runs on this output yet.
         freed = store.release_leases()
         if freed:
@@ -131,10 +139,10 @@ def _run_all(cfg: RunConfig, queries: QueryFile, api_key: str) -> RunResult:
     try:
         if cfg.workers == 1:
             live = wants_live(plain=cfg.plain)
-            code = run_loop(run_worker(cfg, queries, keywords, api_key, live=live))
+            code = run_loop(run_worker(cfg, queries, keywords, api_key, live=live, sources=sources))
         else:
             run_loop(check_key(cfg, api_key))  # one clear line here, not one per worker
-            code = _run_processes(cfg, queries, keywords, api_key)
+            code = _run_processes(cfg, queries, keywords, api_key, sources)
     finally:
         outcome = {EXIT_OK: "finished", EXIT_INTERRUPTED: "interrupted"}.get(code, "failed")
         summary = _finish(cfg.out_dir, run_id, outcome)
@@ -168,13 +176,17 @@ def run_loop(main: Coroutine[object, object, int]) -> int:
 
 
 def _run_processes(
-    cfg: RunConfig, queries: QueryFile, keywords: Sequence[KeywordQuery], api_key: str
+    cfg: RunConfig,
+    queries: QueryFile,
+    keywords: Sequence[KeywordQuery],
+    api_key: str,
+    sources: SourceMap,
 ) -> int:
     ctx = mp.get_context("spawn")
     procs = [
         ctx.Process(
             target=_worker_process,
-            args=(cfg, queries, worker_keywords(keywords, i, cfg.workers), api_key),
+            args=(cfg, queries, worker_keywords(keywords, i, cfg.workers), api_key, sources),
             name=f"worker-{i + 1}",
         )
         for i in range(cfg.workers)
@@ -202,12 +214,16 @@ def _run_processes(
 
 
 def _worker_process(
-    cfg: RunConfig, queries: QueryFile, keywords: Sequence[KeywordQuery], api_key: str
+    cfg: RunConfig,
+    queries: QueryFile,
+    keywords: Sequence[KeywordQuery],
+    api_key: str,
+    sources: SourceMap,
 ) -> None:
     # A spawned process starts with no logging; plain lines, as several workers share stderr.
     setup_logging(verbosity=0)
     try:
-        code = run_loop(run_worker(cfg, queries, keywords, api_key, live=False))
+        code = run_loop(run_worker(cfg, queries, keywords, api_key, live=False, sources=sources))
     except HarvestError as exc:
         print(f"harvest: {exc}", file=sys.stderr)
         code = exit_code_for(exc)
@@ -232,6 +248,7 @@ async def run_worker(
     api_key: str,
     *,
     live: bool,
+    sources: SourceMap | None = None,
 ) -> int:
     """One worker: its own event loop, session, client and engine over the shared store."""
     store = Store.open(cfg.out_dir / STORE_FILENAME)
@@ -247,7 +264,14 @@ async def run_worker(
             await client.echo()  # a rejected key ends the run here, before any work
             fetcher = None if cfg.metadata_only else Fetcher(session, cfg.fetch)
             engine = Engine(
-                cfg, keywords, store, client, fetcher, stats, negatives=queries.negatives
+                cfg,
+                keywords,
+                store,
+                client,
+                fetcher,
+                stats,
+                negatives=queries.negatives,
+                sources=sources,
             )
             interrupted = await _run_engine(engine, client, stats, live=live)
     finally:

@@ -27,6 +27,7 @@ FLAG_TABLE: list[tuple[list[str], str, Any]] = [
     (["--emulator", "--emulator-seed", "9"], "emulator.seed", 9),
     (["--flickr-url", "http://127.0.0.1:1/rest/"], "api.rest_url", "http://127.0.0.1:1/rest/"),
     (["--calls-per-hour", "1234.5"], "api.calls_per_hour", 1234.5),
+    (["--sources", "mine.toml"], "sources_path", Path("mine.toml")),
     (["--metadata-only"], "metadata_only", True),
     (["--retry-failed"], "retry_failed", True),
     (["--workers", "3"], "workers", 3),

@@ -18,6 +18,7 @@ from harvester.exceptions import ConfigError, FlickrError, InvalidApiKeyError, T
 from harvester.flickr.budget import Bucket, LocalBudget, SharedBudget, budget_name, take_token
 from harvester.flickr.client import FlickrClient
 from harvester.flickr.keys import load_api_key
+from harvester.flickr.people import FlickrUser
 from harvester.licenses import LICENSES
 from harvester.records import PhotoRecord, SearchPage, SearchQuery
 from harvester.retry import RetryPolicy, no_sleep
@@ -206,6 +207,23 @@ async def test_licenses_echo_and_sizes(
     )
     sizes = await client.get_sizes(page.photos[0].id)
     assert {s.label for s in sizes} >= {s.label for s in page.photos[0].sizes}
+
+
+async def test_user_lookups_resolve_names_and_answer_none_for_no_one(
+    emulator: RunningEmulator, session: aiohttp.ClientSession
+) -> None:
+    budget = CountingBudget()
+    client = client_for(session, emulator, budget=budget)
+    katmai = FlickrUser(nsid="99350217@N03", username="Katmai National Park Service")
+    assert await client.find_by_username("katmai national park service") == katmai
+    assert await client.lookup_user("https://www.flickr.com/photos/katmainps/") == katmai
+    assert await client.person("99350217@N03") == replace(katmai, path_alias="katmainps")
+    assert await client.find_by_username("katmainps") is None  # an alias is no screen name
+    assert await client.lookup_user("https://www.flickr.com/photos/nobody-at-all/") is None
+    assert await client.person("1@N01") is None
+    assert budget.taken == client.stats.calls == 6  # every look-up is a call of the budget
+    with pytest.raises(InvalidApiKeyError):  # other failures are not "no one"
+        await client_for(session, emulator, key="doesnotexist").person("99350217@N03")
 
 
 # --- the key ----------------------------------------------------------------------------------

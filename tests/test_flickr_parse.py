@@ -183,6 +183,33 @@ def test_fixture_granularity_mixed_int_and_string() -> None:
     assert {r.date_taken_granularity for r in records} == {0}  # ...and we read both as 0
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), (1, True), ("0", False), (0, False), ("", False), (None, False), ("2", False)],
+)
+def test_date_taken_unknown_is_read_from_datetakenunknown(value: Any, expected: bool) -> None:
+    raw = {**_BASE, "datetaken": "2020-02-10 01:09:34"}
+    if value is not None:
+        raw["datetakenunknown"] = value
+    record = parse_photo(raw)
+    assert record.date_taken_unknown is expected
+    assert record.date_taken == "2020-02-10 01:09:34"  # kept as Flickr sent it, flagged
+
+
+@requires_recordings(SEARCH_PAGE)
+def test_fixture_unknown_dates_are_flagged() -> None:
+    raw = orjson.loads(recording(SEARCH_PAGE).read_bytes())["photos"]["photo"]
+    unknown = {p["id"] for p in raw if p["datetakenunknown"] == "1"}
+    records = parse_search_page({"photos": {"photo": raw}}).page.photos
+    assert {r.id for r in records if r.date_taken_unknown} == unknown
+    assert len(unknown) == 25  # fixtures/flickr/README.md: 25 of the 30
+
+
+def test_search_asks_for_the_date_taken_extra() -> None:
+    # date_taken is the extra that returns datetaken, its granularity and datetakenunknown
+    assert "date_taken" in search_params(SearchQuery(min_date=0, max_date=1))["extras"].split(",")
+
+
 # --- envelope ---------------------------------------------------------------------------------
 
 _HTML_429 = (

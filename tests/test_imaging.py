@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -102,6 +103,39 @@ def test_exiftool_reads_every_tag(tmp_path: Path) -> None:
     assert got["GPSLongitude"] == pytest.approx(-2.2945, abs=1e-5)
     assert json.loads(got["UserComment"])["title"] == RECORD.title
     assert json.loads(got["Comment"])["tags"] == ["paris", "café"]
+    assert json.loads(got["Comment"])["source"] == "flickr"
+
+
+def _exif_taken(data: bytes) -> str | None:
+    exif = Image.open(io.BytesIO(data)).getexif().get_ifd(0x8769)  # the Exif IFD
+    value = exif.get(0x9003)  # DateTimeOriginal
+    return None if value is None else str(value)
+
+
+@pytest.mark.parametrize(
+    ("unknown", "expected"),
+    [(False, "2024:02:03 10:11:12"), (True, None)],
+    ids=["known", "unknown"],
+)
+def test_an_unknown_date_taken_writes_no_date_time_original(
+    unknown: bool, expected: str | None
+) -> None:
+    record = dataclasses.replace(RECORD, date_taken_unknown=unknown, source="nasa")
+    prov = Provenance.from_record(
+        record,
+        keywords=("paris",),
+        size_label="l",
+        source_url=PROV.source_url,
+        harvested_at=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    result = process_image(jpeg(photograph("astronaut"), 90), prov, POLICY)
+    assert isinstance(result, ProcessedImage), result
+    assert _exif_taken(result.to_bytes()) == expected
+    saved = json.loads(result.record_json)
+    assert saved["date_taken_unknown"] is unknown
+    assert saved["date_taken"] == RECORD.date_taken  # Flickr's value, flagged, in the record
+    assert saved["source"] == "nasa"
+    assert saved["downloaded"] == {"width": result.source_width, "height": result.source_height}
 
 
 @requires_recordings(FLICKR_JPEG)

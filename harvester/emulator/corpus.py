@@ -46,6 +46,7 @@ class Corpus:
     ph_mask: npt.NDArray[np.uint8]
     owner_nsid: tuple[str, ...]
     owner_name: tuple[str, ...]
+    owner_alias: tuple[str | None, ...]  # path alias, as in photostream URLs; None if none
 
     def col(self, name: str) -> npt.NDArray[Any]:
         """One column by name."""
@@ -107,7 +108,7 @@ def build_corpus(seed: int, photos: int, end_ts: int = 1_790_000_000) -> Corpus:
     in_tags = (occ_mask & IN_TAGS) != 0
     tag_offsets = cb.offsets(occ_kw[in_tags], len(VOCABULARY))
     order = np.argsort(occ_row, kind="stable")
-    nsids, names = ct.owners(rng, int(cols["owner"].max()) + 1)
+    nsids, names, aliases = ct.owners(rng, int(cols["owner"].max()) + 1)
     return Corpus(
         seed=seed,
         size=photos,
@@ -121,6 +122,7 @@ def build_corpus(seed: int, photos: int, end_ts: int = 1_790_000_000) -> Corpus:
         ph_mask=occ_mask[order],
         owner_nsid=nsids,
         owner_name=names,
+        owner_alias=aliases,
     )
 
 

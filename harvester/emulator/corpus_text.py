@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harvester.emulator.institutions import with_institutions
+
 if TYPE_CHECKING:
     from harvester.emulator.corpus import Corpus
 
@@ -46,8 +48,11 @@ _SYLLABLES = [
 _CODES = ("IMG_{:04d}", "DSC{:05d}", "P{:07d}", "DSCF{:04d}", "_MG_{:04d}")
 
 
-def owners(rng: np.random.Generator, m: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """NSIDs like 12345678@N04 and distinct user names for `m` owners."""
+def owners(
+    rng: np.random.Generator, m: int
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str | None, ...]]:
+    """NSIDs like 12345678@N04, distinct user names and path aliases (two owners in three
+    have one) for `m` owners, institutions (people.py) among them."""
     draws = rng.integers(10_000_000, 210_000_000, 2 * m + 16)
     _, first = np.unique(draws, return_index=True)
     nums = draws[np.sort(first)][:m]  # distinct, in draw order
@@ -59,7 +64,9 @@ def owners(rng: np.random.Generator, m: int) -> tuple[tuple[str, ...], tuple[str
         "".join(_SYLLABLES[int(j)] for j in syl[i]) + (str(int(digits[i])) if i % 3 else "")
         for i in range(m)
     )
-    return nsids, _dedupe(names)
+    unique = _dedupe(names)
+    aliases = [name.lower() if i % 3 else None for i, name in enumerate(unique)]
+    return with_institutions(list(nsids), list(unique), aliases)
 
 
 def _dedupe(names: tuple[str, ...]) -> tuple[str, ...]:

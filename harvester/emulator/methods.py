@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harvester.emulator import corpus_text as ct
-from harvester.emulator import quirks
+from harvester.emulator import people, quirks
 from harvester.emulator.config import EmulatorConfig
 from harvester.emulator.corpus import Corpus
 from harvester.emulator.faults import unit
@@ -42,12 +42,20 @@ class MethodContext:
     seq: int = 0  # the call's sequence number (drives transient quirks)
     _by_nsid: dict[str, int] = field(default_factory=dict)
     _by_name: dict[str, int] = field(default_factory=dict)
+    _by_alias: dict[str, int] = field(default_factory=dict)
 
     def owners(self) -> dict[str, int]:
         """NSID → owner index."""
         if not self._by_nsid:
             self._by_nsid.update({n: i for i, n in enumerate(self.corpus.owner_nsid)})
         return self._by_nsid
+
+    def owner_aliases(self) -> dict[str, int]:
+        """Lower-cased path alias → owner index (owners without an alias are not in it)."""
+        if not self._by_alias:
+            aliases = enumerate(self.corpus.owner_alias)
+            self._by_alias.update({a.lower(): i for i, a in aliases if a is not None})
+        return self._by_alias
 
     def owner_names(self) -> dict[str, int]:
         """Lower-cased user name → owner index."""
@@ -145,7 +153,7 @@ def get_info(ctx: MethodContext, params: Params) -> Json:
             "location": "",
             "iconserver": "0",
             "iconfarm": 0,
-            "path_alias": None,
+            "path_alias": corpus.owner_alias[owner],
         },
         "title": {"_content": ct.title(corpus, row)},
         "description": {"_content": ct.description(corpus, row)},
@@ -205,16 +213,6 @@ def licenses(ctx: MethodContext, params: Params) -> Json:
     return {"licenses": {"license": items}, "stat": "ok"}
 
 
-def find_by_username(ctx: MethodContext, params: Params) -> Json:
-    """flickr.people.findByUsername."""
-    owner = ctx.owner_names().get(params.get("username", "").strip().lower())
-    if owner is None:
-        raise ApiError(1, "User not found")
-    nsid = ctx.corpus.owner_nsid[owner]
-    user = {"id": nsid, "nsid": nsid, "username": {"_content": ctx.corpus.owner_name[owner]}}
-    return {"user": user, "stat": "ok"}
-
-
 def echo(ctx: MethodContext, params: Params) -> Json:
     """flickr.test.echo: every parameter back as {"_content": value}."""
     out: Json = {k: {"_content": v} for k, v in params.items()}
@@ -227,6 +225,8 @@ METHODS: dict[str, Callable[[MethodContext, Params], Json]] = {
     "flickr.photos.getSizes": get_sizes,
     "flickr.photos.getInfo": get_info,
     "flickr.photos.licenses.getInfo": licenses,
-    "flickr.people.findByUsername": find_by_username,
+    "flickr.people.findByUsername": people.find_by_username,
+    "flickr.people.getInfo": people.get_info,
+    "flickr.urls.lookupUser": people.lookup_user,
     "flickr.test.echo": echo,
 }

@@ -194,5 +194,4 @@ class RecordBuilder:
             rec[f"width_{size.extra}"] = str(w) if as_str else w
 
     def _alias(self, row: int) -> str | None:
-        owner = int(self.corpus.cols["owner"][row])
-        return self.corpus.owner_name[owner].lower() if owner % 3 else None
+        return self.corpus.owner_alias[int(self.corpus.cols["owner"][row])]

@@ -28,6 +28,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 HOUR_S = 3600.0
 DEFAULT_BURST = 10  # calls allowed back to back; the hourly rate still holds
+#: The shared budget's file in an output directory: every worker and command on it shares it.
+BUDGET_FILENAME = "budget.sqlite"
 
 
 class CallBudget(Protocol):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from harvester.config import FLICKR_REST_URL
-from harvester.exceptions import HarvestError, TransientApiError
+from harvester.exceptions import FlickrError, HarvestError, TransientApiError
 from harvester.flickr.budget import CallBudget
 from harvester.flickr.parse import (
     JsonObject,
@@ -28,6 +28,15 @@ from harvester.flickr.parse import (
     decode_response,
     parse_search_page,
     search_params,
+)
+from harvester.flickr.people import (
+    NO_SUCH_USER,
+    FlickrUser,
+    find_by_username_params,
+    get_info_params,
+    lookup_user_params,
+    parse_person,
+    parse_user,
 )
 from harvester.licenses import License
 from harvester.records import SearchPage, SearchQuery, SizeVariant
@@ -125,6 +134,28 @@ class FlickrClient:
         """flickr.photos.getSizes, for diagnostics only: the harvest itself never needs it."""
         params = {"method": "flickr.photos.getSizes", "photo_id": photo_id}
         return await self._call(params, _parse_sizes)
+
+    async def find_by_username(self, username: str) -> FlickrUser | None:
+        """flickr.people.findByUsername; None when no one has that screen name."""
+        return await self._user(find_by_username_params(username), parse_user)
+
+    async def lookup_user(self, url: str) -> FlickrUser | None:
+        """flickr.urls.lookupUser of a photostream or profile URL; None when it is no one's."""
+        return await self._user(lookup_user_params(url), parse_user)
+
+    async def person(self, nsid: str) -> FlickrUser | None:
+        """flickr.people.getInfo; None when Flickr knows no such (or a deleted) user."""
+        return await self._user(get_info_params(nsid), parse_person)
+
+    async def _user(
+        self, params: Mapping[str, str], parse: Callable[[JsonObject], FlickrUser]
+    ) -> FlickrUser | None:
+        try:
+            return await self._call(params, parse)
+        except FlickrError as exc:
+            if exc.code in NO_SUCH_USER:
+                return None
+            raise
 
     def _parse_search(self, data: JsonObject) -> SearchPage:
         parsed = parse_search_page(data)

@@ -220,6 +220,7 @@ def parse_photo(raw: Any) -> PhotoRecord:
         date_upload=as_int(raw.get("dateupload")) or 0,
         date_taken=as_str(raw.get("datetaken")) or None,
         date_taken_granularity=as_int(raw.get("datetakengranularity")) or 0,
+        date_taken_unknown=as_int(raw.get("datetakenunknown")) == 1,
         latitude=latitude,
         longitude=longitude,
         accuracy=accuracy,

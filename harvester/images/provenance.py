@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from harvester.exceptions import ImageError
 from harvester.images.jpegmeta import ExifFields, com_segment, exif_segment, user_comment_ascii
 from harvester.licenses import license_for
-from harvester.records import PhotoRecord
+from harvester.records import DEFAULT_SOURCE, PhotoRecord
 
 _TAKEN = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})")
 _EXIF_TITLE_CHARS = 2000  # ImageDescription is a convenience copy; the full title is in the JSON
@@ -42,6 +42,7 @@ class Provenance:
     license_url: str
     date_taken: str | None
     date_taken_granularity: int
+    date_taken_unknown: bool
     date_upload: int
     latitude: float | None
     longitude: float | None
@@ -53,6 +54,7 @@ class Provenance:
     original_width: int | None
     original_height: int | None
     harvested_at: str  # ISO 8601, UTC
+    source: str = DEFAULT_SOURCE  # the institution (harvester.dataset.sources) or "flickr"
 
     @classmethod
     def from_record(
@@ -80,6 +82,7 @@ class Provenance:
             license_url=lic.url,
             date_taken=record.date_taken,
             date_taken_granularity=record.date_taken_granularity,
+            date_taken_unknown=record.date_taken_unknown,
             date_upload=record.date_upload,
             latitude=record.latitude,
             longitude=record.longitude,
@@ -91,6 +94,7 @@ class Provenance:
             original_width=record.o_width,
             original_height=record.o_height,
             harvested_at=_iso(harvested_at),
+            source=record.source,
         )
 
 
@@ -129,9 +133,14 @@ def _iso(moment: datetime) -> str:
 
 
 def record_dict(prov: Provenance, facts: ImageFacts) -> dict[str, Any]:
-    """The full record, DESIGN.md §2 order (sha256 is returned separately: it cannot be inside)."""
+    """The full record, DESIGN.md §2 order (sha256 is returned separately: it cannot be inside).
+
+    `source` names who the photo comes from; the downloaded file's dimensions are `downloaded`
+    (files written before sources were known have them under `source`: see `downloaded_size`).
+    """
     return {
         "id": prov.id,
+        "source": prov.source,
         "owner": prov.owner,
         "owner_name": prov.owner_name,
         "secret": prov.secret,
@@ -142,6 +151,7 @@ def record_dict(prov: Provenance, facts: ImageFacts) -> dict[str, Any]:
         "license": {"id": prov.license_id, "name": prov.license_name, "url": prov.license_url},
         "date_taken": prov.date_taken,
         "date_taken_granularity": prov.date_taken_granularity,
+        "date_taken_unknown": prov.date_taken_unknown,
         "date_upload": prov.date_upload,
         "latitude": prov.latitude,
         "longitude": prov.longitude,
@@ -151,7 +161,7 @@ def record_dict(prov: Provenance, facts: ImageFacts) -> dict[str, Any]:
         "keywords": list(prov.keywords),
         "size": prov.size_label,
         "original": {"width": prov.original_width, "height": prov.original_height},
-        "source": {"width": facts.source_width, "height": facts.source_height},
+        "downloaded": {"width": facts.source_width, "height": facts.source_height},
         "stored": {"width": facts.width, "height": facts.height},
         "crop": list(facts.crop) if facts.crop else None,
         "reencoded": facts.reencoded,
@@ -172,9 +182,18 @@ def exif_fields(prov: Provenance, user_comment: bytes) -> ExifFields:
         copyright=rights,
         description=prov.title[:_EXIF_TITLE_CHARS],
         user_comment=user_comment,
-        datetime_original=exif_datetime(prov.date_taken),
+        # An unknown date taken is the upload time in disguise: better no DateTimeOriginal.
+        datetime_original=None if prov.date_taken_unknown else exif_datetime(prov.date_taken),
         gps=gps,
     )
+
+
+def downloaded_size(record: dict[str, Any]) -> tuple[int, int] | None:
+    """The downloaded file's (width, height) from a file's record, in either layout."""
+    size = record.get("downloaded") or record.get("source")
+    if not isinstance(size, dict) or not {"width", "height"} <= size.keys():
+        return None
+    return int(size["width"]), int(size["height"])
 
 
 def exif_datetime(taken: str | None) -> str | None:

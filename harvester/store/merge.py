@@ -69,8 +69,8 @@ class MergeStore:
         with self._store.transaction() as db:
             db.execute(
                 "INSERT INTO photos (id, keyword, status, reason, attempts, path, sha256, width,"
-                " height, size_label, record, seq, claimed_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " height, size_label, record, seq, claimed_at, updated_at, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
                 " reason = excluded.reason, path = excluded.path, sha256 = excluded.sha256,"
                 " width = excluded.width, height = excluded.height,"
@@ -91,6 +91,7 @@ class MergeStore:
                     seq,
                     now,
                     now,
+                    row.record.source,
                 ),
             )
             db.executemany(

@@ -18,7 +18,9 @@ import orjson
 from harvester.exceptions import StoreError
 from harvester.records import PhotoRecord, SizeVariant
 
-SCHEMA_VERSION = 2  # 2: photo_signal, dup_pair, dup_group (issue 11); 1 migrates in place
+#: 2: photo_signal, dup_pair, dup_group (issue 11); 3: photos.source, source_names,
+#: owner_sources (issue 12). Older versions migrate in place.
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000  # several workers share the file; writers wait rather than fail
 NO_LICENSE = -1  # a window searched over every licence (NULL cannot sit in a primary key)
 KEYWORD_SEP = "\x1f"  # joins a photo's keywords in SQL; cannot occur in a queries-file line
@@ -63,7 +65,8 @@ CREATE TABLE IF NOT EXISTS photos (
     claimed_at REAL NOT NULL,
     updated_at REAL,
     leased_by TEXT,
-    leased_at REAL
+    leased_at REAL,
+    source TEXT NOT NULL DEFAULT 'flickr'
 );
 CREATE INDEX IF NOT EXISTS photos_claimed ON photos (id) WHERE status = 'claimed';
 CREATE INDEX IF NOT EXISTS photos_failed ON photos (id) WHERE status = 'failed';
@@ -119,7 +122,22 @@ CREATE TABLE IF NOT EXISTS photo_keypoints (  -- the crop channel's signatures (
     descriptors BLOB NOT NULL  -- k x 32 bytes of ORB descriptors; empty for a flat picture
 );
 """
+    + """
+CREATE TABLE IF NOT EXISTS source_names (
+    name TEXT PRIMARY KEY,  -- a sources file's username, URL alias or NSID, lower-cased
+    nsid TEXT NOT NULL,
+    via TEXT NOT NULL,  -- the API method that resolved it
+    resolved_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS owner_sources (
+    nsid TEXT PRIMARY KEY,  -- the sources file in force: owner -> source, beside the built-in map
+    source TEXT NOT NULL,
+    name TEXT NOT NULL  -- as the file wrote it
+) WITHOUT ROWID;
+"""
 )
+#: After the migration: a v2 photos table has no source column until then.
+SOURCE_INDEX = "CREATE INDEX IF NOT EXISTS photos_source ON photos (source)"
 
 
 def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -175,7 +193,7 @@ INSERT_SIGNAL = (
 )
 
 #: Schema versions this one migrates in place when a store is opened for writing.
-_MIGRATABLE = frozenset({1})
+_MIGRATABLE = frozenset({1, 2})
 
 
 def _create(db: sqlite3.Connection) -> None:
@@ -189,14 +207,33 @@ def _create(db: sqlite3.Connection) -> None:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     found = int(row[0]) if row is not None else None
     if found in _MIGRATABLE:
-        # Every change since is a new table the DDL above has just created: nothing to move,
-        # nothing lost. Photos harvested before get their fingerprints from their files.
+        _migrate(db, found)
+    elif found != SCHEMA_VERSION:
+        raise StoreError(f"store schema version {found} is not {SCHEMA_VERSION} (newer harvest?)")
+    db.execute(SOURCE_INDEX)
+
+
+def _migrate(db: sqlite3.Connection, found: int) -> None:
+    """Bring a version-1 or -2 store to this version in one transaction, nothing lost.
+
+    The new tables the DDL has just created. photos gains `source`: ADD COLUMN with a
+    constant default rewrites no row, so it is instant at any size; every photo starts as
+    'flickr' and `harvest sources --apply` names the institutions'. Photos harvested before
+    fingerprints get them from their files (`harvest dupes`).
+    """
+    db.execute("BEGIN IMMEDIATE")  # several workers may open an old store at once
+    try:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(photos)")}
+        if "source" not in columns:
+            db.execute("ALTER TABLE photos ADD COLUMN source TEXT NOT NULL DEFAULT 'flickr'")
         db.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version' AND value = ?",
             (str(SCHEMA_VERSION), str(found)),
         )
-    elif found != SCHEMA_VERSION:
-        raise StoreError(f"store schema version {found} is not {SCHEMA_VERSION} (newer harvest?)")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 # --- record codec ----------------------------------------------------------------------------

@@ -210,10 +210,11 @@ class Store:
         seq = next_seq(db, keyword)
         new: list[PhotoRecord] = []
         for photo in photos:
+            rest = (now, worker, leased_at, photo.source)
             cur = db.execute(
                 "INSERT OR IGNORE INTO photos (id, keyword, status, seq, record, claimed_at,"
-                " leased_by, leased_at) VALUES (?, ?, 'claimed', ?, ?, ?, ?, ?)",
-                (int(photo.id), keyword, seq, record_to_json(photo), now, worker, leased_at),
+                " leased_by, leased_at, source) VALUES (?, ?, 'claimed', ?, ?, ?, ?, ?, ?)",
+                (int(photo.id), keyword, seq, record_to_json(photo), *rest),
             )
             if cur.rowcount == 1:  # 0 when another keyword (or process) claimed it first
                 new.append(photo)
