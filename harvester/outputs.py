@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import logging
 import os
 from collections import Counter
@@ -249,6 +250,7 @@ def card_only(out: Path, target: Path | None) -> Path:
 
 def after_run(out: Path) -> None:
     """The end of `harvest run`: credits and card, never failing the run over them."""
+    log.info("writing %s, %s and the card", CREDITS_CSV, CREDITS_MD)
     try:
         result = publish(out)
     except ConfigError as exc:  # nothing stored yet
@@ -278,7 +280,7 @@ def write_hf(out: Path, *, duplicates: bool = True) -> int:
         leading = {row["id"] for row in first}
         count = 0
         with replacing_text(target) as sink:
-            for row in (*first, *(r for r in rows() if r["id"] not in leading)):
+            for row in itertools.chain(first, (r for r in rows() if r["id"] not in leading)):
                 sink.write(orjson.dumps(row).decode())
                 sink.write("\n")
                 count += 1

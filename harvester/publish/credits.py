@@ -9,7 +9,6 @@ Markdown: a title is data, never markup, whatever pipes, brackets, HTML or newli
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -157,13 +156,14 @@ class CreditCounts:
 #: Characters that are markup inside a Markdown table cell: backslash, code, emphasis, strike,
 #: links and images, the cell separator. `<`, `>` and `&` become entities instead.
 _MARKUP = re.compile(r"([\\`*_~\[\]|])")
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")  # direction overrides that reorder a line
+#: Control characters (Unicode category Cc) and the direction overrides that reorder a line.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def md_escape(text: str) -> str:
     """Text as literal Markdown inside a table cell: one line, no markup, no HTML."""
     text = " ".join(text.split())  # newlines (any Unicode line break) and tabs become spaces
-    text = "".join(ch for ch in _BIDI.sub("", text) if unicodedata.category(ch) != "Cc")
+    text = _INVISIBLE.sub("", text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MARKUP.sub(r"\\\1", text)
 
