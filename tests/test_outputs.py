@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import shutil
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +149,16 @@ def test_credits_md_counts_on_top_and_one_row_per_photo(harvested: Path) -> None
     assert len(flagged) == nd
 
 
+def test_without_fingerprints_the_files_say_what_was_done(out: Path) -> None:
+    before = (out / "CREDITS.csv").read_bytes()
+    db = sqlite3.connect(out / STORE)
+    with db:
+        db.execute("DELETE FROM photo_signal")
+    db.close()
+    assert harvest("export", out, "--format", "credits") == EXIT_OK
+    assert (out / "CREDITS.csv").read_bytes() == before
+
+
 def test_export_credits_rewrites_the_same_files(out: Path) -> None:
     before = {name: (out / name).read_bytes() for name in ("CREDITS.csv", "CREDITS.md")}
     (out / "CREDITS.md").unlink()
@@ -212,11 +223,14 @@ def test_an_edited_card_is_never_written_over(
     capsys.readouterr()
     assert harvest("export", out, "--format", "card") == EXIT_USAGE
     assert "edited" in only_line(capsys.readouterr().err)
+    credits = (out / "CREDITS.csv").read_bytes()
+    (out / "CREDITS.csv").write_text("stale\n")
     queries = write_queries(out.parent / "q.txt", KEYWORDS)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLICKR_API_KEY", emu.api_key)
         assert harvest(*run_args(emu, queries, out, "--max-side", str(MAX_SIDE))) == EXIT_OK
     assert card.read_text(encoding="utf-8") == edited, "a run leaves an edited card alone"
+    assert (out / "CREDITS.csv").read_bytes() == credits, "and rewrites the credits"
     assert harvest("export", out, "--format", "card", "--output", out / "CARD.md") == EXIT_OK
     assert card_header((out / "CARD.md").read_text(encoding="utf-8"))["license"] == "other"
 
