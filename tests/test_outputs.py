@@ -147,6 +147,9 @@ def test_credits_md_counts_on_top_and_one_row_per_photo(harvested: Path) -> None
     assert len(rows) == len(credits)
     flagged = [line for line in rows if "**no-derivatives**" in line]
     assert len(flagged) == nd
+    cropped = sum(c["no_derivatives"] == "yes" and "frame removed" in c["modifications"]
+                  for c in credits)  # fmt: skip
+    assert f"of the ND photos, {cropped} had a frame cut off" in head
 
 
 def test_without_fingerprints_the_files_say_what_was_done(out: Path) -> None:

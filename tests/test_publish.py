@@ -239,3 +239,7 @@ def test_a_column_without_a_type_is_refused() -> None:
     assert batch.column(NAMES.index("date_upload"))[0].as_py() == datetime(
         2020, 9, 13, 12, 26, 40, tzinfo=UTC
     )
+
+
+def test_a_code_span_holds_any_path() -> None:
+    assert card.md_code("my_queries `x`\n.txt") == "`my_queries 'x' .txt`"

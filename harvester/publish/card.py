@@ -114,6 +114,11 @@ class Collection:
     dupes_ran: bool
 
 
+def md_code(text: str) -> str:
+    """Text as one inline code span (backslashes show as typed there, so no escaping)."""
+    return "`" + " ".join(text.replace("`", "'").split()) + "`"
+
+
 def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "0 %"
 
@@ -243,7 +248,7 @@ def collection(c: Collection) -> list[str]:
         "",
         "- Method: `flickr.photos.search`, one call per page of up to 500 results, every field"
         " asked for in the search itself (no call per photo); then one download per photo.",
-        f"- Queries file: `{md_escape(c.queries_path or 'unknown')}`; date windows cut on the"
+        f"- Queries file: {md_code(c.queries_path or 'unknown')}; date windows cut on the"
         f" {_setting(c.config, 'search', 'date_field')} date, covering {span}.",
         f"- Windows searched: {c.windows}; split by licence at the date floor:"
         f" {c.licence_windows}; still at the 4,000-result cap (photos probably missed):"
@@ -317,7 +322,7 @@ def maintenance(c: Collection) -> list[str]:
         "",
         f"- Maintainer and contact: {TODO}",
         f"- Made with harvest {md_escape(c.version)}; the same command resumes or extends it:"
-        f" `harvest run {md_escape(queries)} --out OUT`.",
+        f" {md_code(f'harvest run {queries} --out OUT')}.",
         "",
     ]
 

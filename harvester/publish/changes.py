@@ -15,6 +15,7 @@ from typing import Any
 
 Size = tuple[int, int]
 
+FRAME_REMOVED = "frame removed"
 _CONVERTED = frozenset({"png", "gif"})  # an Original in these formats is stored as a JPEG
 
 
@@ -41,7 +42,7 @@ class ImageChanges:
         """The modifications in words; empty when the pixels are the ones downloaded."""
         said: list[str] = []
         if self.frame_removed:
-            said.append(f"frame removed (kept {_px(self.content)} of {_px(self.source)})")
+            said.append(f"{FRAME_REMOVED} (kept {_px(self.content)} of {_px(self.source)})")
         if self.resized:
             said.append(f"resized to {max(self.stored)} px on the long side")
         if self.converted_from:

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from harvester.publish.changes import NONE, UNKNOWN, ImageChanges, modifications_text
+from harvester.publish.changes import (
+    FRAME_REMOVED,
+    NONE,
+    UNKNOWN,
+    ImageChanges,
+    modifications_text,
+)
 from harvester.publish.columns import source_of
 from harvester.publish.licensing import WARNINGS, Flag, flags, licence
 
@@ -141,6 +147,7 @@ class CreditCounts:
     by_licence: Counter[tuple[int, str, str]] = field(default_factory=Counter)  # id, name, url
     modified: int = 0
     unknown_changes: int = 0
+    nd_cropped: int = 0  # ND photos whose frame was cut off: a crop is an adaptation
 
     def add(self, credit: Credit) -> None:
         """Count one credit."""
@@ -149,6 +156,8 @@ class CreditCounts:
         self.by_licence[(credit.license_id, credit.license_name, credit.license_url)] += 1
         self.modified += credit.modifications not in (NONE, UNKNOWN)
         self.unknown_changes += credit.modifications == UNKNOWN
+        cropped = credit.modifications.startswith(FRAME_REMOVED)
+        self.nd_cropped += cropped and Flag.NO_DERIVATIVES in credit.flags
 
 
 # --- Markdown ----------------------------------------------------------------------------------
@@ -204,6 +213,8 @@ def markdown_head(counts: CreditCounts, name: str) -> str:
             f"- **{label}: {counts.by_flag[flag]}** photos, flagged `{flag}`; they {meaning}"
         )
     lines += [
+        f"- of the ND photos, {counts.nd_cropped} had a frame cut off, which is a crop: leave"
+        " them out or harvest them again with `--no-frame-strip` before sharing them.",
         f"- modified: {counts.modified}; modifications not recorded: {counts.unknown_changes}",
         "",
         "| licence | photos |",
