@@ -27,6 +27,10 @@ licenses.py     Flickr's licence table
 exit_codes.py   the command's exit codes and which error maps to which
 
 export.py       `harvest export`: a store's photos as JSONL or CSV, streamed
+outputs.py      the dataset outputs (CREDITS.csv/.md, the card, Parquet, HF metadata.jsonl):
+                reads the store, writes atomically; after every run and by `harvest export`
+publish/        columns.py the typed export columns; credits.py, card.py, tables.py, hf.py:
+                pure writers' rows over export rows (licence flags, image changes)
 merge.py        `harvest merge`: shard outputs joined, each photo once
 sources.py      `harvest sources` and `run --sources`: names resolved once, sources back-filled
 dataset/        pure dataset tools: fingerprints, pairs and groups, sources.py (owner → source)

@@ -8,14 +8,13 @@ line keeps no defaults of its own (a field's default is RunConfig's) and every p
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from harvester import __version__
 from harvester.config import FLICKR_REST_URL, BundledEmulator, RunConfig, ShardSpec, SizePreference
@@ -28,6 +27,7 @@ from harvester.exit_codes import (
     EXIT_USAGE,
     exit_code_for,
 )
+from harvester.publish import EXPORT_FORMATS
 from harvester.records import DateField
 
 log = logging.getLogger("harvester")
@@ -292,10 +292,10 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p = sub.add_parser("status", help="show a harvest's progress, during or after a run")
     p.add_argument("out", type=Path)
     p.set_defaults(handler=_cmd_status)
-    p = sub.add_parser("export", help="write the photo records as JSONL or CSV")
+    p = sub.add_parser("export", help="write the records (JSONL, CSV, Parquet), HF, credits, card")
     p.add_argument("out", type=Path)
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    p.add_argument("--output", type=Path, default=None, help="file (default: stdout)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
+    p.add_argument("--output", type=Path, default=None, help="a new file (default: stdout)")
     p.add_argument(
         "--no-duplicates",
         dest="duplicates",
@@ -465,18 +465,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from harvester.export import export
-    from harvester.store.sqlite import existing_store
+    from harvester.outputs import run_export
 
-    store = existing_store(args.out)
-    sink: IO[str]
-    with contextlib.ExitStack() as stack:
-        if args.output is None:
-            sink = sys.stdout
-        else:
-            sink = stack.enter_context(args.output.open("w", encoding="utf-8", newline=""))
-        count = export(store, args.format, sink, duplicates=args.duplicates)
-    log.info("exported %d records", count)
+    done = run_export(
+        args.out, args.format, args.output, duplicates=args.duplicates, stdout=sys.stdout
+    )
+    log.info("%s", done)
     return EXIT_OK
 
 

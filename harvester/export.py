@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable
-from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,12 +17,11 @@ import orjson
 
 from harvester.exceptions import ConfigError
 from harvester.licenses import license_for
-from harvester.records import PhotoRecord
+from harvester.publish.columns import NAMES
 from harvester.store.rows import ExportRow
 from harvester.store.sqlite import Store
 
 FORMATS = ("jsonl", "csv")
-_RECORD_FIELDS = tuple(f.name for f in fields(PhotoRecord))
 _EXTRA_FIELDS = (
     "dateupload",  # Flickr's name for date_upload (unix seconds), as the Openverse ingester reads
     "license_name",
@@ -41,8 +39,9 @@ _EXTRA_FIELDS = (
     "duplicate_of",  # the representative of its duplicate group (`harvest dupes`), if a copy
     "duplicate_kind",
 )
-#: Column order of both formats.
-COLUMNS: tuple[str, ...] = (*_RECORD_FIELDS, *_EXTRA_FIELDS)
+#: Column order of every format: the typed column table's (publish/columns.py), which must
+#: name exactly the record's fields and the extras above (tests/test_publish.py holds them).
+COLUMNS: tuple[str, ...] = NAMES
 _LIST_SEP = "|"  # joins keywords in CSV (a keyword may contain spaces; tags never do)
 
 

@@ -32,9 +32,11 @@ from harvester.flickr.client import FlickrClient
 from harvester.flickr.keys import load_api_key
 from harvester.images.download import Fetcher
 from harvester.images.writer import cleanup_temp_files
+from harvester.outputs import after_run
 from harvester.progress import ProgressDisplay, RunStats, setup_logging, wants_live
 from harvester.search.queries import KeywordQuery, QueryFile, load_queries
 from harvester.sources import ApiAccess, load_sources_file, source_map
+from harvester.store.outputs import add_api_calls
 from harvester.store.rows import StoreSummary
 from harvester.store.sqlite import STORE_FILENAME, Store
 
@@ -142,10 +144,12 @@ def _run_all(
             code = run_loop(run_worker(cfg, queries, keywords, api_key, live=live, sources=sources))
         else:
             run_loop(check_key(cfg, api_key))  # one clear line here, not one per worker
+            _count_calls(cfg.out_dir, 1)
             code = _run_processes(cfg, queries, keywords, api_key, sources)
     finally:
         outcome = {EXIT_OK: "finished", EXIT_INTERRUPTED: "interrupted"}.get(code, "failed")
         summary = _finish(cfg.out_dir, run_id, outcome)
+        after_run(cfg.out_dir)  # CREDITS.csv, CREDITS.md and the card, whatever the outcome
     return RunResult(code=code, summary=summary)
 
 
@@ -159,6 +163,15 @@ def _finish(out: Path, run_id: int, outcome: str) -> StoreSummary | None:
         log.warning("could not record the end of the run: %s", exc)
         return None
     return summary
+
+
+def _count_calls(out: Path, calls: int) -> None:
+    """Add API calls to the store's total (the card reports it); never fails the run."""
+    try:
+        with Store.open(out / STORE_FILENAME) as store:
+            add_api_calls(store, calls)
+    except HarvestError as exc:
+        log.warning("could not record %d API calls: %s", calls, exc)
 
 
 def _loggable(cfg: RunConfig) -> dict[str, object]:
@@ -258,6 +271,7 @@ async def run_worker(
     stats.pending_at_start = store.count("claimed")
     budget = SharedBudget(cfg.out_dir / BUDGET_NAME, budget_name(api_key), cfg.api.calls_per_hour)
     connector = aiohttp.TCPConnector(limit=cfg.fetch.concurrency + 8, ttl_dns_cache=300)
+    client: FlickrClient | None = None
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             client = FlickrClient(session, api_key, budget, rest_url=cfg.api.rest_url)
@@ -277,6 +291,8 @@ async def run_worker(
     finally:
         store.close()
         budget.close()
+        if client is not None:
+            _count_calls(cfg.out_dir, client.stats.calls)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
