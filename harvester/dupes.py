@@ -69,6 +69,7 @@ class DupesReport:
     backfilled: int
     unreadable: int
     keypointed: int = 0  # keypoint signatures computed by this run (the crop channel)
+    crop_candidates: int = 0  # pairs the keypoints proposed (each costs a geometry check)
     crop_channel: bool = False
     pairs_by_kind: Counter[str] = field(default_factory=Counter)
     identical_sets: Counter[int] = field(default_factory=Counter)  # set size → sets
@@ -80,7 +81,8 @@ class DupesReport:
             f"photos fingerprinted {self.photos:,} (newly compared {self.compared:,}, "
             f"fingerprinted from their files {self.backfilled:,}, unreadable {self.unreadable})",
             (
-                f"crop channel: on (keypoint signatures computed {self.keypointed:,})"
+                f"crop channel: on (keypoint signatures computed {self.keypointed:,}, "
+                f"pairs proposed {self.crop_candidates:,})"
                 if self.crop_channel
                 else "crop channel: off (harvest dupes --crops on to look for crops)"
             ),
@@ -103,11 +105,12 @@ def run_dupes(
         table = ds.signals()
         new = np.flatnonzero(~table.compared)
         found = _candidates(table, new, radius)
-        keypointed, crop_channel = 0, crops.wanted(len(table))
+        keypointed, proposed, crop_channel = 0, 0, crops.wanted(len(table))
         if crop_channel:
             keypointed = update_signatures(ds, out)
-            blobs = ds.keypoints(KP_VERSION)
-            add_pairs(found, crop_candidates(blobs, table, new), CHANNEL_CROP)
+            crop_pairs = crop_candidates(ds.keypoints(KP_VERSION), table, new)
+            proposed = len(crop_pairs)
+            add_pairs(found, crop_pairs, CHANNEL_CROP)
         verdicts = _judged(table, found, out, radius)
         ds.save_pairs(_pair_row(v) for v in verdicts)
         ds.mark_compared(table.ids[new].tolist())
@@ -120,6 +123,7 @@ def run_dupes(
         backfilled=backfilled,
         unreadable=unreadable,
         keypointed=keypointed,
+        crop_candidates=proposed,
         crop_channel=crop_channel,
         pairs_by_kind=Counter(p.kind.value for p in pairs),
         identical_sets=_identical_sets(members),
