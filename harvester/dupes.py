@@ -358,8 +358,8 @@ class _FeatureCache:
         found = geometry.verify(fa, fb)
         if found is None or found.score < geometry.ACCEPT_SCORE:
             return None
-        if found.contained < geometry.MIN_CONTAINED or found.coherence > geometry.MAX_COHERENCE:
-            return None  # they overlap, or moved with depth: two pictures of one scene
+        if found.contained < geometry.MIN_CONTAINED:
+            return None  # they only overlap: two pictures of one scene, not a copy
         kind, params = geometry.classify_geometry(found)
         if kind is geometry.GeometryKind.CROPPED:
             return replace(

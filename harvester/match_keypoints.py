@@ -104,7 +104,7 @@ def _best(
         v = features.verified(probe, row)
         accepted = v is not None and v.score >= geometry.ACCEPT_SCORE
         copy = v is not None and v.contained >= geometry.MIN_CONTAINED
-        if v is not None and accepted and copy and v.coherence <= geometry.MAX_COHERENCE:
+        if v is not None and accepted and copy:
             found.append((v.score, -row, v))
     if not found:
         return None

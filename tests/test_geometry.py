@@ -25,7 +25,6 @@ from skimage import data as skdata
 from harvester.dataset.geometry import (
     ACCEPT_SCORE,
     CANDIDATE_SCORE,
-    MAX_COHERENCE,
     MIN_CONTAINED,
     MIN_INLIERS,
     Features,
@@ -331,7 +330,6 @@ def test_crop_recovers_its_box_and_kept_area(name: str, crop: str, model: Model)
     assert iou(v.box_in_a, pair.box) >= 0.9
     assert v.kept_area == pytest.approx(kept(pair), abs=0.03)
     assert v.contained >= MIN_CONTAINED
-    assert v.coherence <= MAX_COHERENCE
     assert v.score > ACCEPT_SCORE
     kind, param = classify_geometry(v)
     assert kind is GeometryKind.CROPPED
@@ -465,32 +463,6 @@ def test_overlapping_crops_verify_but_neither_contains_the_other(name: str) -> N
     assert v.contained == pytest.approx(0.4 / 0.7, abs=0.05)
 
 
-def sheared_pair(name: str, px: float) -> Pair:
-    """The photo and a view from a step aside: its rows slide by up to `px` from top to bottom,
-    as a floor or a wall receding from the camera does; no similarity explains it."""
-    import cv2
-
-    rgb = photo(name)
-    height, width = rgb.shape[:2]
-    shear = np.array([[1.0, px / height, 0.0], [0.0, 1.0, 0.0]])
-    moved = np.asarray(
-        cv2.warpAffine(rgb, shear, (width, height), flags=cv2.INTER_LINEAR), np.uint8
-    )
-    margin = round(px) + 2  # leave out the edge the warp filled with black
-    return Pair(f"{name} sheared {px}", gray(rgb), gray(moved[:, margin:-margin]))
-
-
-@needs_cv2
-@pytest.mark.parametrize("name", PHOTOS)
-def test_a_view_from_a_step_aside_is_coherent_a_copy_is_not(name: str) -> None:
-    copy = check(crop_pair(name, "asym"))
-    view = sheared_pair(name, 8.0)
-    moved = verify(feats(view.a), feats(view.b))
-    assert copy.coherence <= MAX_COHERENCE
-    assert moved is not None, f"{name}: the shifted view should still fit within tolerance"
-    assert moved.coherence > MAX_COHERENCE, f"{name}: coherence {moved.coherence:.3f}"
-
-
 @needs_cv2
 def test_thresholds_separate_true_and_false_pairs() -> None:
     """Even with 4 inliers allowed, no false pair (other photos and their transformed copies,
@@ -565,7 +537,6 @@ def _verified(angle: float, lambdas: tuple[float, float] = (1.0, 1.0)) -> Verifi
         box_in_a=(10.0, 20.0, 300.0, 200.0),
         kept_area=0.5,
         contained=1.0,
-        coherence=0.0,
     )
 
 

@@ -381,3 +381,26 @@ def test_png_with_exif_orientation_comes_out_upright() -> None:
     result = _ok(buffer.getvalue())
     assert (result.width, result.height) == (439, 1024)
     assert Image.open(io.BytesIO(result.to_bytes())).size == (439, 1024)
+
+
+def test_fingerprint_scan_digest_is_the_stored_files_when_re_encoded() -> None:
+    """A kept file's scan digest is its download's; a re-encoded one's, its stored file's (an
+    Original's own would be a second pass over megabytes)."""
+    from harvester.dataset.fingerprint import scan_sha256, src_sha256
+    from harvester.engine import signal_row
+    from harvester.store.schema import SIGNAL_COLUMNS
+
+    small = jpeg(photograph("astronaut"), 90)  # 512 px: kept as downloaded
+    big = np.asarray(Image.fromarray(photograph("astronaut")).resize((2400, 2400)))
+    large = jpeg(big, 90)  # over the policy's side: re-encoded
+    for data, reencoded in ((small, False), (large, True)):
+        result = process_image(data, PROV, POLICY)
+        assert isinstance(result, ProcessedImage), result
+        assert result.reencoded is reencoded
+        row = signal_row(PROV, data, result)
+        assert row is not None
+        fields = dict(zip(SIGNAL_COLUMNS, row, strict=True))
+        assert fields["src_sha256"] == src_sha256(data)
+        stored = scan_sha256(result.to_bytes())
+        assert fields["scan_sha256"] == (stored if reencoded else scan_sha256(data))
+        assert stored == scan_sha256(data) or reencoded  # a kept file keeps its image data

@@ -88,7 +88,7 @@ def file_record(out: Path, path: str) -> dict[str, Any]:
 
 def expected_changes(meta: dict[str, Any]) -> str:
     """The modifications, computed independently from the file's record."""
-    source = meta["source"]["width"], meta["source"]["height"]
+    source = meta["downloaded"]["width"], meta["downloaded"]["height"]
     crop = meta["crop"]
     content = (crop[2] - crop[0], crop[3] - crop[1]) if crop else source
     said = []

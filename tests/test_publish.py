@@ -75,15 +75,18 @@ def _row(**extra: Any) -> dict[str, Any]:
 def test_changes_from_the_store_and_from_the_file_agree() -> None:
     row = _row()
     stored = from_store(row, (1000, 666))
-    in_file = {"source": {"width": 1024, "height": 683}, "crop": [12, 8, 1012, 674]}
+    in_file = {"downloaded": {"width": 1024, "height": 683}, "crop": [12, 8, 1012, 674]}
     filed = from_file_record(row, {**in_file, "stored": {"width": 800, "height": 533}})
     assert stored == filed
+    older = {"source": in_file["downloaded"], "crop": in_file["crop"]}  # before sources
+    assert from_file_record(row, {**older, "stored": {"width": 800, "height": 533}}) == filed
     assert stored is not None
     assert stored.frame_removed
     assert stored.resized
     assert from_store(row, None) is None, "no fingerprint: the store cannot tell"
     assert from_store(_row(size_label="o"), (1, 1)) is None, "no reported size for the original"
-    assert from_file_record(row, {"source": {}}) is None
+    assert from_file_record(row, {"downloaded": {}}) is None
+    assert from_file_record(row, {"source": "nasa"}) is None, "a source name is not a size"
 
 
 HOSTILE = [

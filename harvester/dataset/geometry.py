@@ -32,7 +32,7 @@ module imports without it and the first call says how to install it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -50,14 +50,10 @@ MIN_INLIERS = 12  # false pairs measured: at most 4 inliers; true pairs: at leas
 CANDIDATE_SCORE = 0.03  # 3× the best false pair's score (0.009)
 ACCEPT_SCORE = 0.05  # under ⅔ of the weakest true pair's (0.078, a 60 % zoom)
 #: A copy lies within its source or holds it; two shots of one scene that only overlap are not
-#: copies. bench.dupes: its 468 verified crops measure >= 0.998; its look-alikes (the two
-#: cameras of a stereo pair) 0.86-0.97, and its tiles overlapping by under half much less.
+#: copies. bench.dupes: its 468 verified crops measure >= 0.998, the two cameras of its stereo
+#: pairs 0.86-0.97, its tiles overlapping by under half much less. A crop of one stereo view
+#: lies inside the other view, though: that look-alike passes.
 MIN_CONTAINED = 0.98
-#: Residuals of a copy's inliers are noise; where the picture moved with depth (the other
-#: camera of a stereo pair, a burst shot from a step aside) neighbouring residuals point alike.
-#: bench.dupes: its 468 verified crops measure at most 0.32 (median 0.06), the stereo
-#: look-alikes that pass MIN_CONTAINED 0.30-0.59.
-MAX_COHERENCE = 0.35
 
 _NEEDS_CV2 = (
     "local-feature matching needs opencv-python-headless: pip install opencv-python-headless"
@@ -125,7 +121,6 @@ class Verified:
     kept_area: float  # area of b's frame mapped into a (clipped) ÷ area of a
     contained: float  # the overlap ÷ the smaller of the two frames (both in a's pixels): 1 when
     #                   one picture lies within the other, less when they only overlap
-    coherence: float = 0.0  # mean cosine of neighbouring inliers' residuals: about 0 for a copy
 
 
 def features(gray: Gray, *, n: int = 500) -> Features:
@@ -170,24 +165,7 @@ def verify(
         fit = _prefer_similarity(fit, points_a, points_b, tolerance, params, b)
     if fit is None or fit.inliers < params.min_inliers:
         return None
-    found = _describe(fit, a, b, matches=len(points_a))
-    if found is None:
-        return None
-    return replace(found, coherence=_coherence(fit, points_a, points_b))
-
-
-def _coherence(fit: _Fit, points_a: Points, points_b: Points) -> float:
-    """Mean cosine between each inlier's residual and its nearest inlier neighbour's (in a)."""
-    inside_a = np.asarray(points_a, np.float64)[fit.agrees]
-    if len(inside_a) < 2:
-        return 0.0
-    residual = np.asarray(points_b, np.float64)[fit.agrees] - _project(fit.matrix, inside_a)
-    gaps = np.linalg.norm(inside_a[:, None, :] - inside_a[None, :, :], axis=2)
-    np.fill_diagonal(gaps, np.inf)
-    neighbour = residual[gaps.argmin(axis=1)]
-    lengths = np.linalg.norm(residual, axis=1) * np.linalg.norm(neighbour, axis=1)
-    cosines = (residual * neighbour).sum(axis=1) / np.maximum(lengths, 1e-9)
-    return float(cosines.mean())
+    return _describe(fit, a, b, matches=len(points_a))
 
 
 def classify_geometry(

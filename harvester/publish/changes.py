@@ -80,9 +80,11 @@ def from_store(row: Mapping[str, Any], content: Size | None) -> ImageChanges | N
 
 
 def from_file_record(row: Mapping[str, Any], meta: Mapping[str, Any]) -> ImageChanges | None:
-    """The changes from the JSON record in the stored file (its `source`, `crop`, `stored`)."""
+    """The changes from the JSON record in the stored file (its `downloaded` size, or `source`
+    in files written before sources, and its `crop`, `stored`)."""
     try:
-        source = int(meta["source"]["width"]), int(meta["source"]["height"])
+        size = meta["downloaded"] if "downloaded" in meta else meta["source"]
+        source = int(size["width"]), int(size["height"])
         stored = int(meta["stored"]["width"]), int(meta["stored"]["height"])
         crop = meta.get("crop")
         content = (int(crop[2]) - int(crop[0]), int(crop[3]) - int(crop[1])) if crop else source
