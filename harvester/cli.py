@@ -302,6 +302,7 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--sqlite", type=Path, metavar="FILE", help="write the VISE archive layout")
     p.set_defaults(handler=_cmd_dupes)
     _add_match(sub)
+    _add_report(sub)
     p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
     p.add_argument("sources", type=Path, nargs="+")
     p.add_argument("--into", type=Path, required=True)
@@ -328,6 +329,25 @@ def _add_match(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--per-photo", type=Path, metavar="FILE.csv", help="write photo_id,file,distance,verdict"
     )
     p.set_defaults(handler=_cmd_match)
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report of a harvest")
+    p.add_argument("out", type=Path, help="the harvest's output directory (read only)")
+    p.add_argument(
+        "--html", type=Path, metavar="FILE", help="where the page goes (default: OUT/report.html)"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace target files that are not harvest reports"
+    )
+    p.add_argument(
+        "--rows",
+        type=_positive_int,
+        default=5000,
+        metavar="N",
+        help="needs-a-human rows shown in the page; needs-attention.csv has all (default: 5000)",
+    )
+    p.set_defaults(handler=_cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -461,6 +481,15 @@ def _cmd_match(args: argparse.Namespace) -> int:
     if args.per_photo is not None:
         count = write_per_photo(result, args.per_photo)
         log.info("wrote %d photos to %s", count, args.per_photo)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harvester.reporting import run_report
+
+    files = run_report(args.out, args.html, force=args.force, rows_shown=args.rows)
+    print(files.summary)
+    log.info("wrote %s and %s", files.html, files.csv)
     return EXIT_OK
 
 
