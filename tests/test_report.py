@@ -281,3 +281,58 @@ def test_no_store_or_empty_harvest_is_one_line_and_writes_nothing(
         "harvest.sqlite"
     }
     assert (empty / "harvest.sqlite").read_bytes() == store
+
+
+# --- in a real browser -----------------------------------------------------------------------
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver on PATH"
+    " (apt-get install chromium chromium-driver; .ci/run installs them)",
+)
+
+
+@needs_chromium
+def test_page_loads_offline_in_headless_chromium(reported: Path, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,2400",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        url = (reported / "report.html").resolve().as_uri()
+        driver.get(url)
+        assert driver.execute_script("return document.readyState") == "complete"
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".figure svg")) >= 4
+        heading = driver.find_element(By.CSS_SELECTOR, "#keyword-table thead th:nth-child(3)")
+        heading.click()  # sort by found, largest first: the page's script runs
+        first = driver.find_element(By.CSS_SELECTOR, "#keyword-table tbody tr:first-child")
+        assert first.get_attribute("data-keyword") == "nature"
+        driver.save_screenshot(str(tmp_path / "report.png"))
+        requests = [
+            orjson.loads(entry["message"])["message"]["params"]["request"]["url"]
+            for entry in driver.get_log("performance")
+            if '"Network.requestWillBeSent"' in entry["message"]
+        ]
+        console = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    finally:
+        driver.quit()
+    assert url in requests
+    assert [r for r in requests if r != url and not r.startswith("data:")] == []
+    assert console == []
+    assert (tmp_path / "report.png").stat().st_size > 10_000
