@@ -16,8 +16,9 @@ import html.parser
 import re
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -324,12 +325,14 @@ def test_page_loads_offline_in_headless_chromium(reported: Path, tmp_path: Path)
         first = driver.find_element(By.CSS_SELECTOR, "#keyword-table tbody tr:first-child")
         assert first.get_attribute("data-keyword") == "nature"
         driver.save_screenshot(str(tmp_path / "report.png"))
+        # selenium leaves get_log unannotated: what ChromeDriver returns, one dict per entry
+        get_log = cast(Callable[[str], list[dict[str, Any]]], driver.get_log)
         requests = [
             orjson.loads(entry["message"])["message"]["params"]["request"]["url"]
-            for entry in driver.get_log("performance")
+            for entry in get_log("performance")
             if '"Network.requestWillBeSent"' in entry["message"]
         ]
-        console = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        console = [e for e in get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
     finally:
         driver.quit()
     assert url in requests
