@@ -29,11 +29,12 @@ exit_codes.py   the command's exit codes and which error maps to which
 export.py       `harvest export`: a store's photos as JSONL or CSV, streamed
 merge.py        `harvest merge`: shard outputs joined, each photo once
 progress.py     RunStats and the live display (a rich table, or plain log lines)
+reporting.py    `harvest report`: the store's figures (store/report.py) drawn into one offline
+                page by report/ (model.py the view, charts.py matplotlib, render.py jinja2)
 emulator/       a faithful local Flickr (REST API, image host, seeded corpus), apart from the core
 __main__.py     `python -m harvester`, the `harvest` command
 
-Rooms to come: dataset/ (fingerprints, duplicates, matching, similarity, report, credits,
-sources), and a distributed backend for the image half.
+Rooms to come: similarity, credits and sources, and a distributed backend for the image half.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -171,8 +171,8 @@ def _report(
         for n, r in enumerate(facts.runs(), start=1)
     )
     lines = _keyword_lines(summary, tallies, facts.search_tallies(), facts.unique_found())
-    licences, sources = facts.licences_and_sources()
-    cells = facts.geo_cells(GEO_CELL_DEG)
+    mix = facts.stored_mix(GEO_CELL_DEG)
+    licences, sources, cells = mix.licences, mix.sources, mix.geo
     hours = {(h.hour_s, h.status): h.count for h in facts.per_hour()}
     kinds = facts.duplicate_kinds()
     return Report(

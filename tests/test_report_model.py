@@ -200,10 +200,10 @@ def test_search_tallies_and_unique_found(facts: ReportStore) -> None:
 
 
 def test_licences_sources_and_geo_of_stored_photos(facts: ReportStore) -> None:
-    licences, sources = facts.licences_and_sources()
-    assert licences == {4: 2, 0: 1}
-    assert sources == {"flickr": 2, "nasa": 1}, "a record with no source is flickr's"
-    cells = facts.geo_cells(1.0)
+    mix = facts.stored_mix(1.0)
+    assert mix.licences == {4: 2, 0: 1}
+    assert mix.sources == {"flickr": 2, "nasa": 1}, "a record with no source is flickr's"
+    cells = mix.geo
     assert sorted(zip(cells.lon, cells.lat, cells.count, strict=True)) == [
         (2.0, 48.0, 2),
         (151.0, -34.0, 1),
@@ -241,8 +241,11 @@ def test_figures_are_deterministic_and_escape_their_labels() -> None:
     assert "a &amp; b" in first
 
 
-def test_map_rasterises_its_cells() -> None:
-    geo = model.GeoView(cell_deg=0.5, lon=(2.0, 150.0), lat=(48.5, -34.0), count=(5, 1), stored=9)
+@pytest.mark.parametrize("cells", [2, charts.SCATTER_CELLS + 1])
+def test_map_rasterises_its_cells(cells: int) -> None:
+    lon = tuple(-180.0 + (i % 720) * 0.5 for i in range(cells))
+    lat = tuple(-90.0 + (i // 720) * 0.5 for i in range(cells))
+    geo = model.GeoView(cell_deg=0.5, lon=lon, lat=lat, count=(5,) * cells, stored=9 * cells)
     svg = charts.map_svg(geo)
     assert "data:image/png;base64," in svg
     assert svg.count("<path") < 200, "cells are pixels, not one path each"

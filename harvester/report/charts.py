@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # never probe for a display; raster layers are drawn by Agg
 
 from matplotlib import rc_context
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harvester.report.model import Bar, GeoView, KeywordLine, Timeline
@@ -30,6 +33,7 @@ COLOURS = {"done": "#2b8a3e", "skipped": "#e8a33d", "failed": "#c92a2a"}
 INK, GRID = "#333333", "#d0d0d0"
 WIDTH_IN = 9.0
 DAY_S = 86400
+SCATTER_CELLS = 5000  # more cells than this are drawn as one image of the grid
 _RC: dict[Any, Any] = {
     "svg.fonttype": "none",
     "font.family": "sans-serif",
@@ -40,7 +44,8 @@ _RC: dict[Any, Any] = {
     "ytick.color": INK,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "text.parse_math": False,  # a keyword or reason with "$" is text, not mathtext
+    "text.parse_math": False,
+    "image.cmap": "viridis",  # a keyword or reason with "$" is text, not mathtext
 }
 
 
@@ -150,24 +155,19 @@ def keywords_svg(lines: Sequence[KeywordLine], keep: int = 30) -> str:
 
 
 def map_svg(geo: GeoView) -> str:
-    """Geotagged photos per grid cell on longitude/latitude axes, with a 30° graticule."""
+    """Geotagged photos per grid cell on longitude/latitude axes, with a 30° graticule.
+
+    Up to SCATTER_CELLS cells are square markers (visible however few); more are one image of
+    the whole grid, which Agg draws in a fraction of the time. Either way one raster layer.
+    """
     fig = _figure(4.6)
     with rc_context(_RC):
         ax = fig.add_subplot()
-        half = geo.cell_deg / 2
         if geo.count:
-            dots = ax.scatter(
-                [x + half for x in geo.lon],
-                [y + half for y in geo.lat],
-                c=list(geo.count),
-                s=4,
-                marker="s",
-                linewidths=0,
-                cmap="viridis",
-                norm=LogNorm(vmin=1, vmax=max(max(geo.count), 2)),
-            )
-            dots.set_rasterized(True)
-            bar = fig.colorbar(dots, ax=ax, label=f"photos per {geo.cell_deg:g}° cell", shrink=0.8)
+            norm = LogNorm(vmin=1, vmax=max(max(geo.count), 2))
+            layer = _cells(ax, geo, norm)
+            layer.set_rasterized(True)
+            bar = fig.colorbar(layer, ax=ax, label=f"photos per {geo.cell_deg:g}° cell", shrink=0.8)
             bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
             bar.ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(-180, 180)
@@ -176,9 +176,24 @@ def map_svg(geo: GeoView) -> str:
         ax.set_xticks(range(-180, 181, 30))
         ax.set_yticks(range(-90, 91, 30))
         ax.grid(color=GRID, linewidth=0.5)
+        ax.set_axisbelow(False)
         ax.set_xlabel("longitude")
         ax.set_ylabel("latitude")
     return to_svg(fig, "map")
+
+
+def _cells(ax: Axes, geo: GeoView, norm: LogNorm) -> PathCollection | AxesImage:
+    if len(geo.count) <= SCATTER_CELLS:
+        half = geo.cell_deg / 2
+        x, y = [v + half for v in geo.lon], [v + half for v in geo.lat]
+        return ax.scatter(x, y, c=list(geo.count), s=4, marker="s", linewidths=0, norm=norm)
+    cols, rows = round(360 / geo.cell_deg), round(180 / geo.cell_deg)
+    grid = np.full((rows, cols), np.nan)
+    ix = np.clip(((np.array(geo.lon) + 180) / geo.cell_deg).astype(int), 0, cols - 1)
+    iy = np.clip(((np.array(geo.lat) + 90) / geo.cell_deg).astype(int), 0, rows - 1)
+    grid[iy, ix] = geo.count
+    extent = (-180.0, 180.0, -90.0, 90.0)
+    return ax.imshow(grid, origin="lower", extent=extent, interpolation="nearest", norm=norm)
 
 
 def _short(label: str, most: int = 40) -> str:

@@ -8,6 +8,7 @@ Plain dataclasses cross here, not report types: the store room knows no other ro
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,15 @@ class GeoCells:
     def photos(self) -> int:
         """Geotagged photos in all cells."""
         return sum(self.count)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredMix:
+    """The stored photos by licence id, by source, and where the geotagged ones are."""
+
+    licences: dict[int, int]
+    sources: dict[str, int]
+    geo: GeoCells
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,36 +244,37 @@ class ReportStore:
         rows = self._rows("SELECT keyword, COUNT(*) FROM photo_keywords GROUP BY keyword")
         return {str(k): int(n) for k, n in rows}
 
-    def licences_and_sources(self) -> tuple[dict[int, int], dict[str, int]]:
-        """Stored photos by licence id, and by source, in one scan."""
-        rows = self._rows(
-            "SELECT json_extract(record, '$.license'), json_extract(record, '$.source'), COUNT(*)"
-            " FROM photos WHERE status = 'done' GROUP BY 1, 2"
-        )
-        licences: dict[int, int] = {}
-        sources: dict[str, int] = {}
-        for lic, src, n in rows:
-            key, source = int(lic or 0), photo_source(src)
-            licences[key] = licences.get(key, 0) + int(n)
-            sources[source] = sources.get(source, 0) + int(n)
-        return licences, sources
+    def stored_mix(self, cell_deg: float) -> StoredMix:
+        """Stored photos by licence, by source and per geo cell, from one scan of the records.
 
-    def geo_cells(self, cell_deg: float) -> GeoCells:
-        """Geotagged stored photos per cell of `cell_deg` degrees."""
+        One json_extract with four paths parses each record once (a call per field would
+        parse it four times); the small array it returns is materialised, then grouped.
+        """
         rows = self._rows(
-            "SELECT CAST(floor((lon + 180.0) / ?) AS INTEGER), CAST(floor((lat + 90.0) / ?)"
-            " AS INTEGER), COUNT(*) FROM (SELECT json_extract(record, '$.longitude') AS lon,"
-            " json_extract(record, '$.latitude') AS lat FROM photos WHERE status = 'done')"
-            " WHERE lon IS NOT NULL AND lat IS NOT NULL GROUP BY 1, 2",
+            "WITH m AS MATERIALIZED (SELECT json_extract(record, '$.license', '$.source',"
+            " '$.longitude', '$.latitude') AS a FROM photos WHERE status = 'done')"
+            " SELECT json_extract(a, '$[0]'), json_extract(a, '$[1]'),"
+            " CAST(floor((json_extract(a, '$[2]') + 180.0) / ?) AS INTEGER),"
+            " CAST(floor((json_extract(a, '$[3]') + 90.0) / ?) AS INTEGER), COUNT(*)"
+            " FROM m GROUP BY 1, 2, 3, 4",
             cell_deg,
             cell_deg,
         )
-        return GeoCells(
+        licences: Counter[int] = Counter()
+        sources: Counter[str] = Counter()
+        cells: Counter[tuple[int, int]] = Counter()
+        for lic, src, x, y, n in rows:
+            licences[int(lic or 0)] += n
+            sources[photo_source(src)] += n
+            if x is not None and y is not None:
+                cells[int(x), int(y)] += n
+        geo = GeoCells(
             cell_deg=cell_deg,
-            lon=tuple(int(x) * cell_deg - 180.0 for x, _, _ in rows),
-            lat=tuple(int(y) * cell_deg - 90.0 for _, y, _ in rows),
-            count=tuple(int(n) for _, _, n in rows),
+            lon=tuple(x * cell_deg - 180.0 for x, _ in cells),
+            lat=tuple(y * cell_deg - 90.0 for _, y in cells),
+            count=tuple(cells.values()),
         )
+        return StoredMix(licences=dict(licences), sources=dict(sources), geo=geo)
 
     def duplicate_kinds(self) -> dict[str, int] | None:
         """Pairs by kind from `harvest dupes`; None when it has not run on this store."""
