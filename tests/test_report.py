@@ -77,7 +77,7 @@ def _spoil(out: Path) -> dict[str, int]:
 def harvested(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-run harvest of KEYWORDS with three spoilt photos (copy it to change it)."""
     base = tmp_path_factory.mktemp("report")
-    queries = write_queries(base / "queries.txt", (*KEYWORDS, "-portrait"))
+    queries = write_queries(base / "queries.txt", (*KEYWORDS, "-paris"))
     out = base / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLICKR_API_KEY", emu.api_key)
@@ -174,6 +174,20 @@ def test_numbers_equal_harvest_status(reported: Path, capsys: pytest.CaptureFixt
     assert table == reasons
     assert reasons["failed: download"] == 1
     assert reasons["failed: unsafe record"] == 1
+
+
+def test_search_calls_are_the_emulators_count_and_above_the_bound(
+    reported: Path, emu: ThreadedEmulator
+) -> None:
+    page = _page(reported)
+    rows = {cells[0]: cells[1:] for _, cells in page.tables["api-table"][1:]}
+    calls = sum(_number(c[1]) for c in rows.values())
+    assert calls == emu.searches(), "every search call of both runs is in the store's tally"
+    for returned, spent, bound in rows.values():
+        assert _number(bound) == -(-_number(returned) // 500)
+        assert _number(spent) >= _number(bound)
+    negatives = [_number(c[5]) for _, c in page.tables["keyword-table"][1:-1]]
+    assert sum(negatives) > 0, "-paris dropped some photos, and the page says how many"
 
 
 def test_needs_a_human_lists_every_failure_and_error_skip(reported: Path) -> None:

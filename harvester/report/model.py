@@ -344,10 +344,14 @@ class Report:
         """Photos claimed in total, whatever their status (as `harvest status`)."""
         return sum(self.statuses.values())
 
+    def bound_of(self, line: KeywordLine) -> int:
+        """A keyword's lower bound on search calls: ceil(unique / per_page)."""
+        return lower_bound(line.unique, self.per_page)
+
     @property
     def calls_bound(self) -> int:
-        """The sum over keywords of ceil(unique / per_page)."""
-        return sum(lower_bound(k.unique, self.per_page) for k in self.keywords)
+        """The sum over keywords of their lower bounds."""
+        return sum(self.bound_of(k) for k in self.keywords)
 
     @property
     def calls_ratio(self) -> float | None:
