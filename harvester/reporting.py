@@ -69,12 +69,15 @@ def run_report(
         if summary.photos == 0 and not tallies:
             raise ConfigError(f"{out} holds an empty harvest (no window searched, no photo)")
         with replacing(csv_path) as sink:
-            attention, total, error_skips = _write_attention(facts, sink, rows_shown)
-        report = _report(out, facts, summary, tallies, attention, total, error_skips, clock)
+            attention = _write_attention(facts, sink, rows_shown)
+        report = _report(out, facts, summary, tallies, attention, clock)
     page = _page(report)
     with replacing(html_path) as sink:
         sink.write(page)
-    return ReportFiles(html=html_path, csv=csv_path, summary=report.summary_line(), attention=total)
+    summary_line = report.summary_line()
+    return ReportFiles(
+        html=html_path, csv=csv_path, summary=summary_line, attention=attention.total
+    )
 
 
 def check_target(path: Path, *, force: bool, ours: Callable[[Path], bool]) -> None:
@@ -116,11 +119,18 @@ def replacing(path: Path) -> Iterator[IO[str]]:
         tmp.unlink(missing_ok=True)
 
 
-def _write_attention(
-    facts: ReportStore, sink: IO[str], shown: int
-) -> tuple[list[Attention], int, Counter[str]]:
-    """Stream every row needing a person into the CSV; keep the first `shown` for the page,
-    and count the error skips by their tally key (to split the reasons table)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Attention:
+    """What writing needs-attention.csv found: the rows the page shows, how many there are in
+    all, and the error skips by their tally key (to mark the reasons table)."""
+
+    shown: tuple[Attention, ...]
+    total: int
+    error_skips: Counter[str]
+
+
+def _write_attention(facts: ReportStore, sink: IO[str], shown: int) -> _Attention:
+    """Stream every row needing a person into the CSV, keeping the first `shown`."""
     writer = csv.writer(sink)
     writer.writerow(model.CSV_HEADER)
     kept: list[Attention] = []
@@ -133,7 +143,7 @@ def _write_attention(
             error_skips[reason_key(row.status, row.reason)] += 1
         if len(kept) < shown:
             kept.append(item)
-    return kept, total, error_skips
+    return _Attention(shown=tuple(kept), total=total, error_skips=error_skips)
 
 
 def _attention(row: AttentionRow) -> Attention:
@@ -155,9 +165,7 @@ def _report(
     facts: ReportStore,
     summary: StoreSummary,
     tallies: list[WindowTally],
-    attention: list[Attention],
-    attention_total: int,
-    error_skips: Counter[str],
+    attention: _Attention,
     clock: Callable[[], float],
 ) -> Report:
     runs = tuple(
@@ -184,7 +192,7 @@ def _report(
         keywords=lines,
         total=model.total_line(lines),
         statuses=dict(summary.statuses),
-        reasons=tuple(_reason_bars(summary.reasons, error_skips)),
+        reasons=tuple(_reason_bars(summary.reasons, attention.error_skips)),
         timeline=model.timeline(hours, runs),
         licences=tuple(model.licence_bars(licences)),
         sources=tuple(
@@ -206,8 +214,8 @@ def _report(
         duplicate_copies=facts.duplicate_copies(),
         capped=tuple(_capped_rows(facts)),
         per_page=PlannerConfig().per_page,
-        attention=tuple(attention),
-        attention_total=attention_total,
+        attention=attention.shown,
+        attention_total=attention.total,
         csv_name=CSV_NAME,
         notes=tuple(_notes(runs, lines)),
     )
