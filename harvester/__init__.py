@@ -35,11 +35,12 @@ merge.py        `harvest merge`: shard outputs joined, each photo once
 sources.py      `harvest sources` and `run --sources`: names resolved once, sources back-filled
 dataset/        pure dataset tools: fingerprints, pairs and groups, sources.py (owner → source)
 progress.py     RunStats and the live display (a rich table, or plain log lines)
+reporting.py    `harvest report`: the store's figures (store/report.py) drawn into one offline
+                page by report/ (model.py the view, charts.py matplotlib, render.py jinja2)
 emulator/       a faithful local Flickr (REST API, image host, seeded corpus), apart from the core
 __main__.py     `python -m harvester`, the `harvest` command
 
-Rooms to come: more of dataset/ (similarity, report, credits), and a distributed backend for
-the image half.
+Rooms to come: similarity, and a distributed backend for the image half.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -317,6 +317,7 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(handler=_cmd_dupes)
     _add_match(sub)
     _add_sources(sub)
+    _add_report(sub)
     p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
     p.add_argument("sources", type=Path, nargs="+")
     p.add_argument("--into", type=Path, required=True)
@@ -371,6 +372,25 @@ def _add_sources(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--flickr-url", default=FLICKR_REST_URL, metavar="URL", help="REST endpoint for look-ups"
     )
     p.set_defaults(handler=_cmd_sources)
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report of a harvest")
+    p.add_argument("out", type=Path, help="the harvest's output directory (read only)")
+    p.add_argument(
+        "--html", type=Path, metavar="FILE", help="where the page goes (default: OUT/report.html)"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace target files that are not harvest reports"
+    )
+    p.add_argument(
+        "--rows",
+        type=_positive_int,
+        default=5000,
+        metavar="N",
+        help="needs-a-human rows shown in the page; needs-attention.csv has all (default: 5000)",
+    )
+    p.set_defaults(handler=_cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,6 +539,15 @@ def _cmd_sources(args: argparse.Namespace) -> int:
         write=WritePolicy(),
     )
     print(report.render())
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harvester.reporting import run_report
+
+    files = run_report(args.out, args.html, force=args.force, rows_shown=args.rows)
+    print(files.summary)
+    log.info("wrote %s and %s", files.html, files.csv)
     return EXIT_OK
 
 

@@ -209,6 +209,8 @@ class Engine:
             self._sources.apply(result.photos),
             reported_total=result.reported_total,
             capped=result.capped,
+            calls=result.calls,
+            negatives=result.filtered_negative,
         )
         stats = self._stats.keyword(result.keyword)
         stats.windows_done += 1

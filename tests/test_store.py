@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import sqlite3
 from collections.abc import Callable
@@ -326,3 +327,27 @@ def test_two_processes_claim_each_photo_once(db_path: Path) -> None:
     assert all(owners[int(i)] == "a" for i in won_a)
     assert all(owners[int(i)] == "b" for i in won_b)
     assert links == 2000  # every keyword that found a photo is recorded
+
+
+def test_search_tally_adds_up_with_each_window_in_its_transaction(db_path: Path) -> None:
+    with Store(db_path) as store:
+        for start, calls, negatives in ((0, 3, 1), (10, 2, 0), (20, 0, 0)):
+            store.commit_window(
+                "paris",
+                Window(start=start, end=start + 10),
+                [photo(start + 1)],
+                reported_total=1,
+                capped=False,
+                calls=calls,
+                negatives=negatives,
+            )
+        store.commit_window(
+            "rome", Window(start=0, end=10), [], reported_total=0, capped=False, calls=1
+        )
+    db = sqlite3.connect(db_path)
+    rows = dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'search_tally:%'"))
+    db.close()
+    assert {k: json.loads(v) for k, v in rows.items()} == {
+        "search_tally:paris": {"calls": 5, "negatives": 1},
+        "search_tally:rome": {"calls": 1, "negatives": 0},
+    }

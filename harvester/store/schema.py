@@ -255,6 +255,23 @@ def record_from_json(text: str | bytes) -> PhotoRecord:
     return PhotoRecord(**values)
 
 
+#: `meta` keys of the per-keyword search tally: "search_tally:<keyword>" → {"calls", "negatives"}.
+#: Kept in `meta` rather than a column so that the schema (version 2) stays as it is.
+SEARCH_TALLY_PREFIX = "search_tally:"
+
+
+def add_search_tally(db: sqlite3.Connection, keyword: str, *, calls: int, negatives: int) -> None:
+    """Add to a keyword's search calls and negative-term drops (inside the caller's transaction)."""
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, json_object('calls', ?, 'negatives', ?))"
+        " ON CONFLICT (key) DO UPDATE SET value = json_object("
+        "'calls', json_extract(value, '$.calls') + json_extract(excluded.value, '$.calls'),"
+        " 'negatives', json_extract(value, '$.negatives')"
+        " + json_extract(excluded.value, '$.negatives'))",
+        (SEARCH_TALLY_PREFIX + keyword, calls, negatives),
+    )
+
+
 def license_key(license: int | None) -> int:
     """The windows-table key for a licence filter (NO_LICENSE for none)."""
     return NO_LICENSE if license is None else license

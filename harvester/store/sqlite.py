@@ -38,7 +38,13 @@ from harvester.store.rows import (
     pending_photo,
     window_row,
 )
-from harvester.store.schema import INSERT_SIGNAL, connect, license_key, record_to_json
+from harvester.store.schema import (
+    INSERT_SIGNAL,
+    add_search_tally,
+    connect,
+    license_key,
+    record_to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +183,16 @@ class Store:
         reported_total: int | None,
         capped: bool,
         lease_new: bool = True,
+        calls: int = 0,
+        negatives: int = 0,
     ) -> ClaimResult:
         """Checkpoint a searched window and claim its photos, in one transaction.
 
         New photos are leased to this worker (`lease_new`) because the caller downloads them;
         another worker sharing the file will not take them until the lease goes stale.
+        `calls` (search calls spent since the keyword's previous window) and `negatives`
+        (photos dropped for a negative term) add to the keyword's tally in `meta`, in the
+        same transaction, so the tally survives a kill exactly as the checkpoint does.
         """
         unique = list({photo.id: photo for photo in photos}.values())
         now = self._clock()
@@ -196,6 +207,8 @@ class Store:
                 "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*row, len(new), reported_total, int(capped), now),
             )
+            if calls or negatives:
+                add_search_tally(db, keyword, calls=calls, negatives=negatives)
         return ClaimResult(new=tuple(new), duplicates=len(photos) - len(new))
 
     def _claim(
