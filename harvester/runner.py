@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -68,13 +69,49 @@ def check_output_dir(out: Path) -> None:
         raise ConfigError(f"output directory {out} is not writable: {exc.strerror}") from exc
 
 
+EMULATOR_PORT_FILE = "emulator.port"  # in OUT: the port the bundled emulator last served on
+
+
 @contextlib.contextmanager
 def bundled_emulator(spec: BundledEmulator, log_path: Path) -> Iterator[str]:
-    """Run `harvest emulate` in a child process on a free loopback port; yield its REST URL.
+    """Run `harvest emulate` in a child process on a loopback port; yield its REST URL.
 
-    Its log goes to `log_path`, not to our terminal, where it would tear the live view.
+    The port is the one this output's last run used, when it is free (the claimed photos'
+    image URLs name it, so a resumed run can still fetch them), else any free one; it is kept
+    in `emulator.port` beside `log_path`. Its log goes to `log_path`, not to our terminal,
+    where it would tear the live view.
     """
-    cmd = [sys.executable, "-m", "harvester", "emulate", "--port", "0"]
+    port_path = log_path.with_name(EMULATOR_PORT_FILE)
+    previous = _previous_port(port_path)
+    proc, url = None, ""
+    for port in ([previous] if previous else []) + [0]:
+        proc, url = _start_emulator(spec, port, log_path)
+        if url:
+            break
+        log.info("the bundled emulator could not take port %s; trying another", port)
+    if proc is None or not url:
+        raise HarvestError(f"the bundled emulator did not start; see {log_path}")
+    try:
+        port_path.write_text(f"{urlsplit(url).port}\n", encoding="ascii")
+        log.info("bundled Flickr emulator at %s (%d photos, %s)", url, spec.photos, spec.profile)
+        yield url.rstrip("/") + "/services/rest/"
+    finally:
+        _stop(proc)
+
+
+def _previous_port(path: Path) -> int | None:
+    try:
+        port = int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+    return port if 1024 <= port <= 65535 else None
+
+
+def _start_emulator(
+    spec: BundledEmulator, port: int, log_path: Path
+) -> tuple[subprocess.Popen[str], str]:
+    """The child and the base URL it printed ("" when it did not start: it is stopped)."""
+    cmd = [sys.executable, "-m", "harvester", "emulate", "--port", str(port)]
     cmd += ["--photos", str(spec.photos), "--profile", spec.profile, "--seed", str(spec.seed)]
     cmd += ["--time-scale", "1000"]
     # Its own session: Ctrl-C in the terminal must stop the harvest gracefully, not cut the
@@ -83,19 +120,20 @@ def bundled_emulator(spec: BundledEmulator, log_path: Path) -> Iterator[str]:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True
         )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if line.startswith("http"):
+        return proc, line
+    _stop(proc)
+    return proc, ""
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("http"):
-            raise HarvestError(f"the bundled emulator did not start; see {log_path}")
-        log.info("bundled Flickr emulator at %s (%d photos, %s)", line, spec.photos, spec.profile)
-        yield line.rstrip("/") + "/services/rest/"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
