@@ -122,7 +122,7 @@ def test_the_run_writes_credits_for_every_stored_photo(harvested: Path) -> None:
         assert c["author_url"] == f"https://www.flickr.com/people/{photo['owner']}/"
         assert c["source_url"] == f"https://www.flickr.com/photos/{photo['owner']}/{photo['id']}/"
         assert (c["license"], c["license_url"]) == (lic.name, lic.url)
-        assert c["source"] == "flickr"
+        assert c["source"] == photo.get("source", "flickr")
         assert c["no_derivatives"] == ("yes" if "ND" in lic.name else "no")
         assert c["all_rights_reserved"] == ("yes" if photo["license"] == 0 else "no")
         assert c["modifications"] == expected_changes(file_record(harvested, c["file"]))
