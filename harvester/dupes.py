@@ -231,9 +231,7 @@ def _add(
 ) -> None:
     """Add pairs: `rows` when both ends are row numbers, else `a` indexes `new`."""
     a = pairs.a if rows else new[pairs.a]
-    for x, y in zip(a.tolist(), pairs.b.tolist(), strict=True):
-        if x != y:
-            found.setdefault((min(x, y), max(x, y)), channel)
+    add_pairs(found, zip(a.tolist(), pairs.b.tolist(), strict=True), channel)
 
 
 def add_pairs(

@@ -94,21 +94,8 @@ def crop_candidates(
     take no part.
     """
     rows_of = {int(photo_id): k for k, photo_id in enumerate(t.ids.tolist())}
-    parts, owners = [], []
-    for photo_id, blob in blobs.items():
-        row = rows_of.get(photo_id)
-        if row is None or not blob:
-            continue
-        codes = keypoints.from_blob(blob)
-        parts.append(codes)
-        owners.append(np.full(len(codes), row, np.int64))
-    if not parts:
-        return []
+    codes, owners = keypoints.stacked(keypoints.stored_signatures(blobs, rows_of))
     is_new = np.zeros(len(t), np.bool_)
     is_new[new] = True
-    found = keypoints.shared_pairs(
-        np.ascontiguousarray(np.concatenate(parts)),
-        np.concatenate(owners),
-        is_new,
-    )
+    found = keypoints.shared_pairs(codes, owners, is_new)
     return [(int(a), int(b)) for a, b, _shared in found.tolist()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 from PIL import Image
@@ -54,22 +55,12 @@ def resolve(
 def _candidates(probes: Sequence[Probe], harvest: Harvest, max_pixels: int) -> list[list[int]]:
     """Per probe, harvest rows sharing descriptors with it, most shared first."""
     n = len(harvest.table)
-    parts, owners = [], []
-    for photo_id, blob in harvest.keypoints.items():
-        row = harvest.row_of.get(photo_id)
-        if row is not None and blob:
-            codes = keypoints.from_blob(blob)
-            parts.append(codes)
-            owners.append(np.full(len(codes), row, np.int64))
-    for k, probe in enumerate(probes):
-        codes = _signature(probe, max_pixels)
-        parts.append(codes)
-        owners.append(np.full(len(codes), n + k, np.int64))
+    files = ((n + k, _signature(probe, max_pixels)) for k, probe in enumerate(probes))
+    photos = keypoints.stored_signatures(harvest.keypoints, harvest.row_of)
+    codes, owners = keypoints.stacked(chain(photos, files))
     new = np.zeros(n + len(probes), np.bool_)
     new[n:] = True
-    shared = keypoints.shared_pairs(
-        np.ascontiguousarray(np.concatenate(parts)), np.concatenate(owners), new, min_shared=1
-    )
+    shared = keypoints.shared_pairs(codes, owners, new, min_shared=1)
     counts: dict[int, dict[int, int]] = defaultdict(dict)
     for a, b, count in shared.tolist():
         if a < n <= b:  # a photo and a file, not two files

@@ -23,6 +23,7 @@ Cost (bench/README.md, dupes): 6-9 ms of CPU per photo once (a 1/4-scale decode 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import numpy as np
@@ -68,6 +69,25 @@ def from_blob(blob: bytes) -> U8:
     if len(blob) % DESCRIPTOR_BYTES:
         raise ValueError(f"keypoint blob of {len(blob)} bytes is not a multiple of 32")
     return np.frombuffer(blob, dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
+
+
+def stored_signatures(
+    blobs: Mapping[int, bytes], row_of: Mapping[int, int]
+) -> Iterator[tuple[int, U8]]:
+    """(row, descriptors) of each stored signature whose photo id has a row; empty ones skipped."""
+    for photo_id, blob in blobs.items():
+        row = row_of.get(photo_id)
+        if row is not None and blob:
+            yield row, from_blob(blob)
+
+
+def stacked(signatures: Iterable[tuple[int, U8]]) -> tuple[U8, I64]:
+    """The descriptors of (owner, descriptors) pairs as one array, and each one's owner."""
+    parts, owners = [np.empty((0, DESCRIPTOR_BYTES), np.uint8)], [np.empty(0, np.int64)]
+    for owner, codes in signatures:
+        parts.append(codes)
+        owners.append(np.full(len(codes), owner, np.int64))
+    return np.ascontiguousarray(np.concatenate(parts)), np.concatenate(owners)
 
 
 def shared_pairs(
