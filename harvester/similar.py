@@ -122,6 +122,7 @@ NEAR = 40  # hash neighbours taken from the brute-force ranking of every stored 
 MAX_VERIFY = 16  # candidates checked with local features per query, nearest first
 FEATURE_CACHE = 2048  # photos whose ORB features stay in memory (about 20 KB each)
 VOTE_TABLES = 4  # key tables of the keypoint vote index (8 bytes a descriptor each)
+TURN_RADIUS = 64  # a hash this near tells the turn; random pairs sit at 128 ± 8
 KEYPOINT_NEAR = 8  # photos taken from the keypoint votes
 QUERY_POINTS = 256  # ORB keypoints of the query's signature (the stored ones have 64)
 MAX_QUERY_DIGEST_BYTES = 64 << 20  # a larger query file is not read whole for its digests
@@ -165,6 +166,13 @@ class _Candidate:
     variant: Dihedral = Dihedral.IDENTITY  # the photo looks like this turn of the query
     cosine: float | None = None
     votes: int = 0  # query descriptors meeting the photo's stored ones (keypoints channel)
+
+    @property
+    def turn(self) -> Dihedral:
+        """The turn of the query to verify against: the hash's where the hash is near enough
+        to say it (ORB itself is blind to mirrors, not to rotation), else the query as it is."""
+        near = self.distance is not None and self.distance <= TURN_RADIUS
+        return self.variant if near else Dihedral.IDENTITY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -395,7 +403,7 @@ class SimilarIndex:
         if not cands:
             return []
         try:
-            for g in {c.variant for c in cands}:
+            for g in {c.turn for c in cands}:
                 query.features(g)
         except UNREADABLE as exc:
             log.info("query: no local features: %s", exc)
@@ -405,7 +413,7 @@ class SimilarIndex:
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             photos = list(pool.map(lambda c: self._photo_features(loaded, c.row), cands))
         return [
-            geometry.verify(query.features(c.variant), f, model=geometry.Model.HOMOGRAPHY)
+            geometry.verify(query.features(c.turn), f, model=geometry.Model.HOMOGRAPHY)
             if f is not None
             else None
             for c, f in zip(cands, photos, strict=True)
@@ -556,7 +564,7 @@ def _by_geometry(cand: _Candidate, v: geometry.Verified | None) -> _Judged:
     strength = min(1.0, v.score / _STRONG_SCORE)
     kind, _params = geometry.classify_geometry(v)
     detail = "perspective" if v.model is geometry.Model.HOMOGRAPHY else kind.value
-    if cand.variant is not Dihedral.IDENTITY and cand.variant >= Dihedral.FLIP_H:
+    if cand.turn >= Dihedral.FLIP_H:
         detail = f"flipped, {detail}"
     return _Judged(
         row=cand.row,
