@@ -122,9 +122,13 @@ log = logging.getLogger(__name__)
 NEAR = 40  # hash neighbours taken from the brute-force ranking of every stored photo
 MAX_VERIFY = 16  # candidates checked with local features per query, nearest first
 FEATURE_CACHE = 2048  # photos whose ORB features stay in memory (about 20 KB each)
-VOTE_TABLES = 4  # key tables of the keypoint vote index (8 bytes a descriptor each)
+#: Key tables of the keypoint vote index (8 bytes a stored descriptor each): 4 up to
+#: VOTE_TABLES_LIMIT photos with signatures, 2 beyond (1 GB at a million). bench.similar at 1M:
+#: with 2 the true photo is still among the 8 most voted for every crop and angle sampled.
+VOTE_TABLES, VOTE_TABLES_LARGE, VOTE_TABLES_LIMIT = 4, 2, 250_000
 TURN_RADIUS = 64  # a hash this near tells the turn; random pairs sit at 128 ± 8
-KEYPOINT_NEAR = 8  # photos taken from the keypoint votes
+KEYPOINT_NEAR = 8  # photos taken from the keypoint votes ...
+MIN_VOTES = 2  # ... with at least this many
 QUERY_POINTS = 256  # ORB keypoints of the query's signature (the stored ones have 64)
 MAX_QUERY_DIGEST_BYTES = 64 << 20  # a larger query file is not read whole for its digests
 #: Hash verdicts that mean the query shows the photo's own pixels (turned or rescaled at most).
@@ -359,7 +363,8 @@ class SimilarIndex:
         for cand in self._hash_candidates(query, loaded, max(NEAR, k)):
             _offer(found, cand)
         if loaded.votes is not None:
-            for row, count in loaded.votes.votes(query.signature(), KEYPOINT_NEAR):
+            found_by = loaded.votes.votes(query.signature(), KEYPOINT_NEAR, min_votes=MIN_VOTES)
+            for row, count in found_by:
                 found.setdefault(row, _Candidate(row=row, channel=Channel.KEYPOINTS)).votes = count
         if self._neighbours is not None:
             for photo_id, cosine in self._neighbours(query.source, max(NEAR, k)):
@@ -474,7 +479,9 @@ def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None]:
         if len(table) == 0:
             raise ConfigError(f"{out} has no fingerprinted photo; run `harvest dupes {out}` first")
         row_of = {int(i): row for row, i in enumerate(table.ids.tolist())}
-        votes = keypoints.VoteIndex(_signature_chunks(ds, row_of), tables=VOTE_TABLES)
+        signed = ds.keypoint_count(keypoints.KP_VERSION)
+        tables = VOTE_TABLES if signed <= VOTE_TABLES_LIMIT else VOTE_TABLES_LARGE
+        votes = keypoints.VoteIndex(_signature_chunks(ds, row_of), tables=tables)
     if votes.photos == 0:
         log.info("%s: no keypoint signatures; `harvest index %s` adds them", out, out)
         return table, None
