@@ -393,6 +393,59 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=_cmd_report)
 
 
+# --- harvest index: embeddings for looks-alike search (harvester/embedding.py) -----------------
+
+
+def _add_index(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harvester.dataset.embed import DEFAULT_SIZE_PX, Preset
+
+    p = sub.add_parser(
+        "index",
+        help="embed every stored photo with your ONNX image model, for looks-alike search",
+        description="Embed every stored photo with an image-embedding network exported to ONNX"
+        " (a CNN or a CLIP image tower; needs pip install 'harvest[embed]') into a vector index"
+        " beside the store, OUT/harvest.vectors/. Resumable: run it again after a stop or after"
+        " more harvesting and it embeds only what the index lacks.",
+    )
+    p.add_argument("out", type=Path, help="a harvest's output directory")
+    p.add_argument("--embedder", type=Path, required=True, metavar="MODEL.onnx")
+    p.add_argument(
+        "--batch", type=_positive_int, default=32, metavar="N", help="images per model call"
+    )
+    p.add_argument(
+        "--preset",
+        choices=[preset.value for preset in Preset],
+        default=None,
+        help="mean/std normalisation (default: the model's metadata_props, else imagenet)",
+    )
+    p.add_argument(
+        "--size",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help=f"input side for models whose H×W is dynamic (default: {DEFAULT_SIZE_PX})",
+    )
+    p.add_argument("--output", default=None, metavar="NAME", help="model output (default: first)")
+    p.add_argument("--plain", action="store_true", help="log lines, no progress bar")
+    p.set_defaults(handler=_cmd_index)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from harvester.dataset.embed import EmbedOptions, Preset
+    from harvester.embedding import run_index
+    from harvester.progress import wants_live
+
+    options = EmbedOptions(
+        preset=None if args.preset is None else Preset(args.preset),
+        size_px=args.size,
+        output=args.output,
+    )
+    live = wants_live(plain=args.plain)
+    report = run_index(args.out, args.embedder, options=options, batch=args.batch, live=live)
+    print(report.render())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = _Parser(
@@ -410,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run(sub)
     _add_store_commands(sub)
+    _add_index(sub)
     _add_emulate(sub)
     return parser
 
