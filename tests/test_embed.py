@@ -11,7 +11,10 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -462,6 +465,35 @@ def test_an_interrupted_run_resumes_with_each_photo_once(
     assert resumed.keys() == fresh.keys()
     for pid, vector in fresh.items():
         np.testing.assert_allclose(resumed[pid], vector, atol=1e-6)
+
+
+def test_a_kill_loses_at_most_the_batch_in_flight(out: Path, tmp_path: Path) -> None:
+    files = list(photo_files().values())
+    add_photos(out, {1000 + i: files[i % len(files)] for i in range(150)})  # 160 photos
+    model = conv_model(tmp_path / "dynamic.onnx", size="dynamic")
+    chunks = index_dir(out, model_sha256(model)) / "chunks"
+    args = ["index", str(out), "--embedder", str(model), "--batch", "2", "--size", "256"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "harvester.cli", *args, "--plain"], stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while child.poll() is None and time.monotonic() < deadline:
+        if chunks.is_dir() and len(list(chunks.glob("0*"))) >= 3:
+            child.kill()
+            break
+        time.sleep(0.01)
+    assert child.wait(timeout=30) == -signal.SIGKILL, "killed while indexing"
+    killed = VectorIndex.open(out, model_sha256(model))
+    assert killed is not None
+    assert 6 <= killed.count < 160
+    assert len(set(killed.ids.tolist())) == killed.count
+    assert harvest(*args, "--plain") == 0
+    index = VectorIndex.open(out, model_sha256(model))
+    assert index is not None
+    assert sorted(index.ids.tolist()) == sorted(
+        pid for (pid,) in store_rows(out, "SELECT id FROM photos")
+    )
+    assert not [p for p in chunks.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_photos_harvested_later_are_embedded_on_the_next_run(out: Path, model: Path) -> None:
