@@ -408,9 +408,19 @@ def _add_index(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         " more harvesting and it embeds only what the index lacks.",
     )
     p.add_argument("out", type=Path, help="a harvest's output directory")
-    p.add_argument("--embedder", type=Path, required=True, metavar="MODEL.onnx")
     p.add_argument(
-        "--batch", type=_positive_int, default=32, metavar="N", help="images per model call"
+        "--embedder",
+        type=Path,
+        required=True,
+        metavar="MODEL.onnx",
+        help="the network: one float32 image input, one vector per image out (README)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="images per model call (default: %(default)s)",
     )
     p.add_argument(
         "--preset",

@@ -128,8 +128,9 @@ def run_index(
 ) -> IndexReport:
     """Embed every stored photo not yet in the model's index; `on_batch` sees each batch after
     it is durable (the progress display and tests use it)."""
+    store_path = existing_store(out)  # before the model, which may take seconds to load
     embedder = Embedder.load(model, options or EmbedOptions())
-    with Store.open(existing_store(out), readonly=True) as store:
+    with Store.open(store_path, readonly=True) as store:
         stored = stored_files(store)
     started = clock()
     with IndexWriter.open(out, spec_for(embedder)) as writer:

@@ -393,12 +393,12 @@ def test_a_named_output_must_exist(model: Path) -> None:
 
 
 def test_without_onnxruntime_one_clear_error(
-    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    model: Path, out: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails
     with pytest.raises(ConfigError, match=r"pip install 'harvest\[embed\]'"):
         Embedder.load(model)
-    assert harvest("index", tmp_path, "--embedder", model, "--plain") == 2
+    assert harvest("index", out, "--embedder", model, "--plain") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["harvest: --embedder needs onnxruntime: pip install 'harvest[embed]'"]
 
