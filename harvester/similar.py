@@ -646,3 +646,32 @@ def render(result: SimilarResult) -> str:
         )
         lines.append(f"{'':>5}{h.url}  {h.path}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexReport:
+    """What `harvest index OUT` added for search by image."""
+
+    fingerprinted: int  # photos harvested before fingerprints, fingerprinted from their files
+    unreadable: int
+    signed: int  # photos given a keypoint signature
+
+    def render(self) -> str:
+        return (
+            f"search index: {self.fingerprinted:,} photos fingerprinted from their files"
+            f" ({self.unreadable:,} unreadable), {self.signed:,} keypoint signatures added"
+        )
+
+
+def index_for_search(out: Path) -> IndexReport:
+    """`harvest index OUT`: what `harvest similar` needs beyond what the harvest stored — the
+    fingerprints of photos harvested before them, and every photo's keypoint signature (the
+    channel that finds crops and copies at an angle). Resumable; only what lacks one is done."""
+    from harvester.dupes import backfill_fingerprints
+    from harvester.dupes_keypoints import update_signatures
+
+    with Store.open(existing_store(out)) as store:
+        ds = DupesStore(store)
+        fingerprinted, unreadable = backfill_fingerprints(ds, out)
+        signed = update_signatures(ds, out)
+    return IndexReport(fingerprinted=fingerprinted, unreadable=unreadable, signed=signed)
