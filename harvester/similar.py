@@ -131,6 +131,8 @@ KEYPOINT_NEAR = 8  # photos taken from the keypoint votes ...
 MIN_VOTES = 2  # ... with at least this many
 QUERY_POINTS = 256  # ORB keypoints of the query's signature (the stored ones have 64)
 MAX_QUERY_DIGEST_BYTES = 64 << 20  # a larger query file is not read whole for its digests
+#: What `refresh` compares: fingerprint rows are only ever added (or replaced, a new rowid).
+VERSION_SQL = "SELECT count(*), COALESCE(max(rowid), 0) FROM photo_signal"
 #: Hash verdicts that mean the query shows the photo's own pixels (turned or rescaled at most).
 SAME_KINDS = frozenset(
     {
@@ -264,9 +266,15 @@ def _fit(gray: Gray) -> Gray:
 class _Loaded:
     """One reading of the store's fingerprints, indexed: replaced whole by `refresh`."""
 
-    def __init__(self, table: SignalTable, votes: keypoints.VoteIndex | None = None) -> None:
+    def __init__(
+        self,
+        table: SignalTable,
+        votes: keypoints.VoteIndex | None = None,
+        version: tuple[int, int] = (0, 0),
+    ) -> None:
         self.table = table
         self.votes = votes
+        self.version = version  # the fingerprint table's (count, max rowid) when it was read
         self.words = packed(table.ph256)
         self.crop_index = MultiIndex(table.c80)
         self.hash_index = MultiIndex(table.ph256)
@@ -314,21 +322,20 @@ class SimilarIndex:
     ) -> SimilarIndex:
         """Read OUT's fingerprints (the store opened read-only); ConfigError when it holds no
         fingerprinted photo."""
-        table, votes = _read(out)
-        return cls(out, table, votes=votes, policy=policy, neighbours=neighbours)
+        table, votes, version = _read(out)
+        index = cls(out, table, votes=votes, policy=policy, neighbours=neighbours)
+        index._loaded.version = version
+        return index
 
     def __len__(self) -> int:
         return len(self._loaded.table)
 
     def refresh(self) -> bool:
-        """Reload when the store holds another set of fingerprinted photos; True if it did."""
-        with Store.open(existing_store(self.out), readonly=True) as store, store.reading() as db:
-            count, top = db.execute(
-                "SELECT count(*), COALESCE(max(s.photo_id), 0) FROM photo_signal s"
-                " JOIN photos p ON p.id = s.photo_id WHERE p.status = 'done'"
-            ).fetchone()
-        ids = self._loaded.table.ids
-        if int(count) == len(ids) and (not len(ids) or int(top) == int(ids.max())):
+        """Reload when the store's fingerprints changed since the load (photos stored or
+        fingerprinted since); True if it did. The check reads the fingerprint table's row
+        count and its largest rowid only: cheap enough to run before every search."""
+        seen = _version(self.out)
+        if seen == self._loaded.version:
             return False
         self._loaded = _Loaded(*_read(self.out))
         return True
@@ -470,11 +477,20 @@ class SimilarIndex:
         )
 
 
-def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None]:
-    """The fingerprints, and the vote index of the keypoint signatures where `harvest dupes
-    --crops` (or `harvest index`) stored them."""
-    with Store.open(existing_store(out), readonly=True) as store:
+def _version(out: Path) -> tuple[int, int]:
+    with Store.open(existing_store(out), readonly=True) as store, store.reading() as db:
+        count, top = db.execute(VERSION_SQL).fetchone()
+    return int(count), int(top)
+
+
+def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None, tuple[int, int]]:
+    """The fingerprints, the vote index of the keypoint signatures where `harvest dupes
+    --crops` or `harvest index` stored them, and the version they were read at (all in one
+    read transaction, so one version of a store a harvest is writing)."""
+    with Store.open(existing_store(out), readonly=True) as store, store.reading() as db:
+        db.execute("BEGIN")
         ds = DupesStore(store)
+        count, top = db.execute(VERSION_SQL).fetchone()
         table = ds.signals()
         if len(table) == 0:
             raise ConfigError(f"{out} has no fingerprinted photo; run `harvest dupes {out}` first")
@@ -482,10 +498,12 @@ def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None]:
         signed = ds.keypoint_count(keypoints.KP_VERSION)
         tables = VOTE_TABLES if signed <= VOTE_TABLES_LIMIT else VOTE_TABLES_LARGE
         votes = keypoints.VoteIndex(_signature_chunks(ds, row_of), tables=tables)
+        db.execute("COMMIT")
+    version = (int(count), int(top))
     if votes.photos == 0:
         log.info("%s: no keypoint signatures; `harvest index %s` adds them", out, out)
-        return table, None
-    return table, votes
+        return table, None, version
+    return table, votes, version
 
 
 def _signature_chunks(

@@ -335,10 +335,11 @@ def test_refresh_follows_the_store(out: Path, tmp_path: Path) -> None:
     index = SimilarIndex.load(copy)
     before = len(index)
     assert index.refresh() is False
-    with sqlite3.connect(copy / "harvest.sqlite") as db:
-        db.execute("UPDATE photos SET status = 'failed' WHERE id = (SELECT min(id) FROM photos)")
+    with sqlite3.connect(copy / "harvest.sqlite") as db:  # as if fingerprinted only now
+        db.execute("DELETE FROM photo_signal WHERE photo_id = (SELECT min(id) FROM photos)")
     assert index.refresh() is True
     assert len(index) == before - 1
+    assert index.refresh() is False
 
 
 def test_a_harvest_without_fingerprints_says_what_to_run(out: Path, tmp_path: Path) -> None:
