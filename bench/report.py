@@ -39,6 +39,11 @@ SKIPS = ("too small: 400 px < 500", "no size: no large or original (smaller size
 ERROR_SKIP = "no size: the search returned no image URL"
 FAILS = ("download: not found (http 404)", "download: timeout (after 5 tries)")
 KINDS = ("identical-bytes", "recompressed", "resized", "rotated", "cropped")
+SOURCES = ("flickr",) * 17 + (
+    "Library of Congress",
+    "Smithsonian Institution",
+    "NASA on The Commons",
+)
 TARGET_S, TARGET_MB = 60.0, 1024.0
 
 
@@ -48,6 +53,7 @@ def record(i: int, rng: random.Random) -> dict[str, Any]:
     base = f"https://live.staticflickr.com/65535/{pid}_0123456789"
     geo = rng.random() < 0.25
     return {
+        "source": SOURCES[i % len(SOURCES)],
         "id": str(pid),
         "owner": f"{10_000_000 + i % 5000}@N0{i % 8}",
         "secret": "0123456789",
@@ -92,6 +98,7 @@ def photo_rows(n: int, seed: int = 0) -> Iterator[tuple[Any, ...]]:
     seqs = [0] * KEYWORDS
     for i in range(n):
         k = i * KEYWORDS // n  # keywords own contiguous id ranges, like date-ordered claims
+        rec = record(i, rng)
         status, reason = _outcome(rng)
         claimed = T0 + i * HOURS * 3600 / n
         updated = None if status == "claimed" else claimed + rng.uniform(0, 900)
@@ -107,10 +114,11 @@ def photo_rows(n: int, seed: int = 0) -> Iterator[tuple[Any, ...]]:
             1024 if done else None,
             768 if done else None,
             "l" if done else None,
-            orjson.dumps(record(i, rng)).decode(),
+            orjson.dumps(rec).decode(),
             seqs[k],
             claimed,
             updated,
+            rec["source"],
         )
         seqs[k] += 1
 
@@ -153,7 +161,9 @@ def build_store(path: Path, n: int) -> None:
     db = connect(path)
     db.execute("PRAGMA synchronous=OFF")
     db.execute("BEGIN")
-    _insert(db, "INSERT INTO photos VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)", photo_rows(n))
+    _insert(
+        db, "INSERT INTO photos VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,?)", photo_rows(n)
+    )
     _insert(db, "INSERT INTO windows VALUES (?,?,?,?,?,?,?,?,?)", _windows(n))
     db.execute("INSERT INTO photo_keywords SELECT id, keyword FROM photos")
     db.execute(
@@ -172,6 +182,9 @@ def build_store(path: Path, n: int) -> None:
         )
     pairs = ((50_000_000_000 + 2 * j, 50_000_000_001 + 2 * j, KINDS[j % 5]) for j in range(20_000))
     _insert(db, "INSERT INTO dup_pair VALUES (?, ?, ?, '', 3, 0, NULL, 'bench')", pairs)
+    # each pair a group: a the representative, b its copy (as `harvest dupes` writes them)
+    db.execute("INSERT INTO dup_group SELECT a, a, NULL, '' FROM dup_pair")
+    db.execute("INSERT INTO dup_group SELECT b, a, kind, param FROM dup_pair")
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
