@@ -1,0 +1,432 @@
+"""What the pages show, as pure data and pure decisions: no SQL, no aiohttp, no files.
+
+A request's filters, cursor and ids are parsed here (`BadQuery` on anything else, which the app
+answers 400); the live rates are computed from samples whose times are passed in; the views the
+templates draw and the API returns are frozen records with an `as_json`. The command module
+(harvester/serving.py) fills the views from the store through the `Library` seam.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+from urllib.parse import urlencode
+
+from harvester.licenses import LICENSES
+from harvester.records import PhotoStatus
+
+STATUSES: tuple[str, ...] = tuple(PhotoStatus)
+LICENCE_IDS = frozenset(lic.id for lic in LICENSES)
+MAX_TEXT = 200  # a filter value longer than this is no keyword or source of ours
+MAX_ID = 2**63 - 1  # SQLite's integer range: a cursor or id beyond it is no photo
+
+
+class BadQuery(ValueError):
+    """A request whose filter, cursor or id is not one the pages accept (HTTP 400).
+
+    Raised and caught inside the serve room only; its message is shown to the user.
+    """
+
+
+# --- parsing a request ---------------------------------------------------------------------------
+
+
+def parse_int(text: str, what: str, *, least: int = 0, most: int = MAX_ID) -> int:
+    """A whole number in [least, most] written in plain decimal digits, or BadQuery."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise BadQuery(f"{what} must be a whole number, got {text[:40]!r}")
+    value = int(text)
+    if not least <= value <= most:
+        raise BadQuery(f"{what} must be between {least} and {most}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Filters:
+    """The browse filters; None is "any". The status always applies (stored photos by default)."""
+
+    status: str = PhotoStatus.DONE.value
+    keyword: str | None = None
+    license: int | None = None
+    source: str | None = None
+    geotagged: bool | None = None
+
+    def params(self) -> dict[str, str]:
+        """The filters as query parameters (only those set)."""
+        given: dict[str, str] = {"status": self.status}
+        if self.keyword is not None:
+            given["keyword"] = self.keyword
+        if self.license is not None:
+            given["license"] = str(self.license)
+        if self.source is not None:
+            given["source"] = self.source
+        if self.geotagged is not None:
+            given["geotagged"] = "yes" if self.geotagged else "no"
+        return given
+
+    def link(self, after: int | None = None) -> str:
+        """The query string of this filter's page after `after` (the first page if None)."""
+        given = self.params()
+        if after is not None:
+            given["after"] = str(after)
+        return urlencode(given)
+
+
+FILTER_NAMES = frozenset({"status", "keyword", "license", "source", "geotagged"})
+
+
+def parse_filters(params: Mapping[str, str], keywords: Collection[str]) -> Filters:
+    """The filters of a request's query; empty values are "any", anything unknown is BadQuery."""
+
+    def given(name: str) -> str | None:
+        value = params.get(name, "")
+        if len(value) > MAX_TEXT:
+            raise BadQuery(f"{name} is too long")
+        return value or None
+
+    status = given("status") or PhotoStatus.DONE.value
+    if status not in STATUSES:
+        raise BadQuery(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    keyword = given("keyword")
+    if keyword is not None and keyword not in keywords:
+        raise BadQuery(f"no keyword {keyword!r} in this harvest")
+    lic = given("license")
+    license_id = None if lic is None else parse_int(lic, "license", most=max(LICENCE_IDS))
+    if license_id is not None and license_id not in LICENCE_IDS:
+        raise BadQuery(f"no Flickr licence has id {license_id}")
+    geo = given("geotagged")
+    if geo not in (None, "yes", "no"):
+        raise BadQuery(f"geotagged must be yes or no, got {geo!r}")
+    return Filters(
+        status=status,
+        keyword=keyword,
+        license=license_id,
+        source=given("source"),
+        geotagged=None if geo is None else geo == "yes",
+    )
+
+
+def parse_after(params: Mapping[str, str]) -> int:
+    """The keyset cursor: the last id of the previous page (0: the first page)."""
+    text = params.get("after", "")
+    return parse_int(text, "after") if text else 0
+
+
+def parse_limit(params: Mapping[str, str], default: int, most: int) -> int:
+    """How many rows a page holds: `limit`, 1..most."""
+    text = params.get("limit", "")
+    return parse_int(text, "limit", least=1, most=most) if text else default
+
+
+def utc(ts: float | None) -> str:
+    """A unix time as "YYYY-MM-DD HH:MM:SS UTC", "—" for none."""
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- the live rates ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RateMeter:
+    """Photos finished per second over the last `window_s`, from samples of the counts.
+
+    The counts come from the store, so the rate is the harvest's whatever process runs it; a
+    sample is kept per call, the oldest dropped once past the window. Times are passed in.
+    """
+
+    window_s: float = 60.0
+    _samples: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def add(self, now: float, finished: int) -> None:
+        """Record that `finished` photos (stored, skipped or failed) were done at `now`."""
+        if self._samples and finished < self._samples[-1][1]:
+            self._samples.clear()  # fewer than before: --retry-failed put some back
+        self._samples.append((now, finished))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window_s:
+            self._samples.popleft()
+
+    def per_s(self) -> float:
+        """The rate between the oldest and newest sample kept (0 until there are two)."""
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+# --- the views -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeywordLine:
+    """One keyword's counts, as `harvest status` prints them."""
+
+    keyword: str
+    found: int
+    pending: int
+    stored: int
+    skipped: int
+    failed: int
+
+    def as_json(self) -> dict[str, object]:
+        """The line in /api/status."""
+        return {
+            "keyword": self.keyword,
+            "found": self.found,
+            "pending": self.pending,
+            "stored": self.stored,
+            "skipped": self.skipped,
+            "failed": self.failed,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counts:
+    """The store's counts now, and the state of its last run."""
+
+    keywords: tuple[KeywordLine, ...]
+    reasons: tuple[tuple[str, int], ...]  # "skipped: too small" → photos, largest first
+    running: bool  # the last run has not recorded its end (running, or killed)
+    started_at: float | None  # the first run's start
+    finished_at: float | None  # the last run's end, None while it runs
+    run_hours: float  # time spent in runs (a running one until now)
+
+    def total(self, name: str) -> int:
+        """A column summed over the keywords."""
+        return sum(int(getattr(line, name)) for line in self.keywords)
+
+    @property
+    def finished(self) -> int:
+        """Photos with an outcome: stored, skipped or failed."""
+        return self.total("stored") + self.total("skipped") + self.total("failed")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """What the overview and /api/status show."""
+
+    counts: Counts
+    rate_per_s: float  # finished photos per second over the last minute
+    at: float  # when the counts were read
+
+    @property
+    def stored_per_hour(self) -> float:
+        """Stored photos per hour of run time, over every run."""
+        hours = self.counts.run_hours
+        return self.counts.total("stored") / hours if hours > 0 else 0.0
+
+    def as_json(self) -> dict[str, object]:
+        """/api/status."""
+        c = self.counts
+        return {
+            "found": c.total("found"),
+            "pending": c.total("pending"),
+            "stored": c.total("stored"),
+            "skipped": c.total("skipped"),
+            "failed": c.total("failed"),
+            "rate_per_s": round(self.rate_per_s, 3),
+            "per_hour_now": round(self.rate_per_s * 3600),
+            "stored_per_hour": round(self.stored_per_hour),
+            "running": c.running,
+            "started_at": c.started_at,
+            "finished_at": c.finished_at,
+            "at": self.at,
+            "keywords": [k.as_json() for k in c.keywords],
+            "reasons": dict(c.reasons),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tile:
+    """A photo as a grid tile and a row of /api/photos."""
+
+    id: int
+    title: str
+    keyword: str
+    status: str
+    reason: str
+    license: int
+    license_name: str
+    source: str
+    geotagged: bool
+    stored: bool  # a file to show
+    width: int | None
+    height: int | None
+    flickr_url: str
+
+    def as_json(self) -> dict[str, object]:
+        """The row in /api/photos."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "keyword": self.keyword,
+            "status": self.status,
+            "reason": self.reason or None,
+            "license": self.license,
+            "license_name": self.license_name,
+            "source": self.source,
+            "geotagged": self.geotagged,
+            "width": self.width,
+            "height": self.height,
+            "flickr_url": self.flickr_url,
+            "page": f"/photo/{self.id}",
+            "thumbnail": f"/thumb/{self.id}" if self.stored else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """A photo of a duplicate group: the representative (`kind` None) or a copy of it."""
+
+    photo_id: int
+    kind: str | None
+    param: str
+    title: str
+    stored: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    """A duplicate group: the photo kept as its representative and its copies."""
+
+    representative: Member
+    copies: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhotoView:
+    """The photo page: its tile, every field of its record and outcome, credits, copies."""
+
+    tile: Tile
+    fields: tuple[tuple[str, str], ...]  # (name, value) in the record's order, then the store's
+    credit: str | None  # the credits line (stored photos only)
+    keywords: tuple[str, ...]
+    group: Group | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attention:
+    """A photo that needs a person: failed, or skipped for an error."""
+
+    photo_id: int
+    title: str
+    keyword: str
+    status: str
+    reason: str
+    attempts: int
+    last_attempt: str
+    flickr_url: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilterChoices:
+    """The values the browse form offers."""
+
+    keywords: tuple[str, ...]
+    sources: tuple[str, ...]
+    licences: tuple[tuple[int, str], ...] = tuple((lic.id, lic.name) for lic in LICENSES)
+    statuses: tuple[str, ...] = STATUSES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hit:
+    """A search hit as the results page shows it, read from `SimilarResult.as_json()`."""
+
+    rank: int
+    photo_id: int
+    score: float
+    kind: str
+    detail: str
+    title: str
+    license: str
+    url: str
+
+
+def hits_of(answer: Mapping[str, object]) -> tuple[Hit, ...]:
+    """The hits of a search answer (the JSON `harvest similar --json` prints)."""
+    raw = answer.get("hits")
+    hits = raw if isinstance(raw, list) else []
+    return tuple(
+        Hit(
+            rank=int(h["rank"]),
+            photo_id=int(h["photo_id"]),
+            score=float(h["score"]),
+            kind=str(h["kind"]),
+            detail=str(h.get("detail", "")),
+            title=str(h.get("title", "")),
+            license=str(h.get("license", "")),
+            url=str(h.get("url", "")),
+        )
+        for h in hits
+        if isinstance(h, dict)
+    )
+
+
+# --- the seams -----------------------------------------------------------------------------------
+
+
+class Library(Protocol):
+    """What the pages read of a harvest (harvester.serving fills it from the store, read-only).
+
+    Blocking calls: the app runs them in a thread. Ids are photo ids; no path comes in.
+    """
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """Sentences about what this store cannot do quickly (an older schema), or none."""
+        ...
+
+    def counts(self) -> Counts:
+        """The store's counts now."""
+        ...
+
+    def choices(self) -> FilterChoices:
+        """The keywords and sources the filters offer."""
+        ...
+
+    def photos(self, filters: Filters, after: int, limit: int) -> list[Tile]:
+        """Up to `limit` photos matching `filters` with ids above `after`, by id."""
+        ...
+
+    def photo(self, photo_id: int) -> PhotoView | None:
+        """One photo's page, None when the store has no such photo."""
+        ...
+
+    def image_file(self, photo_id: int) -> str | None:
+        """The stored file of a done photo (absolute, inside OUT), None when there is none."""
+        ...
+
+    def groups(self, after: int, limit: int) -> list[Group]:
+        """Duplicate groups by representative id above `after` ([] before `harvest dupes`)."""
+        ...
+
+    def attention(self, after: int, limit: int) -> list[Attention]:
+        """Failed and error-skipped photos with ids above `after`, by id."""
+        ...
+
+
+class Searcher(Protocol):
+    """Search by image (harvester.similar's index): blocking and CPU-bound, one at a time.
+
+    Raises ImageError for an unreadable or too large image, ConfigError when the harvest has
+    nothing to search.
+    """
+
+    def search(self, image: bytes, k: int) -> Mapping[str, object]:
+        """The answer as `harvest similar --json` prints it (SimilarResult.as_json())."""
+        ...
+
+
+T = TypeVar("T")
+
+
+def one_page(rows: Sequence[T], limit: int, key: Callable[[T], int]) -> tuple[list[T], int | None]:
+    """A page from `limit + 1` rows read: its first `limit`, and the next page's cursor (the
+    last shown row's key) if there was one more, else None."""
+    shown = list(rows[:limit])
+    return shown, key(shown[-1]) if len(rows) > limit and shown else None
