@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
+import orjson
+
 from harvester import __version__
 from harvester.config import FLICKR_REST_URL, BundledEmulator, RunConfig, ShardSpec, SizePreference
-from harvester.exceptions import ConfigError, HarvestError
+from harvester.exceptions import ConfigError, HarvestError, ImageError
 from harvester.exit_codes import (
     EXIT_BAD_KEY,
     EXIT_DISK_FULL,
@@ -319,6 +321,7 @@ def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     _add_match(sub)
     _add_sources(sub)
     _add_report(sub)
+    _add_similar(sub)
     p = sub.add_parser("merge", help="join the outputs of --shard runs, each photo once")
     p.add_argument("sources", type=Path, nargs="+")
     p.add_argument("--into", type=Path, required=True)
@@ -392,6 +395,15 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="needs-a-human rows shown in the page; needs-attention.csv has all (default: 5000)",
     )
     p.set_defaults(handler=_cmd_report)
+
+
+def _add_similar(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("similar", help="find the harvested photos that show what IMAGE shows")
+    p.add_argument("out", type=Path, metavar="OUT", help="a harvest (read only)")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="a JPEG, PNG or TIFF (first page)")
+    p.add_argument("-k", type=_positive_int, default=10, metavar="K", help="hits (default 10)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON, for scripts")
+    p.set_defaults(handler=_cmd_similar)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -521,6 +533,23 @@ def _cmd_match(args: argparse.Namespace) -> int:
     if args.per_photo is not None:
         count = write_per_photo(result, args.per_photo)
         log.info("wrote %d photos to %s", count, args.per_photo)
+    return EXIT_OK
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    from harvester.similar import SimilarIndex, render
+
+    if not args.image.is_file():
+        raise ConfigError(f"{args.image}: no such image file")
+    index = SimilarIndex.load(args.out)
+    try:
+        result = index.search(args.image, k=args.k)
+    except ImageError as exc:
+        raise ConfigError(f"{args.image}: {exc}") from exc
+    if args.json:
+        print(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render(result))
     return EXIT_OK
 
 

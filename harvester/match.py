@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -60,7 +61,7 @@ PER_PHOTO_COLUMNS = ("photo_id", "file", "distance", "verdict")
 Gray = npt.NDArray[np.uint8]
 _HASH, _CROP = "hash", "crop"
 _REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"})  # Image.reduce modes
-_UNREADABLE = (OSError, ValueError, ImageError, EOFError, SyntaxError, Image.DecompressionBombError)
+UNREADABLE = (OSError, ValueError, ImageError, EOFError, SyntaxError, Image.DecompressionBombError)
 
 
 class Verdict(StrEnum):
@@ -246,8 +247,8 @@ def probe_file(path: Path, name: str, *, max_pixels: int) -> Probe:
     try:
         gray, (width, height) = upright_gray(path, max_pixels=max_pixels)
         src, scan = _digests(path)
-        keys = _keys(gray, width, height)
-    except _UNREADABLE as exc:
+        keys = keys_of(gray, width, height)
+    except UNREADABLE as exc:
         reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         log.warning("%s: unreadable: %s", name, reason)
         return Probe(path=path, name=name, error=reason)
@@ -268,7 +269,7 @@ def reduction(width: int, height: int) -> int:
 
 
 def upright_gray(
-    path: Path, *, max_pixels: int, side: int | None = None
+    path: Path | IO[bytes], *, max_pixels: int, side: int | None = None
 ) -> tuple[Gray, tuple[int, int]]:
     """The first page in grey, reduced (to `side` on the long side if given), EXIF orientation
     applied; and the display size of the full picture. The bomb check reads only the header."""
@@ -312,7 +313,7 @@ def _digests(path: Path) -> tuple[bytes | None, bytes | None]:
     return src_sha256(data), scan_sha256(data)
 
 
-def _keys(gray: Gray, width: int, height: int) -> tuple[Key, ...]:
+def keys_of(gray: Gray, width: int, height: int) -> tuple[Key, ...]:
     """The frame-stripped reading (if a frame is found), then the whole picture."""
     whole = _key(gray, framed=True, width=width, height=height)
     borders = coarse_borders(gray, FrameParams())

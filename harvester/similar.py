@@ -23,8 +23,34 @@ The JSON of `--json` and of `harvest serve`'s `POST /api/similar` is `SimilarRes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from harvester.config import ImagePolicy
+from harvester.dataset import geometry, keypoints
+from harvester.dataset.classify import IDENTICAL_KINDS, MATCH_RADIUS, Kind, Signal, classify
+from harvester.dataset.fingerprint import Dihedral, dihedral_many, scan_sha256, src_sha256, turn
+from harvester.dataset.mih import MultiIndex
+from harvester.dataset.nearest import nearest, packed
+from harvester.dupes import GEOMETRY_SIDE, signal_at
+from harvester.exceptions import ConfigError, ImageError
+from harvester.licenses import license_for
+from harvester.match import UNREADABLE, Key, keys_of, upright_gray
+from harvester.store.dupes import DupesStore, SignalTable
+from harvester.store.lookup import PhotoRow, photo_rows
+from harvester.store.sqlite import Store, existing_store
 
 
 class MatchKind(StrEnum):
@@ -88,3 +114,505 @@ class SimilarResult:
             "indexed": self.indexed,
             "hits": [h.as_json() for h in self.hits],
         }
+
+
+log = logging.getLogger(__name__)
+
+NEAR = 40  # hash neighbours taken from the brute-force ranking of every stored photo
+MAX_VERIFY = 16  # candidates checked with local features per query, nearest first
+FEATURE_CACHE = 2048  # photos whose ORB features stay in memory (about 20 KB each)
+VOTE_TABLES = 4  # key tables of the keypoint vote index (8 bytes a descriptor each)
+KEYPOINT_NEAR = 8  # photos taken from the keypoint votes
+QUERY_POINTS = 256  # ORB keypoints of the query's signature (the stored ones have 64)
+MAX_QUERY_DIGEST_BYTES = 64 << 20  # a larger query file is not read whole for its digests
+#: Hash verdicts that mean the query shows the photo's own pixels (turned or rescaled at most).
+SAME_KINDS = frozenset(
+    {
+        Kind.IDENTICAL_BYTES,
+        Kind.IDENTICAL_PIXELS,
+        Kind.RECOMPRESSED,
+        Kind.RESIZED,
+        Kind.ROTATED,
+        Kind.FLIPPED,
+    }
+)
+#: Score bands, so that scores compare across kinds: same picture in (0.75, 1], transformed
+#: copy in (0.5, 0.75], looks alike in [0, 0.5].
+_SAME_BASE, _COPY_BASE, _ALIKE_VERIFIED_BASE = 0.75, 0.5, 0.25
+_STRONG_SCORE = 0.5  # a RANSAC score this high tops its band (inliers / keypoints)
+
+Gray = npt.NDArray[np.uint8]
+#: An extra source of candidates (the embedder's index): (photo id, cosine similarity).
+Neighbours = Callable[[Path | bytes, int], Sequence[tuple[int, float]]]
+
+
+class Channel(StrEnum):
+    """How a candidate was proposed."""
+
+    DIGEST = "digest"  # the same bytes, or the same pixels under other metadata
+    HASH = "hash"  # ph256, nearest over all 8 turns
+    CROP = "crop"  # the central 80 % of one against the whole of the other, at r <= 31
+    KEYPOINTS = "keypoints"  # local features shared with the stored signatures
+    EMBEDDING = "embedding"  # the user's embedder (`harvest index --embedder`)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Candidate:
+    row: int
+    channel: Channel
+    distance: int | None = None  # best ph256 distance, over the query's readings and turns
+    key: int = 0  # which reading of the query (frame stripped or whole)
+    variant: Dihedral = Dihedral.IDENTITY  # the photo looks like this turn of the query
+    cosine: float | None = None
+    votes: int = 0  # query descriptors meeting the photo's stored ones (keypoints channel)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Judged:
+    row: int
+    kind: MatchKind
+    score: float
+    detail: str
+    distance: int | None
+
+
+@dataclass(slots=True, eq=False)
+class _Query:
+    """The query image read as a harvested photo is, and its local features per turn."""
+
+    source: Path | bytes
+    width: int
+    height: int
+    keys: tuple[Key, ...]
+    src: bytes | None
+    scan: bytes | None
+    max_pixels: int
+    _gray: Gray | None = None
+    _features: dict[Dihedral, geometry.Features] = field(default_factory=dict)
+
+    def opened(self) -> Path | io.BytesIO:
+        return io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source
+
+    def signature(self) -> npt.NDArray[np.uint8]:
+        """QUERY_POINTS descriptors at the stored signatures' size (keypoints.SIDE)."""
+        image = Image.fromarray(self.gray())
+        image.thumbnail((keypoints.SIDE, keypoints.SIDE))
+        found = geometry.features(np.asarray(image, dtype=np.uint8), n=QUERY_POINTS)
+        return np.ascontiguousarray(found.descriptors, dtype=np.uint8).reshape(-1, 32)
+
+    def gray(self) -> Gray:
+        """Upright grey at GEOMETRY_SIDE, decoded once."""
+        if self._gray is None:
+            gray, _ = upright_gray(self.opened(), max_pixels=self.max_pixels, side=GEOMETRY_SIDE)
+            self._gray = _fit(gray)
+        return self._gray
+
+    def features(self, g: Dihedral) -> geometry.Features:
+        if g not in self._features:
+            self._features[g] = geometry.features(np.ascontiguousarray(turn(self.gray(), g)))
+        return self._features[g]
+
+
+def read_query(image: Path | bytes, *, max_pixels: int) -> _Query:
+    """IMAGE as `harvest match` reads a file; ImageError when it is not a readable picture."""
+    try:
+        opened = io.BytesIO(image) if isinstance(image, bytes) else image
+        gray, (width, height) = upright_gray(opened, max_pixels=max_pixels)
+        keys = keys_of(gray, width, height)
+        data = image if isinstance(image, bytes) else _small_file(image)
+    except ImageError:
+        raise
+    except UNREADABLE as exc:
+        raise ImageError(f"not a readable image: {type(exc).__name__}: {exc}") from exc
+    src = src_sha256(data) if data is not None else None
+    scan = scan_sha256(data) if data is not None else None
+    return _Query(image, width, height, keys, src, scan, max_pixels)
+
+
+def _small_file(path: Path) -> bytes | None:
+    return path.read_bytes() if path.stat().st_size <= MAX_QUERY_DIGEST_BYTES else None
+
+
+def _fit(gray: Gray) -> Gray:
+    """At most GEOMETRY_SIDE on the long side, as `harvest dupes` verifies its pairs."""
+    image = Image.fromarray(gray)
+    image.thumbnail((GEOMETRY_SIDE, GEOMETRY_SIDE))
+    return np.asarray(image, dtype=np.uint8)
+
+
+class _Loaded:
+    """One reading of the store's fingerprints, indexed: replaced whole by `refresh`."""
+
+    def __init__(self, table: SignalTable, votes: keypoints.VoteIndex | None = None) -> None:
+        self.table = table
+        self.votes = votes
+        self.words = packed(table.ph256)
+        self.crop_index = MultiIndex(table.c80)
+        self.hash_index = MultiIndex(table.ph256)
+        self.row_of = {int(i): row for row, i in enumerate(table.ids.tolist())}
+        self.by_src: dict[bytes, list[int]] = {}
+        self.by_scan: dict[bytes, list[int]] = {}
+        for row, (src, scan) in enumerate(zip(table.src_sha256, table.scan_sha256, strict=True)):
+            if src is not None:
+                self.by_src.setdefault(src, []).append(row)
+            if scan is not None:
+                self.by_scan.setdefault(scan, []).append(row)
+
+
+class SimilarIndex:
+    """A harvest's fingerprints in memory, answering `search` many times (the web page loads
+    one and keeps it; `refresh` picks up photos stored since)."""
+
+    def __init__(
+        self,
+        out: Path,
+        table: SignalTable,
+        *,
+        votes: keypoints.VoteIndex | None = None,
+        policy: ImagePolicy | None = None,
+        neighbours: Neighbours | None = None,
+        workers: int = 2,
+    ) -> None:
+        self.out = out
+        self._policy = policy or ImagePolicy()
+        self._neighbours = neighbours
+        self._workers = workers
+        self._loaded = _Loaded(table, votes)
+        self._cache: OrderedDict[int, geometry.Features] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        out: Path,
+        *,
+        policy: ImagePolicy | None = None,
+        neighbours: Neighbours | None = None,
+    ) -> SimilarIndex:
+        """Read OUT's fingerprints (the store opened read-only); ConfigError when it holds no
+        fingerprinted photo."""
+        table, votes = _read(out)
+        return cls(out, table, votes=votes, policy=policy, neighbours=neighbours)
+
+    def __len__(self) -> int:
+        return len(self._loaded.table)
+
+    def refresh(self) -> bool:
+        """Reload when the store holds another set of fingerprinted photos; True if it did."""
+        with Store.open(existing_store(self.out), readonly=True) as store, store.reading() as db:
+            count, top = db.execute(
+                "SELECT count(*), COALESCE(max(s.photo_id), 0) FROM photo_signal s"
+                " JOIN photos p ON p.id = s.photo_id WHERE p.status = 'done'"
+            ).fetchone()
+        ids = self._loaded.table.ids
+        if int(count) == len(ids) and (not len(ids) or int(top) == int(ids.max())):
+            return False
+        self._loaded = _Loaded(*_read(self.out))
+        return True
+
+    def search(self, image: Path | bytes, *, k: int = 10) -> SimilarResult:
+        """The `k` harvested photos nearest to IMAGE, best first. ImageError when IMAGE is not
+        a readable picture within the pixel limit."""
+        started = time.perf_counter()
+        loaded = self._loaded
+        query = read_query(image, max_pixels=self._policy.max_pixels)
+        candidates = self._candidates(query, loaded, k)
+        judged = self._judge(query, loaded, candidates)
+        judged.sort(key=lambda j: (-j.score, j.distance if j.distance is not None else 999, j.row))
+        top = judged[:k]
+        hits = self._described(loaded, top)
+        return SimilarResult(
+            width=query.width,
+            height=query.height,
+            hits=hits,
+            indexed=len(loaded.table),
+            elapsed_s=time.perf_counter() - started,
+        )
+
+    # --- candidates ----------------------------------------------------------------------------
+
+    def _candidates(self, query: _Query, loaded: _Loaded, k: int) -> dict[int, _Candidate]:
+        """Every photo a channel proposes, with what each channel says of it."""
+        found: dict[int, _Candidate] = {}
+        for digest, rows in ((query.src, loaded.by_src), (query.scan, loaded.by_scan)):
+            for row in rows.get(digest, []) if digest is not None else []:
+                found[row] = _Candidate(row=row, channel=Channel.DIGEST, distance=0)
+        for cand in self._hash_candidates(query, loaded, max(NEAR, k)):
+            _offer(found, cand)
+        if loaded.votes is not None:
+            for row, count in loaded.votes.votes(query.signature(), KEYPOINT_NEAR):
+                found.setdefault(row, _Candidate(row=row, channel=Channel.KEYPOINTS)).votes = count
+        if self._neighbours is not None:
+            for photo_id, cosine in self._neighbours(query.source, max(NEAR, k)):
+                at = loaded.row_of.get(int(photo_id))
+                if at is not None:
+                    blank = _Candidate(row=at, channel=Channel.EMBEDDING)
+                    found.setdefault(at, blank).cosine = float(cosine)
+        return found
+
+    def _hash_candidates(self, query: _Query, loaded: _Loaded, n: int) -> Iterator[_Candidate]:
+        """The `n` nearest hashes over all turns, then the central-80 % channel both ways."""
+        ph = _turns([key.ph256 for key in query.keys])
+        near = nearest(loaded.words, packed(ph), n, workers=self._workers)
+        proposals: list[tuple[Channel, npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]]
+        proposals = [(Channel.HASH, near.queries, near.rows, near.distances)]
+        crop = _turns([key.c80 for key in query.keys])
+        for queries, index in ((crop, loaded.hash_index), (ph, loaded.crop_index)):
+            pairs = index.cross_join(queries, MATCH_RADIUS)
+            proposals.append((Channel.CROP, pairs.a, pairs.b, pairs.distance))
+        for channel, qs, rows, distances in proposals:
+            for q, row, d in zip(qs.tolist(), rows.tolist(), distances.tolist(), strict=True):
+                yield _Candidate(
+                    row=row, channel=channel, distance=d, key=q // 8, variant=Dihedral(q % 8)
+                )
+
+    # --- judging -------------------------------------------------------------------------------
+
+    def _judge(
+        self, query: _Query, loaded: _Loaded, candidates: dict[int, _Candidate]
+    ) -> list[_Judged]:
+        judged: list[_Judged] = []
+        to_verify: list[_Candidate] = []
+        for cand in candidates.values():
+            same = _same(query, loaded.table, cand)
+            if same is not None:
+                judged.append(same)
+            else:
+                to_verify.append(cand)
+        checked = _to_verify(to_verify)
+        verdicts = self._verified(query, loaded, checked)
+        for cand, v in zip(checked, verdicts, strict=True):
+            judged.append(_by_geometry(cand, v))
+        done = {c.row for c in checked}
+        judged.extend(_alike(cand, None) for cand in to_verify if cand.row not in done)
+        return judged
+
+    def _verified(
+        self, query: _Query, loaded: _Loaded, cands: Sequence[_Candidate]
+    ) -> list[geometry.Verified | None]:
+        """Each candidate checked by ORB+RANSAC (a homography allowed) against its turn of the
+        query; the photos' features are computed on `workers` threads and cached."""
+        if not cands:
+            return []
+        try:
+            for g in {c.variant for c in cands}:
+                query.features(g)
+        except UNREADABLE as exc:
+            log.info("query: no local features: %s", exc)
+            return [None] * len(cands)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            photos = list(pool.map(lambda c: self._photo_features(loaded, c.row), cands))
+        return [
+            geometry.verify(query.features(c.variant), f, model=geometry.Model.HOMOGRAPHY)
+            if f is not None
+            else None
+            for c, f in zip(cands, photos, strict=True)
+        ]
+
+    def _photo_features(self, loaded: _Loaded, row: int) -> geometry.Features | None:
+        photo_id = int(loaded.table.ids[row])
+        with self._lock:
+            if photo_id in self._cache:
+                self._cache.move_to_end(photo_id)
+                return self._cache[photo_id]
+        path = self.out / loaded.table.paths[row]
+        try:
+            gray, _ = upright_gray(path, max_pixels=self._policy.max_pixels, side=GEOMETRY_SIDE)
+            found = geometry.features(_fit(gray))
+        except UNREADABLE as exc:
+            log.info("photo %d: no local features: %s", photo_id, exc)
+            return None
+        with self._lock:
+            self._cache[photo_id] = found
+            while len(self._cache) > FEATURE_CACHE:
+                self._cache.popitem(last=False)
+        return found
+
+    # --- the answer ----------------------------------------------------------------------------
+
+    def _described(self, loaded: _Loaded, top: Sequence[_Judged]) -> tuple[SimilarHit, ...]:
+        ids = [int(loaded.table.ids[j.row]) for j in top]
+        with Store.open(existing_store(self.out), readonly=True) as store:
+            rows = photo_rows(store, ids) if ids else {}
+        return tuple(
+            _hit(rank, j, photo_id, rows.get(photo_id), loaded.table.paths[j.row])
+            for rank, (j, photo_id) in enumerate(zip(top, ids, strict=True), start=1)
+        )
+
+
+def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None]:
+    """The fingerprints, and the vote index of the keypoint signatures where `harvest dupes
+    --crops` (or `harvest index`) stored them."""
+    with Store.open(existing_store(out), readonly=True) as store:
+        ds = DupesStore(store)
+        table = ds.signals()
+        if len(table) == 0:
+            raise ConfigError(f"{out} has no fingerprinted photo; run `harvest dupes {out}` first")
+        row_of = {int(i): row for row, i in enumerate(table.ids.tolist())}
+        votes = keypoints.VoteIndex(_signature_chunks(ds, row_of), tables=VOTE_TABLES)
+    if votes.photos == 0:
+        log.info("%s: no keypoint signatures; `harvest index %s` adds them", out, out)
+        return table, None
+    return table, votes
+
+
+def _signature_chunks(
+    ds: DupesStore, row_of: dict[int, int]
+) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]]:
+    for batch in ds.keypoint_batches(keypoints.KP_VERSION):
+        yield keypoints.stacked(keypoints.stored_signatures(dict(batch), row_of))
+
+
+def _turns(hashes: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+    """(8·N, 32): the 8 turns of each hash, query 8·i + g being turn g of hash i."""
+    codes = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, 32)
+    return np.ascontiguousarray(dihedral_many(codes).reshape(-1, 32))
+
+
+def _offer(found: dict[int, _Candidate], cand: _Candidate) -> None:
+    """Keep the nearer proposal of a row (the whole-picture hash on a tie); a digest stays."""
+    old = found.get(cand.row)
+    if old is not None and (old.channel is Channel.DIGEST or _rank(old) <= _rank(cand)):
+        return
+    found[cand.row] = cand
+
+
+def _rank(c: _Candidate) -> tuple[int, bool]:
+    return (c.distance if c.distance is not None else 999, c.channel is not Channel.HASH)
+
+
+def _to_verify(cands: Sequence[_Candidate]) -> list[_Candidate]:
+    """The candidates worth a RANSAC, at most MAX_VERIFY: every central-80 % hit, the photos
+    sharing most local features, then the nearest hashes, then the nearest embeddings; each
+    channel's best first, taken in turn so that no channel crowds out another."""
+    channels: dict[str, list[_Candidate]] = {
+        "crop": sorted((c for c in cands if c.channel is Channel.CROP), key=_by_distance),
+        "keypoints": sorted((c for c in cands if c.votes), key=lambda c: (-c.votes, c.row)),
+        "hash": sorted((c for c in cands if c.channel is Channel.HASH), key=_by_distance),
+        "embedding": sorted(
+            (c for c in cands if c.cosine is not None), key=lambda c: (-(c.cosine or 0), c.row)
+        ),
+    }
+    chosen: dict[int, _Candidate] = {}
+    depth = 0
+    while len(chosen) < MAX_VERIFY and any(depth < len(v) for v in channels.values()):
+        for ranked in channels.values():
+            if depth < len(ranked) and len(chosen) < MAX_VERIFY:
+                chosen.setdefault(ranked[depth].row, ranked[depth])
+        depth += 1
+    return list(chosen.values())
+
+
+def _by_distance(c: _Candidate) -> tuple[int, int]:
+    return (c.distance if c.distance is not None else 999, c.row)
+
+
+def _same(query: _Query, table: SignalTable, cand: _Candidate) -> _Judged | None:
+    """The candidate judged by its hash alone, when the hash says it is the same picture."""
+    if cand.distance is None or cand.distance > MATCH_RADIUS or cand.channel is Channel.CROP:
+        return None
+    key = query.keys[cand.key]
+    mine = Signal(
+        photo_id=-1,
+        ph256=key.ph256,
+        src_sha256=query.src,
+        scan_sha256=query.scan,
+        width=key.width,
+        height=key.height,
+    )
+    verdict = classify(mine, signal_at(table, cand.row))
+    if verdict is None or verdict.kind not in SAME_KINDS:
+        return None
+    if verdict.kind in IDENTICAL_KINDS:
+        score = 1.0
+    else:
+        score = _SAME_BASE + (1 - _SAME_BASE) * (1 - verdict.distance / (MATCH_RADIUS + 1))
+    param = _query_relative(verdict.kind, verdict.param) if verdict.a == -1 else verdict.param
+    detail = verdict.kind.value + (f" {param}" if param else "")
+    return _Judged(
+        row=cand.row, kind=MatchKind.SAME, score=score, detail=detail, distance=cand.distance
+    )
+
+
+def _query_relative(kind: Kind, param: str) -> str:
+    """A parameter that says what the photo is of the query, turned round: what the query is
+    of the photo (the classifier puts the better copy first, and that was the query)."""
+    if kind is Kind.ROTATED and param:
+        return str((360 - int(float(param))) % 360)
+    if kind is Kind.RESIZED and param:
+        return f"{1 / float(param):.3f}"
+    return param
+
+
+def _by_geometry(cand: _Candidate, v: geometry.Verified | None) -> _Judged:
+    """A candidate the local features confirmed (a transformed copy, or a look-alike scene
+    when the two only overlap), or not."""
+    if v is None or v.score < geometry.ACCEPT_SCORE:
+        return _alike(cand, None)
+    if v.contained < geometry.MIN_CONTAINED:
+        return _alike(cand, v)
+    strength = min(1.0, v.score / _STRONG_SCORE)
+    kind, _params = geometry.classify_geometry(v)
+    detail = "perspective" if v.model is geometry.Model.HOMOGRAPHY else kind.value
+    if cand.variant is not Dihedral.IDENTITY and cand.variant >= Dihedral.FLIP_H:
+        detail = f"flipped, {detail}"
+    return _Judged(
+        row=cand.row,
+        kind=MatchKind.TRANSFORMED,
+        score=_COPY_BASE + (_SAME_BASE - _COPY_BASE) * strength,
+        detail=detail,
+        distance=cand.distance,
+    )
+
+
+def _alike(cand: _Candidate, v: geometry.Verified | None) -> _Judged:
+    """Near by hash or embedding only, or overlapping scenes: looks alike."""
+    by_hash = 0.0 if cand.distance is None else max(0.0, 1 - cand.distance / 128)
+    by_embedding = max(0.0, cand.cosine or 0.0)
+    by_keypoints = min(1.0, cand.votes / QUERY_POINTS)
+    score = _ALIKE_VERIFIED_BASE * max(by_hash, by_embedding, by_keypoints)
+    detail = cand.channel.value
+    if v is not None:
+        score = _ALIKE_VERIFIED_BASE + 0.2 * min(1.0, v.score / _STRONG_SCORE)
+        detail = "overlapping scene"
+    return _Judged(
+        row=cand.row, kind=MatchKind.LOOKS_ALIKE, score=score, detail=detail, distance=cand.distance
+    )
+
+
+def _hit(rank: int, j: _Judged, photo_id: int, row: PhotoRow | None, path: str) -> SimilarHit:
+    owner = row.owner if row else ""
+    return SimilarHit(
+        rank=rank,
+        photo_id=photo_id,
+        score=j.score,
+        kind=j.kind,
+        detail=j.detail,
+        distance=j.distance,
+        path=path,
+        url=PAGE_URL.format(owner=owner or "-", id=photo_id),
+        title=row.title if row else "",
+        owner=(row.owner_name or owner) if row else "",
+        license=license_for(row.license).name if row else "",
+        source=row.source if row else "",
+    )
+
+
+PAGE_URL = "https://www.flickr.com/photos/{owner}/{id}/"
+
+
+def render(result: SimilarResult) -> str:
+    """The answer as a table for a terminal: rank, score, kind, photo, title, credit, path."""
+    lines = [
+        f"{len(result.hits)} of {result.indexed:,} photos for a {result.width}x{result.height}"
+        f" image ({result.elapsed_s:.2f} s)"
+    ]
+    for h in result.hits:
+        lines.append(
+            f"{h.rank:>3}  {h.score:.3f}  {h.kind.value:<16} {h.detail:<22} {h.photo_id}"
+            f"  {h.title[:40]!r}  {h.owner} · {h.license} · {h.source}"
+        )
+        lines.append(f"{'':>5}{h.url}  {h.path}")
+    return "\n".join(lines)

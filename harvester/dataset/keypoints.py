@@ -118,9 +118,7 @@ def _table_pairs(
     codes: U8, owners: I64, new: npt.NDArray[np.bool_], subset: npt.NDArray[np.intp], radius: int
 ) -> I64:
     """(k, 2) descriptor pairs (i < j) equal on `subset`, of two photos, one new, within radius."""
-    keys = np.zeros(len(codes), np.int32)  # 24 bits
-    for byte in subset.tolist():
-        keys = (keys << 8) | codes[:, byte]
+    keys = _keys(codes, subset)
     order = np.argsort(keys)  # the order within a bucket does not matter: pairs are sorted
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -159,3 +157,72 @@ def _counted(a: npt.NDArray[Any], b: npt.NDArray[Any], min_shared: int) -> I64:
     chosen = counts >= min_shared
     pairs = unique[chosen]
     return np.stack([pairs // width, pairs % width, counts[chosen]], axis=1)
+
+
+class VoteIndex:
+    """An inverted file over stored signatures, for one query at a time (`harvest similar`).
+
+    For each of the first `tables` key subsets, every stored descriptor's KEY_BYTES-byte key,
+    sorted, beside the row of the photo it belongs to. A query descriptor votes for each photo
+    holding a descriptor with its key in some table (once per photo, however many tables agree);
+    buckets over MAX_BUCKET are repeated textures and do not vote. Unlike `shared_pairs` no
+    Hamming distance is checked (that would keep every descriptor in memory): with 24-bit keys
+    a bucket holds a handful of descriptors even at 64 M, so chance votes stay rare, and every
+    candidate is verified by RANSAC anyway. Memory: 8 bytes per descriptor per table.
+    """
+
+    def __init__(self, chunks: Iterable[tuple[U8, I64]], *, tables: int = 4) -> None:
+        if not 1 <= tables <= TABLES:
+            raise ValueError(f"tables must be 1..{TABLES}, got {tables}")
+        self._subsets = _SUBSETS[:tables]
+        keys: list[list[npt.NDArray[np.int32]]] = [[] for _ in self._subsets]
+        owners: list[npt.NDArray[np.int32]] = []
+        for codes, rows in chunks:
+            for t, subset in enumerate(self._subsets):
+                keys[t].append(_keys(codes, subset))
+            owners.append(rows.astype(np.int32))
+        every = np.concatenate([np.empty(0, np.int32), *owners])
+        self._keys: list[npt.NDArray[np.int32]] = []
+        self._owners: list[npt.NDArray[np.int32]] = []
+        for parts in keys:
+            joined = np.concatenate([np.empty(0, np.int32), *parts])
+            order = np.argsort(joined, kind="stable")
+            self._keys.append(joined[order])
+            self._owners.append(every[order])
+        self.descriptors = len(every)
+        self.photos = len(np.unique(every))
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the sorted keys and their owners."""
+        return sum(k.nbytes + o.nbytes for k, o in zip(self._keys, self._owners, strict=True))
+
+    def votes(self, query: U8, n: int, *, min_votes: int = MIN_SHARED) -> list[tuple[int, int]]:
+        """(row, votes) of at most `n` photos with at least `min_votes` query descriptors
+        meeting one of theirs, most votes first (then lowest row)."""
+        if len(query) == 0 or self.descriptors == 0:
+            return []
+        found = []
+        for subset, keys, owners in zip(self._subsets, self._keys, self._owners, strict=True):
+            wanted = _keys(query, subset)
+            lo = np.searchsorted(keys, wanted, side="left")
+            sizes = np.searchsorted(keys, wanted, side="right") - lo
+            ok = (sizes > 0) & (sizes <= MAX_BUCKET)
+            starts, counts = lo[ok], sizes[ok]
+            at = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            voter = np.repeat(np.flatnonzero(ok), counts).astype(np.int64)
+            found.append(voter << 32 | owners[at].astype(np.int64))
+        pairs = np.unique(np.concatenate(found))  # one vote per (query descriptor, photo)
+        rows, tally = np.unique(pairs & 0xFFFFFFFF, return_counts=True)
+        chosen = tally >= min_votes
+        rows, tally = rows[chosen], tally[chosen]
+        order = np.lexsort((rows, -tally))[:n]
+        return [(int(r), int(c)) for r, c in zip(rows[order], tally[order], strict=True)]
+
+
+def _keys(codes: U8, subset: npt.NDArray[np.intp]) -> npt.NDArray[np.int32]:
+    """Each descriptor's key in one table: its KEY_BYTES bytes of `subset`, as one integer."""
+    keys = np.zeros(len(codes), np.int32)
+    for byte in subset.tolist():
+        keys = (keys << 8) | codes[:, byte]
+    return keys

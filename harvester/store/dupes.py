@@ -107,6 +107,21 @@ class DupesStore:
             ).fetchall()
         return {int(i): bytes(blob) for i, blob in rows}
 
+    def keypoint_batches(
+        self, version: int, size: int = BATCH
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """The same rows as `keypoints`, `size` at a time, for readers that must not hold every
+        blob at once (2 KB a photo: 2 GB at a million)."""
+        with self._store.reading() as db:
+            cursor = db.execute(
+                "SELECT k.photo_id, k.descriptors FROM photo_keypoints k"
+                " JOIN photos p ON p.id = k.photo_id"
+                " WHERE p.status = 'done' AND k.kp_version = ? ORDER BY k.photo_id",
+                (version,),
+            )
+            while rows := cursor.fetchmany(size):
+                yield [(int(i), bytes(blob)) for i, blob in rows]
+
     def save_pairs(self, rows: Iterable[Sequence[object]]) -> int:
         """Insert or replace (a, b, kind, param, distance, variant, score, method) rows."""
         sql = "INSERT OR REPLACE INTO dup_pair VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
