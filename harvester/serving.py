@@ -13,18 +13,17 @@ inside OUT here; a request names photo ids.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, Self, cast
+from typing import Any
 
 from aiohttp import web
 
-from harvester.config import ServePolicy
+from harvester.config import ImagePolicy, ServePolicy
 from harvester.exceptions import ConfigError
 from harvester.licenses import license_for
 from harvester.outputs import file_changes
@@ -33,6 +32,7 @@ from harvester.publish.credits import credit_of
 from harvester.report.model import POLICY_SKIPS, action_for, photo_page
 from harvester.serve import pages
 from harvester.serve.app import make_app
+from harvester.similar import SimilarIndex
 from harvester.store.report import ReportStore
 from harvester.store.serve import GroupMember, PhotoDetail, PhotoQuery, PhotoRow, ServeStore
 from harvester.store.sqlite import Store, existing_store
@@ -249,46 +249,22 @@ def _fields(detail: PhotoDetail) -> list[tuple[str, str]]:
 # --- search by image -----------------------------------------------------------------------------
 
 
-class _Result(Protocol):
-    def as_json(self) -> dict[str, object]: ...
-
-
-class _Index(Protocol):
-    def refresh(self) -> bool: ...
-    def search(self, image: bytes, *, k: int = 10) -> _Result: ...
-
-
-class _IndexType(Protocol):
-    def load(self, out: Path) -> _Index: ...
-
-
-def _index_type() -> _IndexType | None:
-    """harvester.similar.SimilarIndex, or None in a build that does not have it yet."""
-    module = importlib.import_module("harvester.similar")
-    return cast("_IndexType | None", getattr(module, "SimilarIndex", None))
-
-
 class SimilarSearcher:
     """The pages' `Searcher`: harvester.similar's index of `out`, loaded on the first search
-    and refreshed before each (it reloads only when the store gained fingerprints)."""
+    (not at start-up: the pages need not wait for it) and refreshed before each, which reloads
+    only when the store gained fingerprints."""
 
-    def __init__(self, out: Path, index_type: _IndexType) -> None:
+    def __init__(self, out: Path, policy: ImagePolicy) -> None:
         self._out = out
-        self._type = index_type
-        self._index: _Index | None = None
+        self._policy = policy
+        self._index: SimilarIndex | None = None
         self._lock = threading.Lock()
-
-    @classmethod
-    def of(cls, out: Path) -> Self | None:
-        """The searcher of `out`, None when this build has no similarity index."""
-        found = _index_type()
-        return None if found is None else cls(out, found)
 
     def search(self, image: bytes, k: int) -> Mapping[str, object]:
         """`harvest similar --json`'s answer for `image`."""
         with self._lock:
             if self._index is None:
-                self._index = self._type.load(self._out)
+                self._index = SimilarIndex.load(self._out, policy=self._policy)
             else:
                 self._index.refresh()
             return self._index.search(image, k=k).as_json()
@@ -317,7 +293,11 @@ async def serve(
     """Serve the harvest in `out` until `stop` is set (or forever); `ready(url)` once listening."""
     store = Store.open(existing_store(out), readonly=True)
     try:
-        app = make_app(StoreLibrary(out, store), SimilarSearcher.of(out), policy)
+        app = make_app(
+            StoreLibrary(out, store),
+            SimilarSearcher(out, ImagePolicy(max_pixels=policy.max_pixels)),
+            policy,
+        )
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
         try:
