@@ -17,7 +17,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import json
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -376,3 +378,45 @@ class FakeStoredImage:
     def of(cls, data: bytes, width: int = 1024, height: int = 768) -> FakeStoredImage:
         """The report for a file holding `data`."""
         return cls(width, height, hashlib.sha256(data).hexdigest())
+
+
+# --- a harvest to serve --------------------------------------------------------------------------
+
+
+def spoil_claims(out: Path, count: int = 2) -> dict[str, int]:
+    """Make claimed records unusable before their download, so the run that follows fails one
+    (a wrong secret: 404 from the image host) and error-skips the other (no image URL at all);
+    returns {"failed": id, "skipped": id}."""
+    db = sqlite3.connect(out / STORE)
+    try:
+        large = "SELECT 1 FROM json_each(record, '$.sizes') WHERE value ->> '$.label' = 'l'"
+        sql = f"SELECT id, record FROM photos WHERE EXISTS ({large}) ORDER BY id LIMIT ? OFFSET 3"
+        rows = db.execute(sql, (count,)).fetchall()
+        spoilt = dict(zip(("failed", "skipped"), (int(r[0]) for r in rows), strict=False))
+        for (pid, text), kind in zip(rows, ("failed", "skipped"), strict=False):
+            rec = json.loads(text)
+            if kind == "failed":
+                for size in rec["sizes"]:
+                    size["url"] = re.sub(r"/(\d+)_[0-9a-f]+", r"/\1_0000000000", size["url"])
+                rec["original_secret"] = "0" * 10
+            else:
+                rec["sizes"], rec["original_secret"] = [], None
+            db.execute("UPDATE photos SET record = ? WHERE id = ?", (json.dumps(rec), pid))
+        db.commit()
+    finally:
+        db.close()
+    return spoilt
+
+
+def harvest_to_serve(emu: ServesFlickr, base: Path, keywords: tuple[str, ...]) -> Path:
+    """A finished two-run harvest of `keywords` into `base/out` (search, then the downloads with
+    one failure and one error skip, see `spoil_claims`), then `harvest dupes` over it."""
+    queries = write_queries(base / "queries.txt", keywords)
+    out = base / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLICKR_API_KEY", emu.api_key)
+        assert harvest(*run_args(emu, queries, out, "--metadata-only")) == 0
+        spoil_claims(out)
+        assert harvest(*run_args(emu, queries, out)) == 0
+    assert harvest("dupes", out, "--crops", "off") == 0
+    return out
