@@ -20,8 +20,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -420,3 +422,74 @@ def harvest_to_serve(emu: ServesFlickr, base: Path, keywords: tuple[str, ...]) -
         assert harvest(*run_args(emu, queries, out)) == 0
     assert harvest("dupes", out, "--crops", "off") == 0
     return out
+
+
+@contextlib.contextmanager
+def serving(out: Path, timeout_s: float = 60.0) -> Iterator[str]:
+    """`harvest serve OUT --port 0` in a child process; yields its base URL (from the line it
+    prints once listening) and stops it with SIGINT, as Ctrl-C would."""
+    cmd = [sys.executable, "-m", "harvester", "serve", str(out), "--port", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        url = _served_url(proc, timeout_s)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def _served_url(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        match = re.search(r" on (http://\S+/) ", line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"harvest serve did not start: {''.join(seen)[-2000:]}")
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver on PATH"
+    " (apt-get install chromium chromium-driver; .ci/run installs them)",
+)
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """Headless Debian Chromium through selenium, with the browser and network logs on."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        "--no-first-run",
+        "--disable-extensions",
+        "--hide-scrollbars",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
