@@ -166,6 +166,7 @@ def build_store(path: Path, n: int) -> None:
     )
     _insert(db, "INSERT INTO windows VALUES (?,?,?,?,?,?,?,?,?)", _windows(n))
     db.execute("INSERT INTO photo_keywords SELECT id, keyword FROM photos")
+    db.execute("INSERT INTO keywords SELECT keyword, MAX(seq) + 1 FROM photos GROUP BY keyword")
     db.execute(
         "INSERT OR IGNORE INTO photo_keywords SELECT id, 'keyword' || ((CAST(substr(keyword, 8)"
         f" AS INTEGER) + 1) % {KEYWORDS}) FROM photos WHERE id % 10 = 0"

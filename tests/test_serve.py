@@ -26,7 +26,7 @@ from harvester.config import ImagePolicy, ServePolicy
 from harvester.exit_codes import EXIT_USAGE
 from harvester.licenses import license_for
 from harvester.serve.app import make_app
-from harvester.serve.pages import BadQuery, Filters, RateMeter, parse_filters
+from harvester.serve.pages import BadQuery, Filters, RateMeter, counts_ttl_s, parse_filters
 from harvester.serve.thumbs import Thumbnails
 from harvester.serving import SimilarSearcher, StoreLibrary
 from harvester.similar import SimilarResult
@@ -460,6 +460,28 @@ async def test_the_api_key_never_appears(
         assert key not in await r.text()
 
 
+HOSTILE = "</td><script>alert('title')</script><img src=x onerror=alert(1)>"
+
+
+async def test_hostile_store_text_stays_text(out: Path) -> None:
+    victim = _ids(out)[0]
+    db = sqlite3.connect(out / STORE)
+    db.execute(
+        "UPDATE photos SET record = json_set(record, '$.title', ?, '$.owner_name', ?) WHERE id = ?",
+        (HOSTILE, HOSTILE, victim),
+    )
+    db.commit()
+    db.close()
+    async for client in _client(out):
+        for path in (f"/photo/{victim}", "/browse"):
+            page = await _text(client, path)
+            assert "<script>alert" not in page
+            assert "onerror=alert(1)>" not in page
+            assert "&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;" in page
+        answer = await _json(client, f"/api/photos?after={victim - 1}&limit=1")
+        assert answer["photos"][0]["title"] == HOSTILE  # data, returned as it is, as JSON
+
+
 # --- beside a running harvest, older stores ----------------------------------------------------
 
 
@@ -517,6 +539,8 @@ def test_the_browse_queries_seek_at_any_size(harvested: Path) -> None:
             assert len(plan) == 1, (query, plan)  # one step: no sort, no second pass
             assert plan[0].startswith("SEARCH photos USING"), (query, plan)
             assert "rowid>?" in plan[0], (query, plan)  # the cursor is part of the seek
+        every = queries[-1]
+        assert "INDEX photos_keyword_status (keyword=? AND status=?" in facts.plan(every, 1, 60)[0]
 
 
 def _drop_browse_indexes(out: Path) -> None:
@@ -617,6 +641,13 @@ def test_rate_meter(samples: list[tuple[float, int]], per_s: float) -> None:
     for now, finished in samples:
         meter.add(now, finished)
     assert meter.per_s() == pytest.approx(per_s)
+
+
+@pytest.mark.parametrize(
+    ("ttl_s", "read_s", "fresh_s"), [(2.0, 0.01, 2.0), (2.0, 0.3, 3.0), (0.0, 0.0, 0.0)]
+)
+def test_slow_count_reads_stay_fresh_longer(ttl_s: float, read_s: float, fresh_s: float) -> None:
+    assert counts_ttl_s(ttl_s, read_s) == pytest.approx(fresh_s)
 
 
 def test_thumbnail_cache_is_bounded(harvested: Path) -> None:

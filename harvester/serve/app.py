@@ -89,12 +89,16 @@ class _State:
     )
     meter: RateMeter = field(default_factory=RateMeter)
     last: Status | None = None
+    fresh_s: float = 0.0  # how long `last` stays fresh
 
     async def status(self) -> Status:
-        """The counts, read again once they are `status_ttl_s` old, with the rate."""
+        """The counts, read again once they are stale (pages.counts_ttl_s), with the rate."""
         now = self.clock()
-        if self.last is None or now - self.last.at >= self.policy.status_ttl_s:
+        if self.last is None or now - self.last.at >= self.fresh_s:
+            started = time.perf_counter()
             counts = await asyncio.to_thread(self.library.counts)
+            took = time.perf_counter() - started
+            self.fresh_s = pages.counts_ttl_s(self.policy.status_ttl_s, took)
             self.meter.add(now, counts.finished)
             self.last = Status(counts=counts, rate_per_s=self.meter.per_s(), at=now)
         return self.last

@@ -128,6 +128,16 @@ def utc(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+#: The most of its time the server spends re-reading the counts: a read that takes longer than
+#: this share of the refresh interval stretches the interval (at 1M photos a read is ~0.3 s).
+READ_SHARE = 0.1
+
+
+def counts_ttl_s(ttl_s: float, read_s: float) -> float:
+    """How long counts read in `read_s` stay fresh: `ttl_s`, or longer for slow reads."""
+    return max(ttl_s, read_s / READ_SHARE)
+
+
 # --- the live rates ------------------------------------------------------------------------------
 
 

@@ -154,6 +154,9 @@ BROWSE_INDEXES = {
     "photos_source_status": "photos (source, status)",
     "photos_license_status": f"photos ({LICENSE_EXPR}, status)",
     "photos_geo_status": f"photos ({GEO_EXPR}, status)",
+    # the reasons tally of `harvest status` and the overview: covering, over the few rows that
+    # have a reason (a seek into the table per skipped photo was 0.5 s of a 1M-photo summary)
+    "photos_outcome_reason": "photos (status, reason) WHERE status IN ('skipped', 'failed')",
 }
 
 

@@ -141,24 +141,25 @@ class ServeStore:
         return [_photo_row(r) for r in self._rows(sql, args)]
 
     def _page_sql(self, query: PhotoQuery, after: int, limit: int) -> tuple[str, list[object]]:
+        """The page's SQL. The first filter given, in the order below, leads: its index (with
+        the status) is the one SQLite seeks, the others only filter (`+` keeps an index off a
+        term). Without statistics SQLite may pick any of them, and a poor pick walks the rows
+        of every other keyword first (a keyword's claims are one id range): 0.4 s at 1M."""
+        optional = (
+            ("keyword", query.keyword),
+            (LICENSE_EXPR, query.license),
+            (self._source, query.source),
+            (GEO_EXPR, None if query.geotagged is None else int(query.geotagged)),
+        )
         terms: list[str] = ["status = ?"]
         args: list[object] = [query.status]
-        optional = (
-            ("keyword = ?", query.keyword),
-            (f"{LICENSE_EXPR} = ?", query.license),
-            (f"{self._source} = ?", query.source),
-            (f"{GEO_EXPR} = ?", None if query.geotagged is None else int(query.geotagged)),
-        )
-        for term, value in optional:
+        for column, value in optional:
             if value is not None:
-                terms.append(term)
+                terms.append(f"{'+' if len(terms) > 1 else ''}{column} = ?")
                 args.append(value)
         where = " AND ".join([*terms, "id > ?"])
-        return f"SELECT {self._row} FROM photos WHERE {where} ORDER BY id LIMIT ?", [
-            *args,
-            after,
-            limit,
-        ]
+        sql = f"SELECT {self._row} FROM photos WHERE {where} ORDER BY id LIMIT ?"
+        return sql, [*args, after, limit]
 
     def keywords(self) -> list[str]:
         """Every keyword of the harvest, in order."""
