@@ -28,7 +28,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -122,6 +123,7 @@ NEAR = 40  # hash neighbours taken from the brute-force ranking of every stored 
 MAX_VERIFY = 16  # candidates checked with local features per query, nearest first
 FEATURE_CACHE = 2048  # photos whose ORB features stay in memory (about 20 KB each)
 VOTE_TABLES = 4  # key tables of the keypoint vote index (8 bytes a descriptor each)
+TURN_RADIUS = 64  # a hash this near tells the turn; random pairs sit at 128 ± 8
 KEYPOINT_NEAR = 8  # photos taken from the keypoint votes
 QUERY_POINTS = 256  # ORB keypoints of the query's signature (the stored ones have 64)
 MAX_QUERY_DIGEST_BYTES = 64 << 20  # a larger query file is not read whole for its digests
@@ -144,6 +146,8 @@ _STRONG_SCORE = 0.5  # a RANSAC score this high tops its band (inliers / keypoin
 Gray = npt.NDArray[np.uint8]
 #: An extra source of candidates (the embedder's index): (photo id, cosine similarity).
 Neighbours = Callable[[Path | bytes, int], Sequence[tuple[int, float]]]
+#: The records of the photos an answer names (by default read from OUT's store).
+Describe = Callable[[Sequence[int]], Mapping[int, PhotoRow]]
 
 
 class Channel(StrEnum):
@@ -165,6 +169,13 @@ class _Candidate:
     variant: Dihedral = Dihedral.IDENTITY  # the photo looks like this turn of the query
     cosine: float | None = None
     votes: int = 0  # query descriptors meeting the photo's stored ones (keypoints channel)
+
+    @property
+    def turn(self) -> Dihedral:
+        """The turn of the query to verify against: the hash's where the hash is near enough
+        to say it (ORB itself is blind to mirrors, not to rotation), else the query as it is."""
+        near = self.distance is not None and self.distance <= TURN_RADIUS
+        return self.variant if near else Dihedral.IDENTITY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,6 +200,7 @@ class _Query:
     max_pixels: int
     _gray: Gray | None = None
     _features: dict[Dihedral, geometry.Features] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # two verifying threads
 
     def opened(self) -> Path | io.BytesIO:
         return io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source
@@ -202,15 +214,20 @@ class _Query:
 
     def gray(self) -> Gray:
         """Upright grey at GEOMETRY_SIDE, decoded once."""
-        if self._gray is None:
-            gray, _ = upright_gray(self.opened(), max_pixels=self.max_pixels, side=GEOMETRY_SIDE)
-            self._gray = _fit(gray)
-        return self._gray
+        with self._lock:
+            if self._gray is None:
+                gray, _ = upright_gray(
+                    self.opened(), max_pixels=self.max_pixels, side=GEOMETRY_SIDE
+                )
+                self._gray = _fit(gray)
+            return self._gray
 
     def features(self, g: Dihedral) -> geometry.Features:
-        if g not in self._features:
-            self._features[g] = geometry.features(np.ascontiguousarray(turn(self.gray(), g)))
-        return self._features[g]
+        """ORB features of turn `g` of the query, computed once."""
+        with self._lock:
+            if g not in self._features:
+                self._features[g] = geometry.features(np.ascontiguousarray(turn(self.gray(), g)))
+            return self._features[g]
 
 
 def read_query(image: Path | bytes, *, max_pixels: int) -> _Query:
@@ -271,9 +288,11 @@ class SimilarIndex:
         votes: keypoints.VoteIndex | None = None,
         policy: ImagePolicy | None = None,
         neighbours: Neighbours | None = None,
+        describe: Describe | None = None,
         workers: int = 2,
     ) -> None:
         self.out = out
+        self._describe = describe or self._from_store
         self._policy = policy or ImagePolicy()
         self._neighbours = neighbours
         self._workers = workers
@@ -358,7 +377,7 @@ class SimilarIndex:
         proposals = [(Channel.HASH, near.queries, near.rows, near.distances)]
         crop = _turns([key.c80 for key in query.keys])
         for queries, index in ((crop, loaded.hash_index), (ph, loaded.crop_index)):
-            pairs = index.cross_join(queries, MATCH_RADIUS)
+            pairs = index.lookup(queries, MATCH_RADIUS)
             proposals.append((Channel.CROP, pairs.a, pairs.b, pairs.distance))
         for channel, qs, rows, distances in proposals:
             for q, row, d in zip(qs.tolist(), rows.tolist(), distances.tolist(), strict=True):
@@ -371,6 +390,10 @@ class SimilarIndex:
     def _judge(
         self, query: _Query, loaded: _Loaded, candidates: dict[int, _Candidate]
     ) -> list[_Judged]:
+        """Each candidate judged: by its hash where that says it is the same picture, else by
+        local features, in rounds of two per worker, most promising first, until a round
+        confirms a copy (a RANSAC-verified copy is right: false pairs measured score at most a
+        fifth of the acceptance score); the rest are look-alikes unverified."""
         judged: list[_Judged] = []
         to_verify: list[_Candidate] = []
         for cand in candidates.values():
@@ -379,37 +402,32 @@ class SimilarIndex:
                 judged.append(same)
             else:
                 to_verify.append(cand)
-        checked = _to_verify(to_verify)
-        verdicts = self._verified(query, loaded, checked)
-        for cand, v in zip(checked, verdicts, strict=True):
-            judged.append(_by_geometry(cand, v))
-        done = {c.row for c in checked}
-        judged.extend(_alike(cand, None) for cand in to_verify if cand.row not in done)
+        queue = _to_verify(to_verify)
+        checked: set[int] = set()
+        step = 2 * self._workers
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            for start in range(0, len(queue), step):
+                batch = queue[start : start + step]
+                verdicts = list(pool.map(lambda c: self._verify(query, loaded, c), batch))
+                judged.extend(_by_geometry(c, v) for c, v in zip(batch, verdicts, strict=True))
+                checked.update(c.row for c in batch)
+                if any(j.kind is not MatchKind.LOOKS_ALIKE for j in judged):
+                    break
+        judged.extend(_alike(c, None) for c in to_verify if c.row not in checked)
         return judged
 
-    def _verified(
-        self, query: _Query, loaded: _Loaded, cands: Sequence[_Candidate]
-    ) -> list[geometry.Verified | None]:
-        """Each candidate checked by ORB+RANSAC (a homography allowed) against its turn of the
-        query; the photos' features are computed on `workers` threads and cached."""
-        if not cands:
-            return []
+    def _verify(self, query: _Query, loaded: _Loaded, cand: _Candidate) -> geometry.Verified | None:
+        """The candidate checked by ORB+RANSAC (a homography allowed) against its turn of the
+        query; None when either picture has no usable features."""
         try:
-            for g in {c.variant for c in cands}:
-                query.features(g)
+            mine = query.features(cand.turn)
         except UNREADABLE as exc:
             log.info("query: no local features: %s", exc)
-            return [None] * len(cands)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            photos = list(pool.map(lambda c: self._photo_features(loaded, c.row), cands))
-        return [
-            geometry.verify(query.features(c.variant), f, model=geometry.Model.HOMOGRAPHY)
-            if f is not None
-            else None
-            for c, f in zip(cands, photos, strict=True)
-        ]
+            return None
+        theirs = self._photo_features(loaded, cand.row)
+        if theirs is None:
+            return None
+        return geometry.verify(mine, theirs, model=geometry.Model.HOMOGRAPHY)
 
     def _photo_features(self, loaded: _Loaded, row: int) -> geometry.Features | None:
         photo_id = int(loaded.table.ids[row])
@@ -432,10 +450,15 @@ class SimilarIndex:
 
     # --- the answer ----------------------------------------------------------------------------
 
+    def _from_store(self, ids: Sequence[int]) -> Mapping[int, PhotoRow]:
+        if not ids:
+            return {}
+        with Store.open(existing_store(self.out), readonly=True) as store:
+            return photo_rows(store, ids)
+
     def _described(self, loaded: _Loaded, top: Sequence[_Judged]) -> tuple[SimilarHit, ...]:
         ids = [int(loaded.table.ids[j.row]) for j in top]
-        with Store.open(existing_store(self.out), readonly=True) as store:
-            rows = photo_rows(store, ids) if ids else {}
+        rows = self._describe(ids)
         return tuple(
             _hit(rank, j, photo_id, rows.get(photo_id), loaded.table.paths[j.row])
             for rank, (j, photo_id) in enumerate(zip(top, ids, strict=True), start=1)
@@ -556,7 +579,7 @@ def _by_geometry(cand: _Candidate, v: geometry.Verified | None) -> _Judged:
     strength = min(1.0, v.score / _STRONG_SCORE)
     kind, _params = geometry.classify_geometry(v)
     detail = "perspective" if v.model is geometry.Model.HOMOGRAPHY else kind.value
-    if cand.variant is not Dihedral.IDENTITY and cand.variant >= Dihedral.FLIP_H:
+    if cand.turn >= Dihedral.FLIP_H:
         detail = f"flipped, {detail}"
     return _Judged(
         row=cand.row,

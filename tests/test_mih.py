@@ -226,3 +226,21 @@ def test_candidate_count_and_radius_limits() -> None:
         index.cross_join(codes, 31, flips_per_slot=0)
     with pytest.raises(ValueError, match="uint8"):
         MultiIndex(np.zeros((3, 16), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("radius", [15, 31, 47])
+def test_lookup_is_cross_join_for_a_few_queries(radius: int) -> None:
+    """The single-image path gives exactly cross_join's pairs, heavy buckets and pool included."""
+    rng = np.random.default_rng(radius)
+    codes, _ = planted(rng, 3000, radius)
+    codes[2000:2300] = codes[2000]  # a pile: pooled
+    codes[2400:2550, 0:2] = 0  # alike in slot 0 only: that bucket is skipped
+    index = MultiIndex(codes, max_bucket=100)
+    queries = np.stack(
+        [flip(codes[q], spread_flips(rng, q % (radius + 2))) for q in (1, 5, 2001, 2401, 2999)]
+        + [random_codes(rng, 1)[0]]
+    )
+    got = index.lookup(queries, radius)
+    assert_same(got, index.cross_join(queries, radius))
+    assert len(got) >= 3
+    assert len(index.lookup(queries[:0], radius)) == 0

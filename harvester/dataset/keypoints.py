@@ -197,20 +197,26 @@ class VoteIndex:
         """Bytes held by the sorted keys and their owners."""
         return sum(k.nbytes + o.nbytes for k, o in zip(self._keys, self._owners, strict=True))
 
-    def votes(self, query: U8, n: int, *, min_votes: int = MIN_SHARED) -> list[tuple[int, int]]:
+    def votes(
+        self, query: U8, n: int, *, min_votes: int = MIN_SHARED, flips: bool = True
+    ) -> list[tuple[int, int]]:
         """(row, votes) of at most `n` photos with at least `min_votes` query descriptors
-        meeting one of theirs, most votes first (then lowest row)."""
+        meeting one of theirs, most votes first (then lowest row). With `flips` each query key
+        is also looked up with each of its bits flipped (multi-probe LSH): a descriptor 10 % of
+        its bits off then meets its twin in one table 29 % of the time instead of 8 %."""
         if len(query) == 0 or self.descriptors == 0:
             return []
         found = []
+        bits = 8 * KEY_BYTES
+        masks = np.array([0] + ([1 << b for b in range(bits)] if flips else []), np.int32)
         for subset, keys, owners in zip(self._subsets, self._keys, self._owners, strict=True):
-            wanted = _keys(query, subset)
+            wanted = (_keys(query, subset)[:, None] ^ masks[None, :]).ravel()
             lo = np.searchsorted(keys, wanted, side="left")
             sizes = np.searchsorted(keys, wanted, side="right") - lo
             ok = (sizes > 0) & (sizes <= MAX_BUCKET)
             starts, counts = lo[ok], sizes[ok]
             at = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            voter = np.repeat(np.flatnonzero(ok), counts).astype(np.int64)
+            voter = np.repeat(np.flatnonzero(ok) // len(masks), counts).astype(np.int64)
             found.append(voter << 32 | owners[at].astype(np.int64))
         pairs = np.unique(np.concatenate(found))  # one vote per (query descriptor, photo)
         rows, tally = np.unique(pairs & 0xFFFFFFFF, return_counts=True)

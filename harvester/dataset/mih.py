@@ -321,6 +321,26 @@ class MultiIndex:
         run = partial(self._cross_slot, q=q, radius=radius, flips=flips, masks=masks)
         return Pairs._merge(list(chain.from_iterable(_map(run, SLOTS, workers))))
 
+    def lookup(self, queries: U8, radius: int) -> Pairs:
+        """`cross_join` for a few queries (one image's turns): the same pairs, found by reading
+        the probed buckets' members straight from the slot's id list, where `cross_join` first
+        lays every slot out in bucket order (O(N) a slot: 0.14 s a call at 100k codes)."""
+        checked = check_codes(queries, "queries")
+        masks = probe_masks(flips_for(radius), with_zero=True)
+        keys, words = slot_keys(checked), code_words(checked)
+        found_q, found_ids = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        for slot in range(SLOTS):
+            other = keys[slot].astype(np.int64)[:, None] ^ masks[None, :]
+            count = np.where(self._heavy[slot][other], 0, self._sizes[slot][other])
+            at = _ragged_arange(self._offsets[slot][other].ravel(), count.ravel())
+            found_ids.append(self._ids[slot].take(at).astype(np.int64))
+            found_q.append(np.repeat(np.arange(len(checked), dtype=np.int64), count.sum(axis=1)))
+        pair = np.unique(np.concatenate(found_q) << 32 | np.concatenate(found_ids))
+        a, b = pair >> 32, pair & 0xFFFFFFFF
+        dist = _distance(words, a, self._words, b)
+        near = dist <= radius
+        return Pairs.of(a[near], b[near], dist[near])
+
     def pool_join(self, radius: int = 8, *, max_pool: int = 20_000) -> PoolJoin:
         """Brute force inside the pool at a (stricter) radius; skipped above `max_pool` codes."""
         pool = self.pool

@@ -70,7 +70,7 @@ def nearest(words: U64, queries: U64, n: int, *, workers: int = 2) -> Nearest:
         for start in starts:
             run(start)
     n = min(n, total)
-    keep = np.argpartition(best, n - 1)[:n] if n < total else np.arange(total)
-    order = np.lexsort((keep, best[keep]))
-    rows = keep[order].astype(np.int64)
+    kth = np.partition(best, n - 1)[n - 1] if n < total else best.max()
+    keep = np.flatnonzero(best <= kth)  # ties at the n-th all in, then the lowest rows of them
+    rows = keep[np.lexsort((keep, best[keep]))][:n].astype(np.int64)
     return Nearest(rows, best[rows].astype(np.int64), which[rows].astype(np.int64))
