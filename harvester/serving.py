@@ -30,7 +30,7 @@ from harvester.outputs import file_changes
 from harvester.publish.changes import from_store
 from harvester.publish.credits import credit_of
 from harvester.report.model import POLICY_SKIPS, action_for, photo_page
-from harvester.serve import pages
+from harvester.serve import pages, query
 from harvester.serve.app import make_app
 from harvester.similar import SimilarIndex
 from harvester.store.report import ReportStore
@@ -102,16 +102,16 @@ class StoreLibrary:
             self._sources = (now, tuple(self._facts.sources()))
         return pages.FilterChoices(keywords=tuple(self._facts.keywords()), sources=self._sources[1])
 
-    def photos(self, filters: pages.Filters, after: int, limit: int) -> list[pages.Tile]:
+    def photos(self, filters: query.Filters, after: int, limit: int) -> list[pages.Tile]:
         """A keyset page of tiles."""
-        query = PhotoQuery(
+        wanted = PhotoQuery(
             status=filters.status,
             keyword=filters.keyword,
             license=filters.license,
             source=filters.source,
             geotagged=filters.geotagged,
         )
-        return [_tile(r) for r in self._facts.page(query, after, limit)]
+        return [_tile(r) for r in self._facts.page(wanted, after, limit)]
 
     def photo(self, photo_id: int) -> pages.PhotoView | None:
         """One photo's page: the record's fields, the store's, its credit and its group."""

@@ -26,7 +26,8 @@ from harvester.config import ImagePolicy, ServePolicy
 from harvester.exit_codes import EXIT_USAGE
 from harvester.licenses import license_for
 from harvester.serve.app import make_app
-from harvester.serve.pages import BadQuery, Filters, RateMeter, counts_ttl_s, parse_filters
+from harvester.serve.pages import RateMeter, counts_ttl_s
+from harvester.serve.query import BadQuery, Filters, parse_filters
 from harvester.serve.thumbs import Thumbnails
 from harvester.serving import SimilarSearcher, StoreLibrary
 from harvester.similar import SimilarResult

@@ -8,6 +8,8 @@ a photo page shows its licence. Screenshots go under the test's tmp_path.
 from __future__ import annotations
 
 import io
+import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -194,3 +196,35 @@ def test_a_photo_page_shows_its_licence(
     shown = driver.execute_script("return document.getElementById('photo-image').naturalWidth")
     assert shown == width  # the stored file itself
     driver.save_screenshot(str(tmp_path / "photo.png"))
+
+
+def test_the_overview_follows_a_store_being_written(
+    driver: Any, harvested: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    out = tmp_path / "out"
+    shutil.copytree(harvested, out)
+    moved = _done(out)[:3]
+    with serving(out) as url:
+        _open(driver, url)
+        failed = driver.find_element(By.CSS_SELECTOR, "[data-count=failed]")
+        before = int(failed.text.replace(",", ""))
+        db = sqlite3.connect(out / "harvest.sqlite")  # a writer, as a running harvest is
+        marks = ",".join("?" * len(moved))
+        db.execute(
+            f"UPDATE photos SET status = 'failed', reason = 'x' WHERE id IN ({marks})", moved
+        )
+        db.commit()
+        db.close()
+        WebDriverWait(driver, 30).until(lambda _: failed.text == f"{before + len(moved):,}")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#keywords tbody tr")
+        cell = "[data-col=failed]"
+        shown = {
+            tr.get_attribute("data-keyword"): tr.find_element(By.CSS_SELECTOR, cell).text
+            for tr in rows
+        }
+    sql = "SELECT keyword, COUNT(*) FROM photos WHERE status = 'failed' GROUP BY keyword"
+    failed_now = {k: f"{n:,}" for k, n in store_rows(out, sql)}
+    assert shown == {k: failed_now.get(k, "0") for k in shown}  # each keyword's cell updated too

@@ -37,8 +37,9 @@ from PIL import Image
 
 from harvester.config import ServePolicy
 from harvester.exceptions import ConfigError, ImageError
-from harvester.serve import pages
-from harvester.serve.pages import BadQuery, Library, RateMeter, Searcher, Status
+from harvester.serve import pages, query
+from harvester.serve.pages import Library, RateMeter, Searcher, Status
+from harvester.serve.query import BadQuery
 from harvester.serve.thumbs import Thumbnails
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def _refusal(request: web.Request, status: int, message: str) -> web.Response:
 
 
 def _photo_id(request: web.Request) -> int:
-    return pages.parse_int(request.match_info["id"], "photo id", least=1)
+    return query.parse_int(request.match_info["id"], "photo id", least=1)
 
 
 async def _read(fn: Callable[..., T], *args: object) -> T:
@@ -240,13 +241,13 @@ async def api_status(request: web.Request) -> web.Response:
 
 async def _photo_page(
     request: web.Request, limit: int
-) -> tuple[pages.Filters, pages.FilterChoices, list[pages.Tile], int | None]:
+) -> tuple[query.Filters, pages.FilterChoices, list[pages.Tile], int | None]:
     state = request.app[STATE]
     choices = await _read(state.library.choices)
-    filters = pages.parse_filters(request.query, choices.keywords)
-    after = pages.parse_after(request.query)
+    filters = query.parse_filters(request.query, choices.keywords)
+    after = query.parse_after(request.query)
     rows = await _read(state.library.photos, filters, after, limit + 1)
-    shown, cursor = pages.one_page(rows, limit, lambda t: t.id)
+    shown, cursor = query.one_page(rows, limit, lambda t: t.id)
     return filters, choices, shown, cursor
 
 
@@ -262,7 +263,7 @@ async def browse(request: web.Request) -> web.Response:
 async def api_photos(request: web.Request) -> web.Response:
     """A page of records as JSON: `photos`, and `next` (the cursor) while more follow."""
     policy = request.app[STATE].policy
-    limit = pages.parse_limit(request.query, policy.page_size, policy.max_page_size)
+    limit = query.parse_limit(request.query, policy.page_size, policy.max_page_size)
     filters, _, tiles, cursor = await _photo_page(request, limit)
     nxt = None if cursor is None else f"/api/photos?{filters.link(cursor)}&limit={limit}"
     return web.json_response(
@@ -315,18 +316,18 @@ async def thumb(request: web.Request) -> web.Response:
 async def duplicates(request: web.Request) -> web.Response:
     """A page of duplicate groups."""
     state = request.app[STATE]
-    after = pages.parse_after(request.query)
+    after = query.parse_after(request.query)
     rows = await _read(state.library.groups, after, GROUPS_PER_PAGE + 1)
-    groups, cursor = pages.one_page(rows, GROUPS_PER_PAGE, lambda g: g.representative.photo_id)
+    groups, cursor = query.one_page(rows, GROUPS_PER_PAGE, lambda g: g.representative.photo_id)
     return state.render("duplicates.html.j2", groups=groups, cursor=cursor, page="duplicates")
 
 
 async def attention(request: web.Request) -> web.Response:
     """A page of the photos that need a person."""
     state = request.app[STATE]
-    after = pages.parse_after(request.query)
+    after = query.parse_after(request.query)
     rows = await _read(state.library.attention, after, ATTENTION_PER_PAGE + 1)
-    items, cursor = pages.one_page(rows, ATTENTION_PER_PAGE, lambda a: a.photo_id)
+    items, cursor = query.one_page(rows, ATTENTION_PER_PAGE, lambda a: a.photo_id)
     return state.render("attention.html.j2", items=items, cursor=cursor, page="attention")
 
 
