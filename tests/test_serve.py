@@ -562,6 +562,34 @@ async def test_an_older_store_opened_read_only_still_serves(out: Path) -> None:
     assert not store_rows(out, "SELECT name FROM sqlite_master WHERE name = 'photos_status'")
 
 
+async def test_a_version_1_store_opened_read_only_serves_every_page(out: Path) -> None:
+    """No source column, no fingerprint or duplicate tables, no browse indexes: all degrade."""
+    _drop_browse_indexes(out)
+    db = sqlite3.connect(out / STORE)
+    for table in ("photo_signal", "dup_pair", "dup_group", "photo_keypoints"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("DROP INDEX photos_source")
+    db.execute("ALTER TABLE photos DROP COLUMN source")
+    db.commit()
+    db.close()
+    done = _ids(out)
+    flickr = _ids(out, "status = 'done' AND COALESCE(record ->> '$.source', 'flickr') = 'flickr'")
+    assert 0 < len(flickr) < len(done)
+    async for client in _client(out):
+        for path in (
+            "/",
+            "/browse?source=flickr",
+            f"/photo/{done[0]}",
+            "/duplicates",
+            "/attention",
+        ):
+            page = await _text(client, path)
+            assert "Traceback" not in page
+        assert "predates `harvest dupes`" in await _text(client, "/duplicates")
+        walked = await _all_pages(client, "source=flickr", 200)
+    assert [p["id"] for p in walked] == flickr  # the source from the record, as before sources
+
+
 def test_a_writer_adds_the_browse_indexes_in_place_and_keeps_every_row(out: Path) -> None:
     _drop_browse_indexes(out)
     rows = store_rows(out, "SELECT * FROM photos ORDER BY id")

@@ -38,7 +38,8 @@ class Capabilities:
 
     source_column: bool  # photos.source exists (schema 3); else the record's is read
     missing_indexes: tuple[str, ...]  # browse indexes absent: those filters scan
-    dupes: bool  # the duplicate tables exist
+    dupes: bool  # the duplicate tables exist (schema 2)
+    signals: bool  # photo_signal exists (schema 2): the content box of a stored photo
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +129,7 @@ class ServeStore:
             source_column="source" in columns,
             missing_indexes=tuple(n for n in BROWSE_INDEXES if n not in names),
             dupes="dup_group" in names,
+            signals="photo_signal" in names,
         )
 
     def plan(self, query: PhotoQuery, after: int, limit: int) -> list[str]:
@@ -184,9 +186,12 @@ class ServeStore:
                 "SELECT group_concat(keyword, ?) FROM photo_keywords WHERE photo_id = ?",
                 (KEYWORD_SEP, photo_id),
             ).fetchone()[0]
-            content = db.execute(
-                "SELECT content_w, content_h FROM photo_signal WHERE photo_id = ?", (photo_id,)
-            ).fetchone()
+            content = None
+            if self.capabilities.signals:
+                content = db.execute(
+                    "SELECT content_w, content_h FROM photo_signal WHERE photo_id = ?",
+                    (photo_id,),
+                ).fetchone()
         row = _photo_row(found[:_ROW_COLUMNS])  # the row's columns come first
         record, sha, label, claimed = found[_ROW_COLUMNS:]
         return PhotoDetail(
