@@ -108,7 +108,7 @@ def run_harvest(ts: TruthSet, *, backfilled: bool = False) -> dict[str, Any]:
         rows = []
         for item in ts.items:
             data = (ts.folder / item.path).read_bytes()
-            try:  # what _backfill catches: such a photo is left out of the comparison
+            try:  # what backfill_fingerprints catches: such a photo is left out of the comparison
                 row = file_signal_row(item.id, data)
             except (OSError, ImageError, ValueError, HarvestError) as exc:
                 unreadable.append(f"{item.path}: {exc}")

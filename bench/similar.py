@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import random
 import resource
+import sqlite3
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -50,11 +53,20 @@ from bench import common
 from bench.dupes import _signal_table
 from bench.dupes_scale import generate
 from bench.dupes_truth import TruthSet, build, encode
+from bench.report import build_store
 from harvester.dataset import keypoints
 from harvester.dupes import file_signal_row
 from harvester.dupes_keypoints import file_signature
-from harvester.similar import MatchKind, SimilarIndex
+from harvester.similar import (
+    VOTE_TABLES,
+    VOTE_TABLES_LARGE,
+    VOTE_TABLES_LIMIT,
+    MatchKind,
+    SimilarIndex,
+)
 from harvester.store.dupes import SignalTable
+from harvester.store.schema import INSERT_SIGNAL
+from harvester.store.sqlite import STORE_FILENAME
 
 Pixels = npt.NDArray[np.uint8]
 EXTRA_KINDS = ("at an angle", "off a screen")
@@ -267,11 +279,63 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", type=int, default=1_000_000, help="synthetic photos beside it")
     p.add_argument("--queries", type=int, default=80, help="queries timed at scale")
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--store-photos", type=int, default=1_000_000, help="photos of the store timed loading"
+    )
+    p.add_argument("--child-load", type=Path, help=argparse.SUPPRESS)  # the timed child process
     return p.parse_args(argv)
+
+
+def store_load(photos: int, directory: Path) -> dict[str, Any]:
+    """`SimilarIndex.load` on a store of `photos` (bench/report.py's synthetic store, each done
+    photo given a fingerprint row and a keypoint signature of random bytes), in a child process
+    measured as a process tree: what `harvest similar` pays before its first query."""
+    path = directory / STORE_FILENAME
+    build_store(path, photos)
+    rng = np.random.default_rng(3)
+    with sqlite3.connect(path) as db:
+        ids = [int(r[0]) for r in db.execute("SELECT id FROM photos WHERE status = 'done'")]
+        for lo in range(0, len(ids), 50_000):
+            chunk = ids[lo : lo + 50_000]
+            codes = rng.integers(0, 256, (len(chunk), 2, 32), dtype=np.uint8)
+            kp = rng.integers(0, 256, (len(chunk), keypoints.POINTS * 32), dtype=np.uint8)
+            db.executemany(
+                INSERT_SIGNAL,
+                (
+                    (i, 1, c[0].tobytes(), c[1].tobytes(), 0, 80, None, None, 128, 96, 1024,
+                     768, None)
+                    for i, c in zip(chunk, codes, strict=True)
+                ),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO photo_keypoints VALUES (?, ?, ?)",
+                ((i, keypoints.KP_VERSION, k.tobytes()) for i, k in zip(chunk, kp, strict=True)),
+            )
+    cmd = [sys.executable, "-m", "bench.similar", "--child-load", str(directory)]
+    log = directory / "load.log"
+    code, usage = common.run_measured(cmd, cwd=common.ROOT, log_path=log)
+    child = json.loads(log.read_text().strip().splitlines()[-1])
+    return {
+        "photos": len(ids),
+        "exit_code": code,
+        "load_wall_s": round(usage.wall_s, 1),
+        "load_cpu_s": round(usage.cpu_s, 1),
+        "peak_rss_mb": round(usage.peak_rss_bytes / 2**20),
+        **child,
+    }
+
+
+def _child_load(directory: Path) -> int:
+    started = time.perf_counter()
+    index = SimilarIndex.load(directory)
+    print(json.dumps({"load_s": round(time.perf_counter() - started, 2), "indexed": len(index)}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.child_load is not None:
+        return _child_load(args.child_load)
     with tempfile.TemporaryDirectory(prefix="bench-similar-") as tmp:
         work = args.work or Path(tmp)
         started = time.perf_counter()
@@ -280,10 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         table, blobs = harvest_of(ts)
         set_s = time.perf_counter() - started
         row_of = {int(i): r for r, i in enumerate(table.ids.tolist())}
-        votes = keypoints.VoteIndex(vote_chunks(blobs, row_of), tables=4)
+        votes = keypoints.VoteIndex(vote_chunks(blobs, row_of), tables=VOTE_TABLES)
         small = SimilarIndex(ts.folder, table, votes=votes, describe=lambda ids: {})
         labelled = recall(small, queries, cold=False)
         scale = _at_scale(ts, table, blobs, queries, args)
+        loading = store_load(args.store_photos, Path(tempfile.mkdtemp(dir=tmp)))
     payload = {
         "machine": common.machine(),
         "set": {
@@ -293,9 +358,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "labelled": labelled,
         "scale": scale,
+        "store_load": loading,
     }
     path = common.write_result("similar", payload)
     _print(labelled, scale)
+    print(
+        f"loading a store of {loading['photos']:,} fingerprinted photos: {loading['load_wall_s']}"
+        f" s wall, {loading['load_cpu_s']} s CPU, peak RSS {loading['peak_rss_mb']} MB"
+    )
     print(f"wrote {path}")
     return 0
 
@@ -317,7 +387,8 @@ def _at_scale(
         yield from vote_chunks(blobs, row_of)
         yield from synthetic_chunks(real, len(table), args.scale, args.seed)
 
-    votes = keypoints.VoteIndex(chunks(), tables=4)
+    large = len(big) > VOTE_TABLES_LIMIT
+    votes = keypoints.VoteIndex(chunks(), tables=VOTE_TABLES_LARGE if large else VOTE_TABLES)
     index = SimilarIndex(ts.folder, big, votes=votes, describe=lambda ids: {})
     build_s = time.perf_counter() - started
     timed = sample(queries, args.queries, args.seed)
@@ -327,6 +398,7 @@ def _at_scale(
         "photos": len(big),
         "index_build_s": round(build_s, 1),
         "vote_index_mb": round(votes.memory_bytes / 2**20),
+        "vote_tables": votes.tables,
         "peak_rss_mb": round(peak_rss_mb()),
         **measured,
     }

@@ -403,7 +403,84 @@ def _add_similar(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("image", type=Path, metavar="IMAGE", help="a JPEG, PNG or TIFF (first page)")
     p.add_argument("-k", type=_positive_int, default=10, metavar="K", help="hits (default 10)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON, for scripts")
+    p.add_argument(
+        "--embedder",
+        type=Path,
+        metavar="MODEL.onnx",
+        help="add looks-alike candidates from the index `harvest index --embedder` built",
+    )
     p.set_defaults(handler=_cmd_similar)
+
+
+# --- harvest index: embeddings for looks-alike search (harvester/embedding.py) -----------------
+
+
+def _add_index(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harvester.dataset.embed import DEFAULT_SIZE_PX, Preset
+
+    p = sub.add_parser(
+        "index",
+        help="make a harvest searchable by image (keypoints; embeddings with --embedder)",
+        description="Give every stored photo what `harvest similar` searches: a fingerprint"
+        " where the harvest predates them and a keypoint signature (crops, copies at an angle);"
+        " with --embedder, also embed every stored photo with an image-embedding network"
+        " exported to ONNX (a CNN or a CLIP image tower; needs pip install 'harvest[embed]')"
+        " into a vector index beside the store, OUT/harvest.vectors/. Resumable: run it again"
+        " after a stop or after more harvesting and it does only what is missing.",
+    )
+    p.add_argument("out", type=Path, help="a harvest's output directory")
+    p.add_argument(
+        "--embedder",
+        type=Path,
+        default=None,
+        metavar="MODEL.onnx",
+        help="also embed with this network: one float32 image input, one vector per image out",
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="images per model call (default: %(default)s)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=[preset.value for preset in Preset],
+        default=None,
+        help="mean/std normalisation (default: the model's metadata_props, else imagenet)",
+    )
+    p.add_argument(
+        "--size",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help=f"input side for models whose H×W is dynamic (default: {DEFAULT_SIZE_PX})",
+    )
+    p.add_argument("--output", default=None, metavar="NAME", help="model output (default: first)")
+    p.add_argument("--plain", action="store_true", help="log lines, no progress bar")
+    p.set_defaults(handler=_cmd_index)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from harvester.dataset.embed import EmbedOptions, Preset
+    from harvester.embedding import run_index
+    from harvester.progress import wants_live
+
+    options = EmbedOptions(
+        preset=None if args.preset is None else Preset(args.preset),
+        size_px=args.size,
+        output=args.output,
+    )
+    from harvester.similar import index_for_search
+
+    if args.embedder is not None and not args.embedder.is_file():
+        raise ConfigError(f"{args.embedder}: no such model file")
+    print(index_for_search(args.out).render())
+    if args.embedder is not None:
+        live = wants_live(plain=args.plain)
+        report = run_index(args.out, args.embedder, options=options, batch=args.batch, live=live)
+        print(report.render())
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run(sub)
     _add_store_commands(sub)
+    _add_index(sub)
     _add_emulate(sub)
     _add_serve(sub)
     return parser
@@ -541,7 +619,12 @@ def _cmd_similar(args: argparse.Namespace) -> int:
 
     if not args.image.is_file():
         raise ConfigError(f"{args.image}: no such image file")
-    index = SimilarIndex.load(args.out)
+    neighbours = None
+    if args.embedder is not None:
+        from harvester.embedding import EmbeddingSearch
+
+        neighbours = EmbeddingSearch.open(args.out, args.embedder).query
+    index = SimilarIndex.load(args.out, neighbours=neighbours)
     try:
         result = index.search(args.image, k=args.k)
     except ImageError as exc:

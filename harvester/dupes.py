@@ -101,7 +101,7 @@ def run_dupes(
     """Fingerprint what lacks one, compare the new photos, store pairs and groups."""
     with Store.open(existing_store(out)) as store:
         ds = DupesStore(store)
-        backfilled, unreadable = _backfill(ds, out)
+        backfilled, unreadable = backfill_fingerprints(ds, out)
         table = ds.signals()
         new = np.flatnonzero(~table.compared)
         found = _candidates(table, new, radius)
@@ -134,7 +134,7 @@ def run_dupes(
 # --- fingerprints of photos harvested before fingerprints -------------------------------------
 
 
-def _backfill(ds: DupesStore, out: Path) -> tuple[int, int]:
+def backfill_fingerprints(ds: DupesStore, out: Path) -> tuple[int, int]:
     """Fingerprint stored photos from their files; returns (done, unreadable)."""
     unreadable = 0
 

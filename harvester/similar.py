@@ -122,11 +122,17 @@ log = logging.getLogger(__name__)
 NEAR = 40  # hash neighbours taken from the brute-force ranking of every stored photo
 MAX_VERIFY = 16  # candidates checked with local features per query, nearest first
 FEATURE_CACHE = 2048  # photos whose ORB features stay in memory (about 20 KB each)
-VOTE_TABLES = 4  # key tables of the keypoint vote index (8 bytes a descriptor each)
+#: Key tables of the keypoint vote index (8 bytes a stored descriptor each): 4 up to
+#: VOTE_TABLES_LIMIT photos with signatures, 2 beyond (1 GB at a million). bench.similar at 1M:
+#: with 2 the true photo is still among the 8 most voted for every crop and angle sampled.
+VOTE_TABLES, VOTE_TABLES_LARGE, VOTE_TABLES_LIMIT = 4, 2, 250_000
 TURN_RADIUS = 64  # a hash this near tells the turn; random pairs sit at 128 ± 8
-KEYPOINT_NEAR = 8  # photos taken from the keypoint votes
+KEYPOINT_NEAR = 8  # photos taken from the keypoint votes ...
+MIN_VOTES = 2  # ... with at least this many
 QUERY_POINTS = 256  # ORB keypoints of the query's signature (the stored ones have 64)
 MAX_QUERY_DIGEST_BYTES = 64 << 20  # a larger query file is not read whole for its digests
+#: What `refresh` compares: fingerprint rows are only ever added (or replaced, a new rowid).
+VERSION_SQL = "SELECT count(*), COALESCE(max(rowid), 0) FROM photo_signal"
 #: Hash verdicts that mean the query shows the photo's own pixels (turned or rescaled at most).
 SAME_KINDS = frozenset(
     {
@@ -260,9 +266,15 @@ def _fit(gray: Gray) -> Gray:
 class _Loaded:
     """One reading of the store's fingerprints, indexed: replaced whole by `refresh`."""
 
-    def __init__(self, table: SignalTable, votes: keypoints.VoteIndex | None = None) -> None:
+    def __init__(
+        self,
+        table: SignalTable,
+        votes: keypoints.VoteIndex | None = None,
+        version: tuple[int, int] = (0, 0),
+    ) -> None:
         self.table = table
         self.votes = votes
+        self.version = version  # the fingerprint table's (count, max rowid) when it was read
         self.words = packed(table.ph256)
         self.crop_index = MultiIndex(table.c80)
         self.hash_index = MultiIndex(table.ph256)
@@ -310,21 +322,20 @@ class SimilarIndex:
     ) -> SimilarIndex:
         """Read OUT's fingerprints (the store opened read-only); ConfigError when it holds no
         fingerprinted photo."""
-        table, votes = _read(out)
-        return cls(out, table, votes=votes, policy=policy, neighbours=neighbours)
+        table, votes, version = _read(out)
+        index = cls(out, table, votes=votes, policy=policy, neighbours=neighbours)
+        index._loaded.version = version
+        return index
 
     def __len__(self) -> int:
         return len(self._loaded.table)
 
     def refresh(self) -> bool:
-        """Reload when the store holds another set of fingerprinted photos; True if it did."""
-        with Store.open(existing_store(self.out), readonly=True) as store, store.reading() as db:
-            count, top = db.execute(
-                "SELECT count(*), COALESCE(max(s.photo_id), 0) FROM photo_signal s"
-                " JOIN photos p ON p.id = s.photo_id WHERE p.status = 'done'"
-            ).fetchone()
-        ids = self._loaded.table.ids
-        if int(count) == len(ids) and (not len(ids) or int(top) == int(ids.max())):
+        """Reload when the store's fingerprints changed since the load (photos stored or
+        fingerprinted since); True if it did. The check reads the fingerprint table's row
+        count and its largest rowid only: cheap enough to run before every search."""
+        seen = _version(self.out)
+        if seen == self._loaded.version:
             return False
         self._loaded = _Loaded(*_read(self.out))
         return True
@@ -359,7 +370,8 @@ class SimilarIndex:
         for cand in self._hash_candidates(query, loaded, max(NEAR, k)):
             _offer(found, cand)
         if loaded.votes is not None:
-            for row, count in loaded.votes.votes(query.signature(), KEYPOINT_NEAR):
+            found_by = loaded.votes.votes(query.signature(), KEYPOINT_NEAR, min_votes=MIN_VOTES)
+            for row, count in found_by:
                 found.setdefault(row, _Candidate(row=row, channel=Channel.KEYPOINTS)).votes = count
         if self._neighbours is not None:
             for photo_id, cosine in self._neighbours(query.source, max(NEAR, k)):
@@ -465,20 +477,33 @@ class SimilarIndex:
         )
 
 
-def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None]:
-    """The fingerprints, and the vote index of the keypoint signatures where `harvest dupes
-    --crops` (or `harvest index`) stored them."""
-    with Store.open(existing_store(out), readonly=True) as store:
+def _version(out: Path) -> tuple[int, int]:
+    with Store.open(existing_store(out), readonly=True) as store, store.reading() as db:
+        count, top = db.execute(VERSION_SQL).fetchone()
+    return int(count), int(top)
+
+
+def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None, tuple[int, int]]:
+    """The fingerprints, the vote index of the keypoint signatures where `harvest dupes
+    --crops` or `harvest index` stored them, and the version they were read at (all in one
+    read transaction, so one version of a store a harvest is writing)."""
+    with Store.open(existing_store(out), readonly=True) as store, store.reading() as db:
+        db.execute("BEGIN")
         ds = DupesStore(store)
+        count, top = db.execute(VERSION_SQL).fetchone()
         table = ds.signals()
         if len(table) == 0:
             raise ConfigError(f"{out} has no fingerprinted photo; run `harvest dupes {out}` first")
         row_of = {int(i): row for row, i in enumerate(table.ids.tolist())}
-        votes = keypoints.VoteIndex(_signature_chunks(ds, row_of), tables=VOTE_TABLES)
+        signed = ds.keypoint_count(keypoints.KP_VERSION)
+        tables = VOTE_TABLES if signed <= VOTE_TABLES_LIMIT else VOTE_TABLES_LARGE
+        votes = keypoints.VoteIndex(_signature_chunks(ds, row_of), tables=tables)
+        db.execute("COMMIT")
+    version = (int(count), int(top))
     if votes.photos == 0:
         log.info("%s: no keypoint signatures; `harvest index %s` adds them", out, out)
-        return table, None
-    return table, votes
+        return table, None, version
+    return table, votes, version
 
 
 def _signature_chunks(
@@ -639,3 +664,32 @@ def render(result: SimilarResult) -> str:
         )
         lines.append(f"{'':>5}{h.url}  {h.path}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexReport:
+    """What `harvest index OUT` added for search by image."""
+
+    fingerprinted: int  # photos harvested before fingerprints, fingerprinted from their files
+    unreadable: int
+    signed: int  # photos given a keypoint signature
+
+    def render(self) -> str:
+        return (
+            f"search index: {self.fingerprinted:,} photos fingerprinted from their files"
+            f" ({self.unreadable:,} unreadable), {self.signed:,} keypoint signatures added"
+        )
+
+
+def index_for_search(out: Path) -> IndexReport:
+    """`harvest index OUT`: what `harvest similar` needs beyond what the harvest stored — the
+    fingerprints of photos harvested before them, and every photo's keypoint signature (the
+    channel that finds crops and copies at an angle). Resumable; only what lacks one is done."""
+    from harvester.dupes import backfill_fingerprints
+    from harvester.dupes_keypoints import update_signatures
+
+    with Store.open(existing_store(out)) as store:
+        ds = DupesStore(store)
+        fingerprinted, unreadable = backfill_fingerprints(ds, out)
+        signed = update_signatures(ds, out)
+    return IndexReport(fingerprinted=fingerprinted, unreadable=unreadable, signed=signed)

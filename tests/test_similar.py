@@ -29,6 +29,7 @@ from harvester.exceptions import ConfigError, ImageError
 from harvester.exit_codes import EXIT_OK, EXIT_USAGE
 from harvester.similar import MatchKind, SimilarIndex
 from tests.harness import ThreadedEmulator, harvest, harvest_keywords, threaded_emulator
+from tests.onnx_models import conv_model
 
 SEED, PHOTOS = 3, 4000
 KEYWORDS = ("nature", "sky", "london")
@@ -334,10 +335,11 @@ def test_refresh_follows_the_store(out: Path, tmp_path: Path) -> None:
     index = SimilarIndex.load(copy)
     before = len(index)
     assert index.refresh() is False
-    with sqlite3.connect(copy / "harvest.sqlite") as db:
-        db.execute("UPDATE photos SET status = 'failed' WHERE id = (SELECT min(id) FROM photos)")
+    with sqlite3.connect(copy / "harvest.sqlite") as db:  # as if fingerprinted only now
+        db.execute("DELETE FROM photo_signal WHERE photo_id = (SELECT min(id) FROM photos)")
     assert index.refresh() is True
     assert len(index) == before - 1
+    assert index.refresh() is False
 
 
 def test_a_harvest_without_fingerprints_says_what_to_run(out: Path, tmp_path: Path) -> None:
@@ -376,3 +378,50 @@ def test_cli(
         assert str(bad.name) in err[0], err
     assert harvest("similar", tmp_path, query) == EXIT_USAGE
     assert "no harvest" in capsys.readouterr().err
+
+
+def test_harvest_index_adds_the_keypoint_channel(
+    plain: Path, lonely: list[tuple[int, Path, float]], out: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "out"
+    shutil.copytree(plain, copy)
+    photo_id, path, _stored = lonely[3]
+    query = _jpeg(_warp(_rgb(path), [(0.1, 0.05), (0.85, 0.12), (0.95, 0.9), (0.02, 0.97)], 40))
+    before = SimilarIndex.load(copy).search(query, k=3).hits[0]
+    assert before.kind is MatchKind.LOOKS_ALIKE  # no hash sees through the angle
+    assert harvest("index", copy) == EXIT_OK
+    signed = _db(copy, "SELECT count(*) FROM photo_keypoints")[0][0]
+    assert signed == _db(copy, "SELECT count(*) FROM photos WHERE status = 'done'")[0][0]
+    after = SimilarIndex.load(copy).search(query, k=3).hits[0]
+    assert (after.photo_id, after.kind, after.detail) == (
+        photo_id,
+        MatchKind.TRANSFORMED,
+        "perspective",
+    )
+    assert harvest("index", copy) == EXIT_OK  # nothing left to do: it says so and exits 0
+    assert _db(copy, "SELECT count(*) FROM photo_keypoints")[0][0] == signed
+
+
+def test_an_embedder_adds_its_neighbours(
+    out: Path,
+    lonely: list[tuple[int, Path, float]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    model = conv_model(tmp_path / "model.onnx")
+    photo_id, path, _stored = lonely[0]
+    query = tmp_path / "q.jpg"
+    query.write_bytes(_jpeg(ImageOps.mirror(_rgb(path))))
+    assert harvest("similar", copy, query, "--embedder", model) == EXIT_USAGE  # no index yet
+    assert "harvest index" in capsys.readouterr().err
+    assert harvest("index", copy, "--embedder", model, "--plain") == EXIT_OK
+    capsys.readouterr()
+    assert harvest("similar", copy, query, "-k", "40", "--json", "--embedder", model) == EXIT_OK
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits[0]["photo_id"] == photo_id
+    by_embedding = [h for h in hits if h["detail"] == "embedding"]
+    assert by_embedding, "no candidate came from the embedding index alone"
+    assert all(h["kind"] == MatchKind.LOOKS_ALIKE.value for h in by_embedding)
+    assert all(h["distance"] is None for h in by_embedding)

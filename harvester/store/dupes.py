@@ -107,6 +107,16 @@ class DupesStore:
             ).fetchall()
         return {int(i): bytes(blob) for i, blob in rows}
 
+    def keypoint_count(self, version: int) -> int:
+        """Stored photos with keypoints of `version`."""
+        with self._store.reading() as db:
+            row = db.execute(
+                "SELECT count(*) FROM photo_keypoints k JOIN photos p ON p.id = k.photo_id"
+                " WHERE p.status = 'done' AND k.kp_version = ? AND length(k.descriptors) > 0",
+                (version,),
+            ).fetchone()
+        return int(row[0])
+
     def keypoint_batches(
         self, version: int, size: int = BATCH
     ) -> Iterator[list[tuple[int, bytes]]]:
