@@ -53,7 +53,8 @@ def _version_2_store(path: Path, n: int) -> None:
     Store.open(path).close()
     db = sqlite3.connect(path)
     db.executescript(
-        "DROP INDEX photos_source; ALTER TABLE photos DROP COLUMN source;"
+        "DROP INDEX photos_source; DROP INDEX photos_source_status;"
+        " ALTER TABLE photos DROP COLUMN source;"
         "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
     )
     db.executemany(

@@ -37,6 +37,9 @@ dataset/        pure dataset tools: fingerprints, pairs and groups, sources.py (
 progress.py     RunStats and the live display (a rich table, or plain log lines)
 reporting.py    `harvest report`: the store's figures (store/report.py) drawn into one offline
                 page by report/ (model.py the view, charts.py matplotlib, render.py jinja2)
+serving.py      `harvest serve`: the store (store/serve.py, keyset pages) and the similarity index
+                read into serve/'s views and served (serve/: app.py aiohttp, pages.py the views
+                and seams, thumbs.py in-memory thumbnails, templates/ and static/)
 emulator/       a faithful local Flickr (REST API, image host, seeded corpus), apart from the core
 __main__.py     `python -m harvester`, the `harvest` command
 

@@ -8,6 +8,7 @@ line keeps no defaults of its own (a field's default is RunConfig's) and every p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -501,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_commands(sub)
     _add_index(sub)
     _add_emulate(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -669,6 +671,54 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     merged = merge_outputs(list(args.sources), args.into)
     log.info("merged %d photos into %s", merged, args.into)
     return EXIT_OK
+
+
+# --- harvest serve ------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    value = _whole(text, 0)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harvester.config import ServePolicy
+
+    default = ServePolicy()
+    p = sub.add_parser(
+        "serve",
+        help="browse a harvest in a local web app: live counts, photos, duplicates, search",
+        description="Serve the harvest in OUT as a local web application (read-only: safe"
+        " beside a running harvest). The pages and their JSON API are in README.md.",
+    )
+    p.add_argument("out", type=Path, help="the harvest's output directory (read only)")
+    p.add_argument(
+        "--host",
+        default=default.host,
+        help="address to listen on; anything but loopback exposes the pages, which have no"
+        " login (default: %(default)s)",
+    )
+    p.add_argument(
+        "--port", type=_port, default=default.port, help="0: any free port (default: %(default)s)"
+    )
+    p.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from harvester.config import ServePolicy
+    from harvester.serving import run_serve
+
+    def ready(url: str) -> None:
+        print(f"harvest serve: {args.out} on {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):  # how a server stops: not an interrupted job
+        run_serve(args.out, ServePolicy(host=args.host, port=args.port), ready=ready)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

@@ -13,6 +13,8 @@ each one, unchanged, to the stage that reads it:
       write    WritePolicy    durability of each file                       (images/writer.py)
       emulator BundledEmulator | None   `--emulator`: a local Flickr for the run (runner.py)
 
+`ServePolicy` is `harvest serve`'s (serve/), apart from the run.
+
 Policies live here, not beside their stages, so that the shared core never imports a stage and
 a default changed in one place changes it everywhere.
 """
@@ -219,3 +221,20 @@ class RunConfig:
     shard: ShardSpec = ShardSpec()
     stop_grace_s: float = 5.0  # how long photos in flight may finish after a stop
     plain: bool = False  # log lines instead of the live display
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServePolicy:
+    """`harvest serve`: where it listens and what it will take on and hand out."""
+
+    host: str = "127.0.0.1"  # loopback: the pages have no login
+    port: int = 8080
+    max_upload_bytes: int = 20 * 1024 * 1024  # a search upload's whole request body
+    max_pixels: int = ImagePolicy().max_pixels  # the bomb limit, read on the upload's header
+    page_size: int = 60  # tiles on a browse page
+    max_page_size: int = 500  # the most `GET /api/photos?limit=` gives at once
+    thumb_px: int = 256  # a thumbnail's long side
+    thumb_cache_bytes: int = 64 * 1024 * 1024  # thumbnails kept in memory (about 12 KB each)
+    status_ttl_s: float = 2.0  # counts are read from the store at most this often
+    refresh_s: float = 3.0  # how often the overview asks for them again
+    search_hits: int = 10  # hits a search by image returns

@@ -17,9 +17,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -376,3 +380,116 @@ class FakeStoredImage:
     def of(cls, data: bytes, width: int = 1024, height: int = 768) -> FakeStoredImage:
         """The report for a file holding `data`."""
         return cls(width, height, hashlib.sha256(data).hexdigest())
+
+
+# --- a harvest to serve --------------------------------------------------------------------------
+
+
+def spoil_claims(out: Path, count: int = 2) -> dict[str, int]:
+    """Make claimed records unusable before their download, so the run that follows fails one
+    (a wrong secret: 404 from the image host) and error-skips the other (no image URL at all);
+    returns {"failed": id, "skipped": id}."""
+    db = sqlite3.connect(out / STORE)
+    try:
+        large = "SELECT 1 FROM json_each(record, '$.sizes') WHERE value ->> '$.label' = 'l'"
+        sql = f"SELECT id, record FROM photos WHERE EXISTS ({large}) ORDER BY id LIMIT ? OFFSET 3"
+        rows = db.execute(sql, (count,)).fetchall()
+        spoilt = dict(zip(("failed", "skipped"), (int(r[0]) for r in rows), strict=False))
+        for (pid, text), kind in zip(rows, ("failed", "skipped"), strict=False):
+            rec = json.loads(text)
+            if kind == "failed":
+                for size in rec["sizes"]:
+                    size["url"] = re.sub(r"/(\d+)_[0-9a-f]+", r"/\1_0000000000", size["url"])
+                rec["original_secret"] = "0" * 10
+            else:
+                rec["sizes"], rec["original_secret"] = [], None
+            db.execute("UPDATE photos SET record = ? WHERE id = ?", (json.dumps(rec), pid))
+        db.commit()
+    finally:
+        db.close()
+    return spoilt
+
+
+def harvest_to_serve(emu: ServesFlickr, base: Path, keywords: tuple[str, ...]) -> Path:
+    """A finished two-run harvest of `keywords` into `base/out` (search, then the downloads with
+    one failure and one error skip, see `spoil_claims`), then `harvest dupes` over it."""
+    queries = write_queries(base / "queries.txt", keywords)
+    out = base / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLICKR_API_KEY", emu.api_key)
+        assert harvest(*run_args(emu, queries, out, "--metadata-only")) == 0
+        spoil_claims(out)
+        assert harvest(*run_args(emu, queries, out)) == 0
+    assert harvest("dupes", out, "--crops", "off") == 0
+    return out
+
+
+@contextlib.contextmanager
+def serving(out: Path, timeout_s: float = 60.0) -> Iterator[str]:
+    """`harvest serve OUT --port 0` in a child process; yields its base URL (from the line it
+    prints once listening) and stops it with SIGINT, as Ctrl-C would."""
+    cmd = [sys.executable, "-m", "harvester", "serve", str(out), "--port", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        url = _served_url(proc, timeout_s)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def _served_url(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        match = re.search(r" on (http://\S+/) ", line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"harvest serve did not start: {''.join(seen)[-2000:]}")
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver on PATH"
+    " (apt-get install chromium chromium-driver; .ci/run installs them)",
+)
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """Headless Debian Chromium through selenium, with the browser and network logs on."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        "--no-first-run",
+        "--disable-extensions",
+        "--hide-scrollbars",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

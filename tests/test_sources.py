@@ -357,7 +357,8 @@ def test_a_version_2_harvest_is_back_filled_in_place(prior: Path) -> None:
     """An old harvest: no source column, records without source; the store migrates."""
     db = sqlite3.connect(prior / STORE)
     db.executescript(
-        "DROP INDEX photos_source; ALTER TABLE photos DROP COLUMN source;"
+        "DROP INDEX photos_source; DROP INDEX photos_source_status;"
+        " ALTER TABLE photos DROP COLUMN source;"
         "UPDATE photos SET record = json_remove(record, '$.source');"
         "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
     )

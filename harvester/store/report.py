@@ -296,20 +296,22 @@ class ReportStore:
         """Failed photos, and skipped ones whose reason starts with none of `skip_reasons`
         (the policy skips), streamed in (status, keyword, id) order."""
         policy = " AND ".join("COALESCE(reason, '') NOT LIKE ? ESCAPE '\\'" for _ in skip_reasons)
-        args = [_like_prefix(p) for p in skip_reasons]
+        args = [like_prefix(p) for p in skip_reasons]
         sql = _ATTENTION.format(skip=policy or "1")
         with self._store.reading() as db:
             cur = db.execute(sql, args)
             while rows := cur.fetchmany(1000):
-                yield from (_attention(row) for row in rows)
+                yield from (attention_row(row) for row in rows)
 
 
-def _like_prefix(prefix: str) -> str:
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching what starts with `prefix`, taken literally."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
 
 
-def _attention(row: tuple[Any, ...]) -> AttentionRow:
+def attention_row(row: tuple[Any, ...]) -> AttentionRow:
+    """An AttentionRow from (id, owner, title, keyword, status, reason, attempts, updated)."""
     pid, owner, title, keyword, status, reason, attempts, updated = row
     return AttentionRow(
         photo_id=int(pid),
