@@ -509,8 +509,15 @@ def _read(out: Path) -> tuple[SignalTable, keypoints.VoteIndex | None, tuple[int
 def _signature_chunks(
     ds: DupesStore, row_of: dict[int, int]
 ) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]]:
+    """The stored signatures a batch at a time, as (descriptors, row of each) arrays."""
     for batch in ds.keypoint_batches(keypoints.KP_VERSION):
-        yield keypoints.stacked(keypoints.stored_signatures(dict(batch), row_of))
+        kept = [(row_of[i], blob) for i, blob in batch if blob and i in row_of]
+        if not kept:
+            continue
+        codes = np.frombuffer(b"".join(blob for _row, blob in kept), np.uint8)
+        rows = np.array([row for row, _blob in kept], np.int64)
+        sizes = np.array([len(blob) // keypoints.DESCRIPTOR_BYTES for _row, blob in kept])
+        yield codes.reshape(-1, keypoints.DESCRIPTOR_BYTES), np.repeat(rows, sizes)
 
 
 def _turns(hashes: Sequence[bytes]) -> npt.NDArray[np.uint8]:
