@@ -703,6 +703,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--port", type=_port, default=default.port, help="0: any free port (default: %(default)s)"
     )
+    p.add_argument(
+        "--embedder",
+        type=Path,
+        metavar="MODEL.onnx",
+        help="search by image adds looks-alike hits from `harvest index --embedder`'s index",
+    )
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -714,7 +720,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"harvest serve: {args.out} on {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):  # how a server stops: not an interrupted job
-        run_serve(args.out, ServePolicy(host=args.host, port=args.port), ready=ready)
+        policy = ServePolicy(host=args.host, port=args.port)
+        run_serve(args.out, policy, ready=ready, embedder=args.embedder)
     return EXIT_OK
 
 

@@ -32,7 +32,7 @@ from harvester.publish.credits import credit_of
 from harvester.report.model import POLICY_SKIPS, action_for, photo_page
 from harvester.serve import pages, query
 from harvester.serve.app import make_app
-from harvester.similar import SimilarIndex
+from harvester.similar import Neighbours, SimilarIndex
 from harvester.store.report import ReportStore
 from harvester.store.serve import GroupMember, PhotoDetail, PhotoQuery, PhotoRow, ServeStore
 from harvester.store.sqlite import Store, existing_store
@@ -251,22 +251,35 @@ def _fields(detail: PhotoDetail) -> list[tuple[str, str]]:
 
 class SimilarSearcher:
     """The pages' `Searcher`: harvester.similar's index of `out`, loaded on the first search
-    (not at start-up: the pages need not wait for it) and refreshed before each, which reloads
-    only when the store gained fingerprints."""
+    (not at start-up: the pages need not wait for it). Before a search, at most once every
+    RELOAD_S, it asks the store whether fingerprints were added (a cheap read) and reloads if
+    so: beside a running harvest of a million photos a reload takes tens of seconds, so a
+    search may miss the last minute's photos rather than wait for every one of them."""
 
-    def __init__(self, out: Path, policy: ImagePolicy) -> None:
+    RELOAD_S = 60.0
+
+    def __init__(
+        self, out: Path, policy: ImagePolicy, neighbours: Neighbours | None = None
+    ) -> None:
         self._out = out
         self._policy = policy
+        self._neighbours = neighbours
         self._index: SimilarIndex | None = None
+        self._checked = 0.0
         self._lock = threading.Lock()
 
     def search(self, image: bytes, k: int) -> Mapping[str, object]:
         """`harvest similar --json`'s answer for `image`."""
         with self._lock:
+            now = time.monotonic()
             if self._index is None:
-                self._index = SimilarIndex.load(self._out, policy=self._policy)
-            else:
+                self._index = SimilarIndex.load(
+                    self._out, policy=self._policy, neighbours=self._neighbours
+                )
+                self._checked = now
+            elif now - self._checked >= self.RELOAD_S:
                 self._index.refresh()
+                self._checked = now
             return self._index.search(image, k=k).as_json()
 
 
@@ -289,13 +302,15 @@ async def serve(
     *,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    neighbours: Neighbours | None = None,
 ) -> None:
-    """Serve the harvest in `out` until `stop` is set (or forever); `ready(url)` once listening."""
+    """Serve the harvest in `out` until `stop` is set (or forever); `ready(url)` once listening.
+    `neighbours`: an embedding search's (`harvest serve --embedder`), for looks-alike hits."""
     store = Store.open(existing_store(out), readonly=True)
     try:
         app = make_app(
             StoreLibrary(out, store),
-            SimilarSearcher(out, ImagePolicy(max_pixels=policy.max_pixels)),
+            SimilarSearcher(out, ImagePolicy(max_pixels=policy.max_pixels), neighbours),
             policy,
         )
         runner = web.AppRunner(app, handle_signals=False)
@@ -322,8 +337,18 @@ async def serve(
 
 
 def run_serve(
-    out: Path, policy: ServePolicy, *, ready: Callable[[str], None] | None = None
+    out: Path,
+    policy: ServePolicy,
+    *,
+    ready: Callable[[str], None] | None = None,
+    embedder: Path | None = None,
 ) -> None:
-    """`harvest serve`: serve until interrupted (KeyboardInterrupt reaches the caller)."""
+    """`harvest serve`: serve until interrupted (KeyboardInterrupt reaches the caller). With
+    `embedder`, its index is opened first, so that a missing one is an error before serving."""
     existing_store(out)  # no store: one clear error before any loop starts
-    asyncio.run(serve(out, policy, ready=ready))
+    neighbours = None
+    if embedder is not None:
+        from harvester.embedding import EmbeddingSearch
+
+        neighbours = EmbeddingSearch.open(out, embedder).query
+    asyncio.run(serve(out, policy, ready=ready, neighbours=neighbours))

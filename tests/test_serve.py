@@ -43,6 +43,7 @@ from tests.harness import (
     store_rows,
     threaded_emulator,
 )
+from tests.onnx_models import conv_model
 
 KEYWORDS = ("nature", "london", "sky")
 POLICY = ServePolicy(
@@ -705,3 +706,52 @@ def test_serve_without_a_store_is_one_line(
 def test_serve_refuses_a_bad_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert harvest("serve", tmp_path, "--port", "70000") == EXIT_USAGE
     assert "at most 65535" in capsys.readouterr().err
+
+
+def test_serve_with_an_embedder_but_no_index_says_how_to_make_one(
+    out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = conv_model(tmp_path / "model.onnx")
+    assert harvest("serve", out, "--embedder", model, "--port", "0") == EXIT_USAGE
+    assert "harvest index" in only_line(capsys.readouterr().err)
+
+
+def test_the_searcher_adds_the_embedders_neighbours_and_reloads_at_most_once_a_minute(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sqlite3.connect(out / "harvest.sqlite") as db:
+        ids = [int(r[0]) for r in db.execute("SELECT photo_id FROM photo_signal ORDER BY 1")]
+    asked: list[int] = []
+
+    def neighbours(image: Path | bytes, k: int) -> list[tuple[int, float]]:
+        asked.append(k)
+        return [(ids[-1], 0.93), (10**15, 0.99)]  # the second is no stored photo: ignored
+
+    searcher = SimilarSearcher(out, ImagePolicy(), neighbours)
+    query = io.BytesIO()
+    Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(query, "JPEG")
+    answer = searcher.search(query.getvalue(), 50)
+    hits = {h["photo_id"]: h for h in answer["hits"]}  # type: ignore[attr-defined]
+    assert asked
+    assert ids[-1] in hits
+    assert 10**15 not in hits
+    clock = [1000.0]
+    monkeypatch.setattr("harvester.serving.time.monotonic", lambda: clock[0])
+    searcher = SimilarSearcher(out, ImagePolicy())
+    reloads: list[bool] = []
+    searcher.search(query.getvalue(), 1)
+    index = searcher._index
+    assert index is not None
+    real_refresh = index.refresh
+
+    def counted() -> bool:
+        reloads.append(real_refresh())
+        return reloads[-1]
+
+    monkeypatch.setattr(index, "refresh", counted)
+    clock[0] += 30
+    searcher.search(query.getvalue(), 1)
+    assert reloads == []
+    clock[0] += 31
+    searcher.search(query.getvalue(), 1)
+    assert reloads == [False]
