@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
-from tests.harness import EmulatorFactory
+from tests.harness import EmulatorFactory, ServedHarvest, harvest_to_serve, threaded_emulator
 
 
 @pytest.fixture
@@ -32,3 +33,14 @@ async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
 async def emulator(emulator_factory: EmulatorFactory) -> RunningEmulator:
     """An ideal-profile emulator with a few thousand photos."""
     return await emulator_factory(photos=3000, seed=0, profile="ideal")
+
+
+@pytest.fixture(scope="session")
+def served_harvest(tmp_path_factory: pytest.TempPathFactory) -> ServedHarvest:
+    """One finished harvest of an ideal 10,000-photo emulator (its corpus has groups of copies:
+    nature, london, sky), `harvest dupes` run, shared by the `harvest serve` tests: read it,
+    copy it before changing it."""
+    with threaded_emulator(photos=10_000, seed=0, profile="ideal") as emu:
+        base = tmp_path_factory.mktemp("served")
+        out = harvest_to_serve(emu, base, ("nature", "london", "sky"))
+        return ServedHarvest(out=Path(out), api_key=emu.api_key)

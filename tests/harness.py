@@ -410,6 +410,14 @@ def spoil_claims(out: Path, count: int = 2) -> dict[str, int]:
     return spoilt
 
 
+@dataclass(frozen=True, slots=True)
+class ServedHarvest:
+    """The `served_harvest` fixture: a harvest, and the API key it was made with."""
+
+    out: Path
+    api_key: str
+
+
 def harvest_to_serve(emu: ServesFlickr, base: Path, keywords: tuple[str, ...]) -> Path:
     """A finished two-run harvest of `keywords` into `base/out` (search, then the downloads with
     one failure and one error skip, see `spoil_claims`), then `harvest dupes` over it."""

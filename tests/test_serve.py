@@ -12,7 +12,7 @@ import io
 import logging
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +36,13 @@ from harvester.store.serve import PhotoQuery, ServeStore
 from harvester.store.sqlite import Store
 from tests.harness import (
     STORE,
-    ThreadedEmulator,
+    ServedHarvest,
     harvest,
-    harvest_to_serve,
     only_line,
     store_rows,
-    threaded_emulator,
 )
 from tests.onnx_models import conv_model
 
-KEYWORDS = ("nature", "london", "sky")
 POLICY = ServePolicy(
     max_upload_bytes=2 * 1024 * 1024, max_pixels=4_000_000, page_size=24, status_ttl_s=0.0
 )
@@ -53,16 +50,9 @@ Client = TestClient[Any, Any]
 
 
 @pytest.fixture(scope="module")
-def emu() -> Iterator[ThreadedEmulator]:
-    """An ideal 10,000-photo emulator (its corpus has groups of copies)."""
-    with threaded_emulator(photos=10_000, seed=0, profile="ideal") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def harvested(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def harvested(served_harvest: ServedHarvest) -> Path:
     """The harvest, dupes run (copy it before changing it)."""
-    return harvest_to_serve(emu, tmp_path_factory.mktemp("serve"), KEYWORDS)
+    return served_harvest.out
 
 
 @pytest.fixture
@@ -447,9 +437,9 @@ async def test_a_store_path_outside_out_is_not_served(out: Path, planted: str) -
 
 
 async def test_the_api_key_never_appears(
-    client: Client, harvested: Path, emu: ThreadedEmulator
+    client: Client, harvested: Path, served_harvest: ServedHarvest
 ) -> None:
-    key = emu.api_key
+    key = served_harvest.api_key
     assert len(key) >= 8
     copy, rep = _grouped(harvested)
     paths = ["/", "/browse", "/browse?status=failed", "/duplicates", "/attention", "/search"]

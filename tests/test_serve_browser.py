@@ -21,26 +21,21 @@ from PIL import Image
 
 from harvester.licenses import license_for
 from tests.harness import (
-    ThreadedEmulator,
+    ServedHarvest,
     chromium,
-    harvest_to_serve,
     needs_chromium,
     serving,
     store_rows,
-    threaded_emulator,
 )
 
 pytestmark = needs_chromium
 
-KEYWORDS = ("nature", "london", "sky")
 
 
 @pytest.fixture(scope="module")
-def harvested(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished harvest of a 10,000-photo emulator, dupes run."""
-    emu: ThreadedEmulator
-    with threaded_emulator(photos=10_000, seed=0, profile="ideal") as emu:
-        return harvest_to_serve(emu, tmp_path_factory.mktemp("browser"), KEYWORDS)
+def harvested(served_harvest: ServedHarvest) -> Path:
+    """A finished harvest of a 10,000-photo emulator, dupes run (shared: read only here)."""
+    return served_harvest.out
 
 
 @pytest.fixture(scope="module")
