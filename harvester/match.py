@@ -91,6 +91,17 @@ class Key:
     width: int  # content box in the file's display pixels
     height: int
 
+    def signal(self, src_sha256: bytes | None, scan_sha256: bytes | None) -> Signal:
+        """The classifier's view of this reading of a file (id -1: no harvested photo)."""
+        return Signal(
+            photo_id=-1,
+            ph256=self.ph256,
+            src_sha256=src_sha256,
+            scan_sha256=scan_sha256,
+            width=self.width,
+            height=self.height,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Probe:
@@ -417,15 +428,7 @@ def file_match(
 
 def kind_of(probe: Probe, hit: Hit, harvest: Harvest, radius: int = 256) -> str:
     """What the file is of the photo, as `harvest dupes` would call the pair."""
-    key = probe.keys[hit.key]
-    mine = Signal(
-        photo_id=-1,
-        ph256=key.ph256,
-        src_sha256=probe.src_sha256,
-        scan_sha256=probe.scan_sha256,
-        width=key.width,
-        height=key.height,
-    )
+    mine = probe.keys[hit.key].signal(probe.src_sha256, probe.scan_sha256)
     if hit.channel == _CROP:
         return Kind.CROPPED.value
     verdict = classify(mine, harvest.signal(hit.row), radius=radius)

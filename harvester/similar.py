@@ -41,7 +41,7 @@ from PIL import Image
 
 from harvester.config import ImagePolicy
 from harvester.dataset import geometry, keypoints
-from harvester.dataset.classify import IDENTICAL_KINDS, MATCH_RADIUS, Kind, Signal, classify
+from harvester.dataset.classify import IDENTICAL_KINDS, MATCH_RADIUS, Kind, classify
 from harvester.dataset.fingerprint import Dihedral, dihedral_many, scan_sha256, src_sha256, turn
 from harvester.dataset.mih import MultiIndex
 from harvester.dataset.nearest import nearest, packed
@@ -568,15 +568,7 @@ def _same(query: _Query, table: SignalTable, cand: _Candidate) -> _Judged | None
     """The candidate judged by its hash alone, when the hash says it is the same picture."""
     if cand.distance is None or cand.distance > MATCH_RADIUS or cand.channel is Channel.CROP:
         return None
-    key = query.keys[cand.key]
-    mine = Signal(
-        photo_id=-1,
-        ph256=key.ph256,
-        src_sha256=query.src,
-        scan_sha256=query.scan,
-        width=key.width,
-        height=key.height,
-    )
+    mine = query.keys[cand.key].signal(query.src, query.scan)
     verdict = classify(mine, signal_at(table, cand.row))
     if verdict is None or verdict.kind not in SAME_KINDS:
         return None
