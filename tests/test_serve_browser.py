@@ -31,7 +31,6 @@ from tests.harness import (
 pytestmark = needs_chromium
 
 
-
 @pytest.fixture(scope="module")
 def harvested(served_harvest: ServedHarvest) -> Path:
     """A finished harvest of a 10,000-photo emulator, dupes run (shared: read only here)."""
