@@ -44,7 +44,7 @@ from harvester.dataset.fingerprint import (
 )
 from harvester.dataset.keypoints import KP_VERSION
 from harvester.dataset.mih import MultiIndex
-from harvester.dupes import signal_at
+from harvester.dupes import GEOMETRY_SIDE, signal_at
 from harvester.exceptions import ConfigError, ImageError
 from harvester.images.decoding import check_pixels, orient
 from harvester.images.frames import coarse_borders
@@ -306,6 +306,16 @@ def upright_gray(
     return pixels, ((height, width) if orientation >= 5 else (width, height))
 
 
+def geometry_gray(path: Path | IO[bytes], *, max_pixels: int) -> Gray:
+    """The upright grey picture local features are found on: at most GEOMETRY_SIDE on the long
+    side, as `harvest dupes` verifies its pairs (the decode's reduction is a whole factor, so
+    it is then shrunk to fit)."""
+    gray, _ = upright_gray(path, max_pixels=max_pixels, side=GEOMETRY_SIDE)
+    image = Image.fromarray(gray)
+    image.thumbnail((GEOMETRY_SIDE, GEOMETRY_SIDE))
+    return np.asarray(image, dtype=np.uint8)
+
+
 def _gray(image: Image.Image) -> Gray:
     """8-bit grey; 16- and 32-bit greyscale (scanners' masters) scaled down, not clipped."""
     if image.mode.startswith("I;16") or image.mode == "I":
@@ -360,8 +370,8 @@ def global_hits(probes: Sequence[Probe], harvest: Harvest, radius: int) -> list[
     best: list[dict[int, Hit]] = [{} for _ in probes]
     if not owners:
         return [[] for _ in probes]
-    ph = _variants([probes[p].keys[k].ph256 for p, k in owners])
-    crop = _variants([probes[p].keys[k].c80 for p, k in owners])
+    ph = turns_of([probes[p].keys[k].ph256 for p, k in owners])
+    crop = turns_of([probes[p].keys[k].c80 for p, k in owners])
     for queries, index, channel in (
         (ph, harvest.hash_index, _HASH),
         (crop, harvest.hash_index, _CROP),  # the file shows more around the photo
@@ -383,7 +393,7 @@ def _keep(best: dict[int, Hit], hit: Hit) -> None:
         best[hit.row] = hit
 
 
-def _variants(hashes: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+def turns_of(hashes: Sequence[bytes]) -> npt.NDArray[np.uint8]:
     """(8·N, 32): the 8 turns of each hash, query 8·i + g being turn g of hash i."""
     codes = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, 32)
     return np.ascontiguousarray(dihedral_many(codes).reshape(-1, 32))

@@ -38,8 +38,8 @@ from harvester.match import (
     Stage,
     Verdict,
     file_match,
+    geometry_gray,
     global_hits,
-    upright_gray,
 )
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 LOOSE_RADIUS = 51  # pHash-256 radius inside an album (duplicates.md §5.5)
 ANCHORS = 3  # global matches on one owner that restrict a group to that owner's photos
 MAX_GEOMETRY_CANDIDATES = 12  # a file no hash places is checked by features against so few
-GEOMETRY_SIDE = 512  # decode side for local features (geometry.py's thresholds are for it)
 _CHUNK = 1 << 14  # candidates per distance block: (chunk, 256) float32 = 16 MB
 _IDS = re.compile(r"[\s|,;]+")
 
@@ -157,11 +156,11 @@ def _candidates(
 
 def _best_hits(probe: Probe, harvest: Harvest, rows: npt.NDArray[np.intp]) -> list[Hit]:
     """Per candidate row, the probe's best key, turn and channel (brute force: few candidates)."""
-    from harvester.match import _CROP, _HASH, _variants
+    from harvester.match import _CROP, _HASH, turns_of
 
     t = harvest.table
-    ph = _variants([k.ph256 for k in probe.keys])
-    crop = _variants([k.c80 for k in probe.keys])
+    ph = turns_of([k.ph256 for k in probe.keys])
+    crop = turns_of([k.c80 for k in probe.keys])
     planes = [
         (_distances(ph, t.ph256[rows]), _HASH),
         (_distances(crop, t.ph256[rows]), _CROP),
@@ -267,21 +266,13 @@ class LocalFeatures:
     def _file(self, probe: Probe, g: Dihedral) -> geometry.Features:
         key = (probe.name, int(g))
         if key not in self._cache:
-            gray, _ = upright_gray(probe.path, max_pixels=self._max_pixels, side=GEOMETRY_SIDE)
-            self._cache[key] = geometry.features(np.ascontiguousarray(turn(_fit(gray), g)))
+            gray = geometry_gray(probe.path, max_pixels=self._max_pixels)
+            self._cache[key] = geometry.features(np.ascontiguousarray(turn(gray, g)))
         return self._cache[key]
 
     def _photo(self, row: int) -> geometry.Features:
         key = ("\0photo", row)
         if key not in self._cache:
             path = self._harvest.out / self._harvest.table.paths[row]
-            gray, _ = upright_gray(path, max_pixels=self._max_pixels, side=GEOMETRY_SIDE)
-            self._cache[key] = geometry.features(_fit(gray))
+            self._cache[key] = geometry.features(geometry_gray(path, max_pixels=self._max_pixels))
         return self._cache[key]
-
-
-def _fit(gray: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """At most GEOMETRY_SIDE on the long side (the decode's reduction is a whole factor)."""
-    image = Image.fromarray(gray)
-    image.thumbnail((GEOMETRY_SIDE, GEOMETRY_SIDE))
-    return np.asarray(image, dtype=np.uint8)

@@ -42,13 +42,13 @@ from PIL import Image
 from harvester.config import ImagePolicy
 from harvester.dataset import geometry, keypoints
 from harvester.dataset.classify import IDENTICAL_KINDS, MATCH_RADIUS, Kind, classify
-from harvester.dataset.fingerprint import Dihedral, dihedral_many, scan_sha256, src_sha256, turn
+from harvester.dataset.fingerprint import Dihedral, scan_sha256, src_sha256, turn
 from harvester.dataset.mih import MultiIndex
 from harvester.dataset.nearest import nearest, packed
-from harvester.dupes import GEOMETRY_SIDE, signal_at
+from harvester.dupes import signal_at
 from harvester.exceptions import ConfigError, ImageError
 from harvester.licenses import license_for
-from harvester.match import UNREADABLE, Key, keys_of, upright_gray
+from harvester.match import UNREADABLE, Key, geometry_gray, keys_of, turns_of, upright_gray
 from harvester.store.dupes import DupesStore, SignalTable
 from harvester.store.lookup import PhotoRow, photo_rows
 from harvester.store.sqlite import Store, existing_store
@@ -222,10 +222,7 @@ class _Query:
         """Upright grey at GEOMETRY_SIDE, decoded once."""
         with self._lock:
             if self._gray is None:
-                gray, _ = upright_gray(
-                    self.opened(), max_pixels=self.max_pixels, side=GEOMETRY_SIDE
-                )
-                self._gray = _fit(gray)
+                self._gray = geometry_gray(self.opened(), max_pixels=self.max_pixels)
             return self._gray
 
     def features(self, g: Dihedral) -> geometry.Features:
@@ -254,13 +251,6 @@ def read_query(image: Path | bytes, *, max_pixels: int) -> _Query:
 
 def _small_file(path: Path) -> bytes | None:
     return path.read_bytes() if path.stat().st_size <= MAX_QUERY_DIGEST_BYTES else None
-
-
-def _fit(gray: Gray) -> Gray:
-    """At most GEOMETRY_SIDE on the long side, as `harvest dupes` verifies its pairs."""
-    image = Image.fromarray(gray)
-    image.thumbnail((GEOMETRY_SIDE, GEOMETRY_SIDE))
-    return np.asarray(image, dtype=np.uint8)
 
 
 class _Loaded:
@@ -302,13 +292,14 @@ class SimilarIndex:
         neighbours: Neighbours | None = None,
         describe: Describe | None = None,
         workers: int = 2,
+        version: tuple[int, int] = (0, 0),
     ) -> None:
         self.out = out
         self._describe = describe or self._from_store
         self._policy = policy or ImagePolicy()
         self._neighbours = neighbours
         self._workers = workers
-        self._loaded = _Loaded(table, votes)
+        self._loaded = _Loaded(table, votes, version)
         self._cache: OrderedDict[int, geometry.Features] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -323,9 +314,7 @@ class SimilarIndex:
         """Read OUT's fingerprints (the store opened read-only); ConfigError when it holds no
         fingerprinted photo."""
         table, votes, version = _read(out)
-        index = cls(out, table, votes=votes, policy=policy, neighbours=neighbours)
-        index._loaded.version = version
-        return index
+        return cls(out, table, votes=votes, policy=policy, neighbours=neighbours, version=version)
 
     def __len__(self) -> int:
         return len(self._loaded.table)
@@ -383,11 +372,11 @@ class SimilarIndex:
 
     def _hash_candidates(self, query: _Query, loaded: _Loaded, n: int) -> Iterator[_Candidate]:
         """The `n` nearest hashes over all turns, then the central-80 % channel both ways."""
-        ph = _turns([key.ph256 for key in query.keys])
+        ph = turns_of([key.ph256 for key in query.keys])
         near = nearest(loaded.words, packed(ph), n, workers=self._workers)
         proposals: list[tuple[Channel, npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]]
         proposals = [(Channel.HASH, near.queries, near.rows, near.distances)]
-        crop = _turns([key.c80 for key in query.keys])
+        crop = turns_of([key.c80 for key in query.keys])
         for queries, index in ((crop, loaded.hash_index), (ph, loaded.crop_index)):
             pairs = index.lookup(queries, MATCH_RADIUS)
             proposals.append((Channel.CROP, pairs.a, pairs.b, pairs.distance))
@@ -449,8 +438,7 @@ class SimilarIndex:
                 return self._cache[photo_id]
         path = self.out / loaded.table.paths[row]
         try:
-            gray, _ = upright_gray(path, max_pixels=self._policy.max_pixels, side=GEOMETRY_SIDE)
-            found = geometry.features(_fit(gray))
+            found = geometry.features(geometry_gray(path, max_pixels=self._policy.max_pixels))
         except UNREADABLE as exc:
             log.info("photo %d: no local features: %s", photo_id, exc)
             return None
@@ -511,19 +499,7 @@ def _signature_chunks(
 ) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]]:
     """The stored signatures a batch at a time, as (descriptors, row of each) arrays."""
     for batch in ds.keypoint_batches(keypoints.KP_VERSION):
-        kept = [(row_of[i], blob) for i, blob in batch if blob and i in row_of]
-        if not kept:
-            continue
-        codes = np.frombuffer(b"".join(blob for _row, blob in kept), np.uint8)
-        rows = np.array([row for row, _blob in kept], np.int64)
-        sizes = np.array([len(blob) // keypoints.DESCRIPTOR_BYTES for _row, blob in kept])
-        yield codes.reshape(-1, keypoints.DESCRIPTOR_BYTES), np.repeat(rows, sizes)
-
-
-def _turns(hashes: Sequence[bytes]) -> npt.NDArray[np.uint8]:
-    """(8·N, 32): the 8 turns of each hash, query 8·i + g being turn g of hash i."""
-    codes = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, 32)
-    return np.ascontiguousarray(dihedral_many(codes).reshape(-1, 32))
+        yield keypoints.stacked(keypoints.stored_signatures(dict(batch), row_of))
 
 
 def _offer(found: dict[int, _Candidate], cand: _Candidate) -> None:

@@ -84,11 +84,13 @@ def stored_signatures(
 
 def stacked(signatures: Iterable[tuple[int, U8]]) -> tuple[U8, I64]:
     """The descriptors of (owner, descriptors) pairs as one array, and each one's owner."""
-    parts, owners = [np.empty((0, DESCRIPTOR_BYTES), np.uint8)], [np.empty(0, np.int64)]
+    owners, parts = [], [np.empty((0, DESCRIPTOR_BYTES), np.uint8)]
     for owner, codes in signatures:
+        owners.append(owner)
         parts.append(codes)
-        owners.append(np.full(len(codes), owner, np.int64))
-    return np.ascontiguousarray(np.concatenate(parts)), np.concatenate(owners)
+    sizes = [len(codes) for codes in parts[1:]]
+    # One repeat for all the owners: an array per photo cost more than the descriptors did.
+    return np.ascontiguousarray(np.concatenate(parts)), np.repeat(np.array(owners, np.int64), sizes)
 
 
 def shared_pairs(
