@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 from harvester import merge
+from harvester.emulator.config import EmulatorConfig
 from harvester.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from harvester.images.writer import FILES_PER_DIR, photo_path
 from harvester.records import PhotoRecord, SizeVariant, Window
@@ -66,6 +67,10 @@ def shards(emu: ThreadedEmulator, tmp_path_factory: pytest.TempPathFactory) -> S
     """Shards 1/2 and 2/2 of KEYWORDS, each harvested into its own directory (once a module)."""
     base = tmp_path_factory.mktemp("shards")
     queries = write_queries(base / "queries.txt", KEYWORDS)
+    # The corpus's own "now", not the clock's: a later run in another 5-minute bucket of the
+    # clock would rightly search the new bucket, and "searches nothing" would hang on timing.
+    until = EmulatorConfig().end_ts
+    queries.write_text(f"#! until={until}\n" + queries.read_text(encoding="utf-8"))
     outs = (base / "shard1", base / "shard2")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLICKR_API_KEY", emu.api_key)
