@@ -175,6 +175,23 @@ class _Picture:
     jpeg: bytes | None = None  # kept as is (the real Flickr file)
 
 
+def other_side(scene: int) -> int:
+    """The emulator look showing 60 % of `scene` from its right edge (the look `scene` shows
+    60 % from the left): they share 33 % of each picture, and neither holds the other.
+
+    The emulator reads the crop's size as (look >> 12) % 1000 and its left edge as
+    (look >> 22) % 1000, in thousandths: the two overlap, so the field is padded to keep the
+    size at 60 % (an earlier `999 << 22` read as 99 %: a zoomed-out copy holding the source).
+    """
+    field = 999 << 10  # x0 = 999 thousandths, as seen from bit 12
+    field += -field % 1000  # and (look >> 12) % 1000 == 0: the crop's size stays 60 %
+    look = scene | field << 12
+    assert (look >> 12) % 1000 == 0, look
+    assert (look >> 22) % 1000 == 999, look
+    assert look >> 32 == 0, look
+    return look
+
+
 def _pictures(scenes: int) -> tuple[list[_Picture], list[_Picture], list[tuple[int, int]]]:
     """Sources, hard negatives, and look-alike pairs (indexes into the sources)."""
     sources: list[_Picture] = []
@@ -205,8 +222,8 @@ def _pictures(scenes: int) -> tuple[list[_Picture], list[_Picture], list[tuple[i
 
     for k in range(scenes):
         # look = scene k, 60 % of the scene from its left edge; the other side: x0 at the right
-        # edge (look bits 22-31 give x0 in thousandths): 33 % overlap.
-        for look, role in ((k, "source"), (k | (999 << 22), "negative")):
+        # edge, 33 % overlap (see `other_side`).
+        for look, role in ((k, "source"), (other_side(k), "negative")):
             spec = RenderSpec(
                 look=look,
                 width=LARGE,

@@ -354,10 +354,8 @@ class _FeatureCache:
             log.info("pair %s/%s: no local features: %s", v.a, v.b, exc)
             return replace(v, kind=Kind.OTHER, param="unverified", needs_geometry=False)
         found = geometry.verify(fa, fb)
-        if found is None or found.score < geometry.ACCEPT_SCORE:
-            return None
-        if found.contained < geometry.MIN_CONTAINED:
-            return None  # they only overlap: two pictures of one scene, not a copy
+        if found is None or not found.is_copy:
+            return None  # weak, or only overlapping or alike: two pictures of one scene
         kind, params = geometry.classify_geometry(found)
         if kind is geometry.GeometryKind.CROPPED:
             return replace(

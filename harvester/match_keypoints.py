@@ -93,9 +93,7 @@ def _best(
     found = []
     for row in rows:
         v = features.verified(probe, row)
-        accepted = v is not None and v.score >= geometry.ACCEPT_SCORE
-        copy = v is not None and v.contained >= geometry.MIN_CONTAINED
-        if v is not None and accepted and copy:
+        if v is not None and v.is_copy:
             found.append((v.score, -row, v))
     if not found:
         return None

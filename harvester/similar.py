@@ -574,8 +574,8 @@ def _by_geometry(cand: _Candidate, v: geometry.Verified | None) -> _Judged:
     when the two only overlap), or not."""
     if v is None or v.score < geometry.ACCEPT_SCORE:
         return _alike(cand, None)
-    if v.contained < geometry.MIN_CONTAINED:
-        return _alike(cand, v)
+    if not v.is_copy:
+        return _alike(cand, v)  # overlapping, or alike but moved apart: another view
     strength = min(1.0, v.score / _STRONG_SCORE)
     kind, _params = geometry.classify_geometry(v)
     detail = "perspective" if v.model is geometry.Model.HOMOGRAPHY else kind.value
@@ -599,7 +599,9 @@ def _alike(cand: _Candidate, v: geometry.Verified | None) -> _Judged:
     detail = cand.channel.value
     if v is not None:
         score = _ALIKE_VERIFIED_BASE + 0.2 * min(1.0, v.score / _STRONG_SCORE)
-        detail = "overlapping scene"
+        detail = (
+            "overlapping scene" if v.contained < geometry.MIN_CONTAINED else "same scene, moved"
+        )
     return _Judged(
         row=cand.row, kind=MatchKind.LOOKS_ALIKE, score=score, detail=detail, distance=cand.distance
     )

@@ -26,6 +26,7 @@ from harvester.dataset.geometry import (
     ACCEPT_SCORE,
     CANDIDATE_SCORE,
     MIN_CONTAINED,
+    MIN_COVERAGE,
     MIN_INLIERS,
     Features,
     GeometryKind,
@@ -33,6 +34,7 @@ from harvester.dataset.geometry import (
     Model,
     Verified,
     classify_geometry,
+    coverage,
     features,
     verify,
 )
@@ -477,6 +479,81 @@ def test_thresholds_separate_true_and_false_pairs() -> None:
     assert weakest > ACCEPT_SCORE
 
 
+def stereo_pair(tile: int, crop: float) -> Pair:
+    """b: tile `tile` (of 2x2) of the motorcycle's right view; a: the same tile of the left view,
+    `crop` cut from each side. A look-alike: the camera moved, near things more than far ones."""
+    import cv2
+
+    left, right, _disparity = skdata.stereo_motorcycle()
+    height, width = left.shape[:2]
+    y, x = (tile // 2) * height // 2, (tile % 2) * width // 2
+    views = [
+        np.asarray(v[y : y + height // 2, x : x + width // 2], np.uint8) for v in (left, right)
+    ]
+    views[0], _box = cut(views[0], (crop, crop, crop, crop))
+
+    def small(rgb: Pixels) -> Pixels:
+        factor = WORKING_SIDE_PX / max(rgb.shape[:2])
+        size = (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor))
+        return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+
+    return Pair(f"stereo tile{tile} crop{crop}", gray(small(views[0])), gray(small(views[1])))
+
+
+@needs_cv2
+def test_a_crop_of_one_stereo_view_lies_within_the_other_but_is_no_copy() -> None:
+    """Containment alone called this a crop (bench.dupes linked such look-alikes); the inliers
+    hold to one depth plane, so they cover only part of the picture."""
+    v = check(stereo_pair(1, 0.05))
+    assert v.score >= ACCEPT_SCORE
+    assert v.contained >= MIN_CONTAINED, "it does lie within the other view"
+    assert v.coverage < MIN_COVERAGE
+    assert not v.is_copy
+
+
+@needs_cv2
+def test_every_true_copy_covers_the_picture_it_lies_in() -> None:
+    weakest = min(
+        (
+            check(p, Model.HOMOGRAPHY if p.homography is not None else Model.SIMILARITY).coverage,
+            p.name,
+        )
+        for p in positives()
+    )
+    assert weakest[0] >= MIN_COVERAGE, weakest
+
+
+def _spread(cols: int, rows: int, width: float, height: float) -> Floats:
+    """A cols x rows lattice of points over [0, width) x [0, height), at cell centres."""
+    xs = (np.arange(cols) + 0.5) * width / cols
+    ys = (np.arange(rows) + 0.5) * height / rows
+    return np.array([(x, y) for y in ys for x in xs], np.float64)
+
+
+@pytest.mark.parametrize(
+    ("inliers", "points", "expected"),
+    [
+        (_spread(16, 16, 320, 240), None, 1.0),  # everywhere the keypoints are
+        # 64 inliers in the top-left quarter: a quarter of the keypoints, where 64 points spread
+        # like them would reach 1 - (63/64)^64 of them
+        (_spread(8, 8, 160, 120), None, pytest.approx(0.25 / (1 - (63 / 64) ** 64))),
+        (_spread(8, 8, 160, 120), _spread(16, 16, 160, 120), 1.0),  # all the points there are
+        (_spread(4, 4, 320, 240), None, 1.0),  # 16 evenly: more than 16 at random would reach
+        (np.zeros((0, 2)), None, 0.0),
+        (_spread(16, 16, 320, 240), np.full((3, 2), np.nan), 0.0),  # no point in the frame
+        (_spread(16, 16, 320, 240), _spread(4, 4, 640, 480), 1.0),  # those outside are ignored
+    ],
+    ids=["spread", "quarter", "only-there", "few", "none", "nan", "outside"],
+)
+def test_coverage_is_observed_over_expected(
+    inliers: Floats, points: Floats | None, expected: object
+) -> None:
+    f = Features(
+        _spread(16, 16, 320, 240).astype(np.float32), np.zeros((256, 32), np.uint8), 320, 240
+    )
+    assert coverage(f, inliers, points) == expected
+
+
 # --- edges ---------------------------------------------------------------------------------------
 
 
@@ -537,6 +614,7 @@ def _verified(angle: float, lambdas: tuple[float, float] = (1.0, 1.0)) -> Verifi
         box_in_a=(10.0, 20.0, 300.0, 200.0),
         kept_area=0.5,
         contained=1.0,
+        coverage=1.0,
     )
 
 
