@@ -338,3 +338,15 @@ async def test_kill_minus_9_in_the_middle_of_an_album_resumes_exactly(
     again = set(pages[asked_before:]) & done_pages
     assert again == set(), f"pages checkpointed before were asked again: {sorted(again)}"
     assert stored_ids(out) == expected
+
+
+def test_sources_are_sharded_among_workers_like_keywords(
+    emu: ThreadedEmulator, tmp_path: Path
+) -> None:
+    lines = [SOURCES[k](emu) for k in ("commons-all", "album-url", "gallery-id", "group-url")]
+    expected = set().union(*(truth(emu, **query) for _line, query in lines))
+    text = "".join(f"{line}\n" for line, _query in lines)
+    code, calls, out = run_lines(emu, tmp_path, text, "--metadata-only", "--workers", "2")
+    assert code == 0
+    assert stored_ids(out) == expected
+    assert sum(n for m, n in calls.items() if m in LOOKUPS) == 4, "resolved once, not per worker"
