@@ -49,7 +49,7 @@ _NOT_FOUND = {
 }
 
 
-class _Unknown(Exception):
+class UnknownSource(Exception):
     """A source Flickr does not know; carries the sentence for the queries-file error."""
 
 
@@ -114,14 +114,14 @@ async def _resolve_all(
     try:
         async with aiohttp.ClientSession() as session:
             client = FlickrClient(session, key, budget, rest_url=access.api.rest_url)
-            resolver = _Resolver(client)
+            resolver = Resolver(client)
             for kq in lines:
                 spec = _spec(kq)
                 if spec.cache_key in found:
                     continue
                 try:
                     members, via = await resolver.resolve(spec)
-                except _Unknown as exc:
+                except UnknownSource as exc:
                     raise QueriesFileError(path, kq.line, str(exc)) from None
                 log.info("%s:%s is %s (%s)", spec.kind, spec.ref, members[0].source_id, via)
                 found[spec.cache_key] = {"members": [_json(m) for m in members], "via": via}
@@ -134,7 +134,7 @@ def _json(identity: SourceIdentity) -> dict[str, Any]:
     return {**asdict(identity), "kind": identity.kind.value}
 
 
-class _Resolver:
+class Resolver:
     """One resolution per source line; the Commons list is asked for once."""
 
     def __init__(self, client: FlickrClient) -> None:
@@ -151,7 +151,7 @@ class _Resolver:
             found = await self._list(spec)
         except FlickrError as exc:
             if exc.code == 1:
-                raise _Unknown(f"{spec.kind}:{spec.ref}: {_NOT_FOUND[spec.kind]}") from None
+                raise UnknownSource(f"{spec.kind}:{spec.ref}: {_NOT_FOUND[spec.kind]}") from None
             raise
         return [self._of(spec.kind, found)], found.via
 
@@ -179,7 +179,7 @@ class _Resolver:
     async def _user(self, spec: SourceSpec) -> SourceIdentity:
         user = await self._find_user(spec)
         if user is None:
-            raise _Unknown(f"user:{spec.ref}: Flickr knows no such user ('User not found')")
+            raise UnknownSource(f"user:{spec.ref}: Flickr knows no such user ('User not found')")
         return SourceIdentity(kind=SourceKind.USER, source_id=user.nsid, name=user.username)
 
     async def _find_user(self, spec: SourceSpec) -> FlickrUser | None:
@@ -203,7 +203,7 @@ class _Resolver:
             if spec.ref == ALL_INSTITUTIONS or wanted in (i.nsid.casefold(), i.name.casefold())
         ]
         if not members:
-            raise _Unknown(
+            raise UnknownSource(
                 f"commons:{spec.ref}: no Flickr Commons institution has that name or NSID"
             )
         return members

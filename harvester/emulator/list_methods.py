@@ -91,7 +91,7 @@ def photoset_photos(ctx: MethodContext, params: Params) -> Json:
         "perpage": head["perpage"],
         "pages": head["pages"],
         "title": lst.title,
-        "total": head["total"],
+        "total": str(head["total"]),  # a string in real photoset pages (docs/flickr-api-sources.md)
     }
     return {"photoset": block, "stat": "ok"}
 
