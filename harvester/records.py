@@ -146,6 +146,12 @@ class Window:
         """True when `date` lies in `[start, end)`."""
         return self.start <= date < self.end
 
+    @property
+    def is_list_page(self) -> bool:
+        """A page of an album or gallery walk, checkpointed as `[page, page + 1)`: no dates
+        (a date window is at least one floor bucket, minutes, wide)."""
+        return self.end - self.start == 1
+
 
 class ListKind(StrEnum):
     """A Flickr list of photos walked page by page (not searched): its method and id param."""

@@ -22,7 +22,9 @@ import pytest
 from harvester.emulator import methods as emulator_methods
 from harvester.emulator.lists import Lists, lists_of
 from harvester.exit_codes import EXIT_USAGE
+from harvester.outputs import collection_facts
 from harvester.search.source_lines import SourceKind, directory_name
+from harvester.store.sqlite import Store
 from tests.harness import (
     ThreadedEmulator,
     assert_consistent,
@@ -236,6 +238,8 @@ def test_a_gallery_is_harvested_to_files_with_its_records(
     assert (out / keyword).is_dir(), "its own output directory, named from the resolved title"
     done = [s for s in status.values() if s == "done"]
     assert len(done) == len(list((out / keyword).rglob("*.jpg")))
+    with Store.open(out / "harvest.sqlite", readonly=True) as store:
+        assert collection_facts(store).span_s is None, "list pages are no date span on the card"
 
 
 def _bad_lines(emu: ThreadedEmulator) -> list[tuple[str, str]]:

@@ -59,7 +59,7 @@ class DonePage:
 
 
 def page_window(page: int) -> Window:
-    """The checkpoint key of list page `page`: the window `[page, page + 1)`."""
+    """The checkpoint key of list page `page`: the window `[page, page + 1)` (`is_list_page`)."""
     return Window(start=page, end=page + 1)
 
 
