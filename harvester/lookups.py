@@ -96,7 +96,7 @@ def _check_distinct(keywords: Sequence[KeywordQuery], path: str) -> None:
     first: dict[str, int] = {}
     for kq in keywords:
         key = kq.keyword.casefold()
-        if key in first and kq.source is not None:
+        if key in first:
             raise QueriesFileError(
                 path, kq.line, f"names the same source as line {first[key]} ({kq.keyword})"
             )

@@ -5,11 +5,13 @@ Shapes follow Flickr's reflection data as docs/flickr-api-sources.md records it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
 import aiohttp
+import flickrapi
 import pytest
 
 from harvester.emulator import RunningEmulator
@@ -140,3 +142,32 @@ async def test_the_list_methods_answer_rest_xml_too(em: RunningEmulator) -> None
     assert root.attrib["stat"] == "ok"
     assert root[0].tag == "photoset"
     assert root[0].attrib["owner"] == em.emulator.corpus.owner_nsid[album.owner]
+
+
+async def test_flickrapi_pages_an_album_and_a_pool_unchanged(em: RunningEmulator) -> None:
+    """The real flickrapi (POST, OAuth header, parsed JSON) reads the emulator's lists.
+
+    Its own `walk_set` cannot be used: flickrapi 2.4 calls `Element.getchildren`, which
+    Python 3.9 removed.
+    """
+    api = flickrapi.FlickrAPI(
+        em.api_key, "0123456789abcdef", format="parsed-json", store_token=False
+    )
+    api.REST_URL = em.rest_url
+    album = next(a for a in lists(em).albums.values() if not a.private and a.rows.size > 500)
+    walked: list[str] = []
+    pages = 1
+    for page in range(1, 50):
+        resp = await asyncio.to_thread(
+            api.photosets.getPhotos, photoset_id=album.list_id, page=page, per_page=500
+        )
+        walked += [p["id"] for p in resp["photoset"]["photo"]]
+        pages = int(resp["photoset"]["pages"])
+        if page >= pages:
+            break
+    assert pages > 1
+    assert walked == await em.truth(photoset_id=album.list_id)
+    group = next(g for g in lists(em).groups.values() if 0 < g.rows.size < 400)
+    resp = await asyncio.to_thread(api.groups.pools.getPhotos, group_id=group.list_id, per_page=500)
+    pool = {p["id"] for p in resp["photos"]["photo"]}
+    assert pool == set(await em.truth(group_id=group.list_id))
