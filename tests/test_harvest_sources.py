@@ -354,3 +354,30 @@ def test_sources_are_sharded_among_workers_like_keywords(
     assert code == 0
     assert stored_ids(out) == expected
     assert sum(n for m, n in calls.items() if m in LOOKUPS) == 4, "resolved once, not per worker"
+
+
+def test_a_pool_that_vanishes_mid_search_is_a_recorded_reason(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = next(iter(lists(emu).groups.values()))  # over the cap: several windows
+    ctx = emu.running.emulator.ctx
+    real = emulator_methods.METHODS["flickr.photos.search"]
+    served = {"pool": 0}
+
+    def vanishing(mctx: Any, params: Any) -> dict[str, Any]:
+        if params.get("group_id") == group.list_id:
+            served["pool"] += 1
+            if served["pool"] == 3:
+                ctx.gone.add(group.list_id)  # the group is deleted during its search
+        return real(mctx, params)
+
+    monkeypatch.setitem(emulator_methods.METHODS, "flickr.photos.search", vanishing)
+    try:
+        code, _calls, out = run_lines(emu, tmp_path, f"group:{group.list_id}\n")
+    finally:
+        ctx.gone.discard(group.list_id)
+    assert code == 0
+    (reason,) = [
+        v for (v,) in store_rows(out, "SELECT value FROM meta WHERE key LIKE 'source_gone:%'")
+    ]
+    assert "permission to view this pool" in reason
