@@ -309,6 +309,9 @@ def test_a_source_that_vanishes_mid_run_is_a_recorded_reason(
     assert "Photoset not found" in gone[0][1]
     kinds = {kw for (kw,) in store_rows(out, "SELECT DISTINCT keyword FROM photos")}
     assert "newyork" in kinds, "the other lines were harvested"
+    with Store.open(out / "harvest.sqlite", readonly=True) as store:
+        reasons = store.summary().reasons
+    assert reasons == {f"source gone: {gone[0][0].split(':', 1)[1]}": 1}, "in the summary too"
 
 
 async def test_kill_minus_9_in_the_middle_of_an_album_resumes_exactly(
