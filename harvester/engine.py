@@ -45,7 +45,7 @@ from harvester.search.listings import DonePage, ListingBackend, SourceGone, sear
 from harvester.search.loop import SearchBackend, WindowResult
 from harvester.search.queries import KeywordQuery
 from harvester.search.windows import Checkpoint
-from harvester.store.lookups import record_gone
+from harvester.store.lookups import clear_gone, record_gone
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import Store
 
@@ -204,13 +204,17 @@ class Engine:
                 negatives=self._negatives,
                 send_negatives=self._cfg.search.send_negatives,
             )
+            gone = False
             async with contextlib.aclosing(stream) as results:
                 async for result in results:
                     if isinstance(result, SourceGone):
                         record_gone(self._store, result.keyword, result.reason)
                         self._stats.reasons[result.reason.split(":", 1)[0]] += 1
+                        gone = True
                     else:
                         self._commit_window(result)
+            if kq.source is not None and not gone:
+                clear_gone(self._store, kq.keyword)  # it answered to the end this time
             self._stats.keyword(kq.keyword).search_done = True
 
     def _commit_window(self, result: WindowResult) -> None:

@@ -312,6 +312,8 @@ def test_a_source_that_vanishes_mid_run_is_a_recorded_reason(
     with Store.open(out / "harvest.sqlite", readonly=True) as store:
         reasons = store.summary().reasons
     assert reasons == {f"source gone: {gone[0][0].split(':', 1)[1]}": 1}, "in the summary too"
+    assert run_lines(emu, tmp_path, f"album:{album.list_id}\nnewyork\n")[0] == 0  # it is back
+    assert not store_rows(out, "SELECT key FROM meta WHERE key LIKE 'source_gone:%'")
 
 
 async def test_kill_minus_9_in_the_middle_of_an_album_resumes_exactly(

@@ -43,12 +43,18 @@ def cache_lookups(store: Store, found: Mapping[str, Mapping[str, Any]]) -> None:
 
 
 def record_gone(store: Store, keyword: str, reason: str) -> None:
-    """Record that a source stopped answering (it is not searched again until it answers)."""
+    """Record that a source stopped answering (a later run tries it again)."""
     with store.transaction() as db:
         db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
             (GONE_PREFIX + keyword, reason),
         )
+
+
+def clear_gone(store: Store, keyword: str) -> None:
+    """Forget that a source had vanished: it answered to the end this time."""
+    with store.transaction() as db:
+        db.execute("DELETE FROM meta WHERE key = ?", (GONE_PREFIX + keyword,))
 
 
 def gone_sources(store: Store) -> dict[str, str]:
