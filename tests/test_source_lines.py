@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from harvester.flickr.listings import (
 from harvester.flickr.parse import EXTRAS
 from harvester.records import ListKind, ListQuery, PhotoRecord, SearchPage, SearchQuery
 from harvester.search.listings import DonePage, SourceGone, search_source, walk_listing
-from harvester.search.queries import KeywordQuery, parse_queries
+from harvester.search.queries import KeywordQuery, load_queries, parse_queries
 from harvester.search.source_lines import (
     RefForm,
     SourceIdentity,
@@ -347,3 +348,10 @@ def test_look_ups_parse_the_documented_shapes() -> None:
     }
     (loc,) = parse_institutions(institutions)
     assert (loc.nsid, loc.name, loc.launched) == ("8623220@N02", "LoC", 1200470400)
+
+
+def test_the_example_sources_file_parses() -> None:
+    parsed = load_queries(Path(__file__).resolve().parent.parent / "queries" / "sources.txt")
+    kinds = [kq.source.kind for kq in parsed.keywords if kq.source is not None]
+    assert kinds == ["album", "gallery", "commons", "user", "group"]
+    assert parsed.keywords[2].licenses == (7, 8, 9, 10)
