@@ -168,7 +168,7 @@ class Resolver:
     async def _list(self, spec: SourceSpec) -> Resolved:
         client, url = self._client, spec.form is RefForm.URL
         if spec.kind is SourceKind.ALBUM:
-            return await client.photoset_info(spec.ref)
+            return await client.photoset_info(spec.ref, spec.owner)
         if spec.kind is SourceKind.GALLERY:
             return await (client.lookup_gallery(spec.ref) if url else client.gallery_info(spec.ref))
         if spec.form is RefForm.ID:

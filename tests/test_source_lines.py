@@ -355,3 +355,9 @@ def test_the_example_sources_file_parses() -> None:
     kinds = [kq.source.kind for kq in parsed.keywords if kq.source is not None]
     assert kinds == ["album", "gallery", "commons", "user", "group"]
     assert parsed.keywords[2].licenses == (7, 8, 9, 10)
+
+
+def test_an_album_url_naming_its_owners_nsid_keeps_it_for_user_id() -> None:
+    spec = parse_source("album:https://www.flickr.com/photos/34427469121@N01/albums/72157")
+    assert (spec.ref, spec.owner) == ("72157", "34427469121@N01")
+    assert parse_source("album:https://www.flickr.com/photos/george/albums/72157").owner is None

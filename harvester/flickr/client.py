@@ -178,9 +178,12 @@ class FlickrClient:
 
         return await self._call(list_params(query), parse)
 
-    async def photoset_info(self, photoset_id: str) -> Resolved:
-        """flickr.photosets.getInfo (FlickrError code 1: no such, or a private, photoset)."""
+    async def photoset_info(self, photoset_id: str, owner: str | None = None) -> Resolved:
+        """flickr.photosets.getInfo (FlickrError code 1: no such, or a private, photoset);
+        `owner` (an NSID) goes as `user_id`, which the 2020 reflection data lists as required."""
         params = {"method": "flickr.photosets.getInfo", "photoset_id": photoset_id}
+        if owner:
+            params["user_id"] = owner
         return await self._call(params, parse_photoset_info)
 
     async def gallery_info(self, gallery_id: str) -> Resolved:

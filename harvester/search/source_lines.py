@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 _NSID = re.compile(r"\d+@N\d+")
 _GALLERY_ID = re.compile(r"\d+-\d+")
 _FLICKR_HOSTS = frozenset({"www.flickr.com", "flickr.com", "m.flickr.com", "secure.flickr.com"})
-_ALBUM_PATH = re.compile(r"/photos/[^/]+/(?:albums|sets)/(\d+)/?$")
+_ALBUM_PATH = re.compile(r"/photos/([^/]+)/(?:albums|sets)/(\d+)/?$")
 _GALLERY_PATH = re.compile(r"/photos/[^/]+/galleries/\d+/?$")
 _GROUP_PATH = re.compile(r"/groups/[^/]+(?:/pool)?/?$")
 _USER_PATH = re.compile(r"/(?:photos|people)/[^/]+/?$")
@@ -62,6 +62,7 @@ class SourceSpec:
     kind: SourceKind
     ref: str
     form: RefForm
+    owner: str | None = None  # an album URL's owner, when it names the NSID (sent as user_id)
 
     @property
     def searched(self) -> bool:
@@ -129,7 +130,8 @@ def _url(kind: SourceKind, ref: str) -> SourceSpec:
         found = _ALBUM_PATH.search(path)
         if found is None:
             raise ValueError(f"album:{ref}: not an album URL (…/photos/NAME/albums/ID)")
-        return SourceSpec(kind=kind, ref=found.group(1), form=RefForm.ID)
+        owner = found.group(1) if _NSID.fullmatch(found.group(1)) else None
+        return SourceSpec(kind=kind, ref=found.group(2), form=RefForm.ID, owner=owner)
     patterns = {
         SourceKind.USER: (_USER_PATH, "a photostream URL (…/photos/NAME/)"),
         SourceKind.GROUP: (_GROUP_PATH, "a group URL (…/groups/NAME/)"),
