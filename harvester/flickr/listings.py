@@ -25,18 +25,13 @@ from harvester.flickr.parse import (
 )
 from harvester.records import ListKind, ListQuery, SearchPage
 
-#: Each list's method, its id parameter, the key of its page object, and its not-found codes
-#: (reflection data, 2020: code 1 is "Photoset/Group not found"; a private photoset looks the
-#: same to a call without the owner's login; code 2 for a pool is "no permission to view").
+#: Each list's method, its id parameter and the key of its page object (reflection data,
+#: 2020); which stat=fail codes mean "gone" is search/listings.py's LIST_GONE_CODES.
 LIST_METHODS: dict[ListKind, tuple[str, str, str]] = {
     ListKind.PHOTOSET: ("flickr.photosets.getPhotos", "photoset_id", "photoset"),
     ListKind.GALLERY: ("flickr.galleries.getPhotos", "gallery_id", "photos"),
     ListKind.POOL: ("flickr.groups.pools.getPhotos", "group_id", "photos"),
 }
-GONE_CODES = frozenset({1, 2, 4})
-#: flickr.photos.search codes meaning the user (or the group) is no more: 2 unknown user,
-#: 4 no permission to view the pool, 5 user deleted.
-SEARCH_GONE_CODES = frozenset({2, 4, 5})
 MAX_PER_PAGE = 500  # all three list methods (reflection data: "The maximum allowed value is 500")
 
 
