@@ -533,7 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_outputs(settings, targets, runs, table)
     print(f"\nwrote {RESULTS_MD} and {common.RESULTS / 'planner.json'}")
     print(f"total {settings['total_wall_s']:.1f} s")
-    return 0
+    from bench.planner_sources import main as sources_main  # per source type (issue 14)
+
+    return sources_main(["--quick"])
 
 
 if __name__ == "__main__":

@@ -8,14 +8,17 @@ runner.py       `harvest run` wiring (key or bundled emulator, store, session, b
 engine.py       Engine: the one owner of the queues, tasks and thread pool; searches the keywords,
                 then takes each claimed photo through fetch, process, write and record, once
 search/         queries.py the queries file; windows.py windows and the planner's records;
-                planner.py the adaptive window planner (KeywordPlan); loop.py search_keyword
+                planner.py the adaptive window planner (KeywordPlan); loop.py search_keyword;
+                source_lines.py `user:`/`album:`/`group:`/`gallery:`/`commons:` lines (pure);
+                listings.py search_source: a keyword, a searched source or a list walk
 flickr/         client.py the async REST client (budgeted, retried, key-safe); parse.py pure
-                JSON-to-record parsing; budget.py the per-key call budget, local or shared
+                JSON-to-record parsing; listings.py the list methods, look-ups and Commons;
+                budget.py the per-key call budget, local or shared
 images/         sizes.py which size to fetch; download.py Fetcher; decoding.py, frames.py and
                 process.py the process stage; jpegmeta.py, provenance.py the metadata stamped
                 into each file; writer.py paths and atomic writes
 store/          sqlite.py Store (checkpoints, claims, outcomes); schema.py DDL, codec and rows;
-                merge.py the merge destination's writes
+                merge.py the merge destination's writes; lookups.py source-line resolutions
 
 Shared core, imported by the stages:
 
@@ -33,6 +36,7 @@ publish/        columns.py the typed export columns; credits.py, card.py, tables
                 pure writers' rows over export rows (licence flags, image changes)
 merge.py        `harvest merge`: shard outputs joined, each photo once
 sources.py      `harvest sources` and `run --sources`: names resolved once, sources back-filled
+lookups.py      a queries file's source lines resolved once (cached in the store) before a run
 dataset/        pure dataset tools: fingerprints, pairs and groups, sources.py (owner → source)
 progress.py     RunStats and the live display (a rich table, or plain log lines)
 reporting.py    `harvest report`: the store's figures (store/report.py) drawn into one offline

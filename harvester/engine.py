@@ -41,9 +41,11 @@ from harvester.images.sizes import NoSize, choose_size
 from harvester.images.writer import photo_path, write_atomic
 from harvester.progress import RunStats
 from harvester.records import PhotoStatus, reason_key
-from harvester.search.loop import SearchBackend, WindowResult, search_keyword
+from harvester.search.listings import DonePage, ListingBackend, SourceGone, search_source
+from harvester.search.loop import SearchBackend, WindowResult
 from harvester.search.queries import KeywordQuery
 from harvester.search.windows import Checkpoint
+from harvester.store.lookups import clear_gone, record_gone
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import Store
 
@@ -91,9 +93,11 @@ class Engine:
         *,
         negatives: Sequence[str] = (),
         sources: SourceMap | None = None,
+        listings: ListingBackend | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = cfg
+        self._listings = listings  # the list methods, for album: and gallery: lines
         self._sources = sources or SourceMap.builtin()
         self._negatives = tuple(negatives)
         self._keywords = tuple(keywords)
@@ -187,19 +191,30 @@ class Engine:
             if self._stop.is_set():
                 return
             rows = self._store.done_windows(kq.keyword)
-            done = [Checkpoint(window=row.window, found=row.found) for row in rows]
-            stream = search_keyword(
+            stream = search_source(
                 kq,
                 self._backend,
+                self._listings,
                 plan_config=self._cfg.planner,
                 now=int(self._clock()),
-                done_windows=done,
+                done_windows=[Checkpoint(window=row.window, found=row.found) for row in rows],
+                done_pages=[
+                    DonePage(page=r.window.start, reported_total=r.reported_total) for r in rows
+                ],
                 negatives=self._negatives,
                 send_negatives=self._cfg.search.send_negatives,
             )
+            gone = False
             async with contextlib.aclosing(stream) as results:
                 async for result in results:
-                    self._commit_window(result)
+                    if isinstance(result, SourceGone):
+                        record_gone(self._store, result.keyword, result.reason)
+                        self._stats.reasons[result.reason.split(":", 1)[0]] += 1
+                        gone = True
+                    else:
+                        self._commit_window(result)
+            if kq.source is not None and not gone:
+                clear_gone(self._store, kq.keyword)  # it answered to the end this time
             self._stats.keyword(kq.keyword).search_done = True
 
     def _commit_window(self, result: WindowResult) -> None:

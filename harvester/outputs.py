@@ -192,8 +192,9 @@ def collection_facts(store: Store) -> cards.Collection:
     windows = store.all_windows()
     summary = store.summary()
     config = orjson.loads(runs[-1]["config"]) if runs else {}
-    starts = [w.window.start for w in windows]
-    ends = [w.window.end for w in windows]
+    dated = [w for w in windows if not w.window.is_list_page]  # album/gallery pages: no dates
+    starts = [w.window.start for w in dated]
+    ends = [w.window.end for w in dated]
     finished = [r["finished_at"] for r in runs if r["finished_at"] is not None]
     return cards.Collection(
         version=__version__,
@@ -207,7 +208,7 @@ def collection_facts(store: Store) -> cards.Collection:
         windows=len(windows),
         capped_windows=sum(w.capped for w in windows),
         licence_windows=sum(w.window.license is not None for w in windows),
-        span_s=(min(starts), max(ends)) if windows else None,
+        span_s=(min(starts), max(ends)) if dated else None,
         statuses=dict(summary.statuses),
         reasons=dict(summary.reasons),
         dupes_ran=facts.dupes_ran(store),

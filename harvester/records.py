@@ -117,6 +117,7 @@ class SearchQuery:
     has_geo: bool | None = None
     user_id: str | None = None
     accuracy: int | None = None
+    group_id: str | None = None  # a group pool (a `group:` source line)
     sort: str = "date-posted-asc"
     page: int = 1
     per_page: int = 500
@@ -144,3 +145,28 @@ class Window:
     def contains(self, date: int) -> bool:
         """True when `date` lies in `[start, end)`."""
         return self.start <= date < self.end
+
+    @property
+    def is_list_page(self) -> bool:
+        """A page of an album or gallery walk, checkpointed as `[page, page + 1)`: no dates
+        (a date window is at least one floor bucket, minutes, wide)."""
+        return self.end - self.start == 1
+
+
+class ListKind(StrEnum):
+    """A Flickr list of photos walked page by page (not searched): its method and id param."""
+
+    PHOTOSET = "photoset"  # flickr.photosets.getPhotos, photoset_id
+    GALLERY = "gallery"  # flickr.galleries.getPhotos, gallery_id
+    POOL = "pool"  # flickr.groups.pools.getPhotos, group_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListQuery:
+    """One page of a list method: which list, which page (`owner`: a photoset's user_id)."""
+
+    kind: ListKind
+    list_id: str
+    owner: str | None = None
+    page: int = 1
+    per_page: int = 500

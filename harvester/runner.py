@@ -33,6 +33,7 @@ from harvester.flickr.client import FlickrClient
 from harvester.flickr.keys import load_api_key
 from harvester.images.download import Fetcher
 from harvester.images.writer import cleanup_temp_files
+from harvester.lookups import resolve_queries
 from harvester.outputs import after_run
 from harvester.progress import ProgressDisplay, RunStats, setup_logging, wants_live
 from harvester.search.queries import KeywordQuery, QueryFile, load_queries
@@ -163,13 +164,16 @@ def run_command(cfg: RunConfig) -> RunResult:
 def _run_all(
     cfg: RunConfig, queries: QueryFile, api_key: str, spec: SourcesFile | None
 ) -> RunResult:
-    keywords = shard_keywords(queries.keywords, cfg.shard)
-    if not keywords:
-        log.warning("shard %d/%d has no keywords", cfg.shard.index + 1, cfg.shard.count)
     cleanup_temp_files(cfg.out_dir)
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         access = ApiAccess(out_dir=cfg.out_dir, api=cfg.api, key=lambda: api_key)
         sources = source_map(store, spec, access, keep=True)  # before the run is recorded
+        # Source lines resolved (cached, else through the API) before any claim or download;
+        # an unknown or private source stops here, naming its line.
+        queries = resolve_queries(queries, store, access)
+        keywords = shard_keywords(queries.keywords, cfg.shard)
+        if not keywords:
+            log.warning("shard %d/%d has no keywords", cfg.shard.index + 1, cfg.shard.count)
         # Leases of workers killed earlier; no worker of ours runs on this output yet.
         freed = store.release_leases()
         if freed:
@@ -324,6 +328,7 @@ async def run_worker(
                 stats,
                 negatives=queries.negatives,
                 sources=sources,
+                listings=client,
             )
             interrupted = await _run_engine(engine, client, stats, live=live)
     finally:

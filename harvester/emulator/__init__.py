@@ -7,6 +7,8 @@ copies.py       near-duplicate groups: a source and 1-3 copies of eight kinds, t
 search.py       exact flickr.photos.search matching and sorting (the ground truth)
 quirks.py       Flickr's cap, date floor, fuzzy edges, under-reported totals, short pages
 photojson.py    search records with extras; sizes.py the size ladder and secrets
+lists.py        albums, galleries, group pools, Commons: a layer derived from the corpus
+list_methods.py their REST methods (photosets, galleries, pools, urls look-ups, commons)
 methods.py      the REST methods; rest.py the endpoint (keys, formats, faults, rate limit)
 xmlfmt.py       REST XML rendering; faults.py fault plan, token bucket, statistics
 images.py       photo-like pixels and copies' edits; static.py the image host and its byte cache

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from harvester.emulator import copies as cp
+from harvester.emulator import list_methods
 from harvester.emulator.corpus import IN_DESC, IN_TAGS, IN_TITLE, Corpus
 from harvester.emulator.faults import Stats
 from harvester.emulator.images import FRAME_COLORS, frame_box
@@ -23,8 +24,14 @@ Json = dict[str, Any]
 
 
 def truth_ids(ctx: MethodContext, params: Mapping[str, str]) -> list[str]:
-    """Ids of every photo matching the search filters exactly (no paging, cap, floor or fuzz)."""
-    rows = match(ctx.corpus, parse_filters(ctx.corpus, params, ctx.owners()))
+    """Ids of every photo matching the search filters exactly (no paging, cap, floor or fuzz),
+    or of a list: `photoset_id=`, `gallery_id=` (in list order), `commons=1`; `group_id=` is a
+    search filter like `user_id=`."""
+    listed = list_methods.list_truth(ctx, params)  # photoset_id, gallery_id, commons=1
+    if listed is not None:
+        return listed
+    filters = parse_filters(ctx.corpus, params, ctx.owners())
+    rows = match(ctx.corpus, list_methods.with_pool(ctx, filters, params))
     ids = ctx.corpus.cols["id"][rows]
     return [str(i) for i in ids.tolist()]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harvester.emulator import corpus_text as ct
-from harvester.emulator import people, quirks
+from harvester.emulator import list_methods, people, quirks
 from harvester.emulator.config import EmulatorConfig
 from harvester.emulator.corpus import Corpus
 from harvester.emulator.faults import unit
@@ -43,6 +43,7 @@ class MethodContext:
     _by_nsid: dict[str, int] = field(default_factory=dict)
     _by_name: dict[str, int] = field(default_factory=dict)
     _by_alias: dict[str, int] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)  # list ids deleted mid-run (a test's switch)
 
     def owners(self) -> dict[str, int]:
         """NSID → owner index."""
@@ -67,7 +68,7 @@ class MethodContext:
 def search(ctx: MethodContext, params: Params) -> Json:
     """flickr.photos.search with the profile's quirks."""
     cfg = ctx.config
-    f = parse_filters(ctx.corpus, params, ctx.owners())
+    f = list_methods.with_pool(ctx, parse_filters(ctx.corpus, params, ctx.owners()), params)
     rows = order(ctx.corpus, quirks.quirky_rows(ctx.corpus, f, cfg), params.get("sort", ""))
     page, per_page = quirks.paging(params)
     qhash = quirks.query_hash(params)
@@ -229,4 +230,5 @@ METHODS: dict[str, Callable[[MethodContext, Params], Json]] = {
     "flickr.people.getInfo": people.get_info,
     "flickr.urls.lookupUser": people.lookup_user,
     "flickr.test.echo": echo,
+    **list_methods.LIST_METHODS,
 }

@@ -79,6 +79,7 @@ class Filters:
     accuracy: int | None = None
     owner: int | None = None
     photos_media: bool = True
+    pool: npt.NDArray[np.int32] | None = None  # a group pool, sorted rows (list_methods.py)
 
     def widened(self, floor_s: int, fuzz_s: int) -> Filters:
         """The same filters with date bounds snapped outward to `floor_s` and widened by fuzz."""
@@ -243,6 +244,8 @@ def match(corpus: Corpus, f: Filters) -> Rows:
         keep &= np.isin(c["license"][cand], np.array(f.licenses))
     if f.owner is not None:
         keep &= c["owner"][cand] == f.owner
+    if f.pool is not None:
+        keep &= _member(cand, f.pool)
     keep &= _geo_mask(corpus, cand, f)
     return cand[keep]
 

@@ -1,1 +1,1 @@
-"""Flickr: the REST client, response parsing and the shared API-call budget."""
+"""Flickr: the REST client, response parsing (searches, lists, look-ups) and the shared budget."""

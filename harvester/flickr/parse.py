@@ -110,6 +110,8 @@ def _filter_params(query: SearchQuery) -> dict[str, str]:
         params["user_id"] = query.user_id
     if query.accuracy is not None:
         params["accuracy"] = str(query.accuracy)
+    if query.group_id:
+        params["group_id"] = query.group_id
     return params
 
 

@@ -1,1 +1,2 @@
-"""Search: the queries file, date windows, the window planner and the search loop."""
+"""Search: the queries file and its source lines, date windows, the window planner, the search
+loop and the list walk."""

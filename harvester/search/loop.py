@@ -83,6 +83,7 @@ def build_query(
         has_geo=kq.has_geo,
         user_id=kq.user_id,
         accuracy=kq.accuracy,
+        group_id=kq.group_id,
         sort="date-taken-asc" if taken else "date-posted-asc",
         page=request.page,
         per_page=request.per_page,

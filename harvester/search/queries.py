@@ -5,6 +5,7 @@
     #! since=2005-01-01 license=1,2,4          defaults for every keyword below this line
     -birthday                                  a negative term, for every keyword
     # a comment; blank lines are ignored too
+    user:George | since=2015-01-01             a source instead of a keyword (source_lines.py)
 
 Unlike the original parser nothing is cut from a keyword and short lines are kept; LF, CRLF and
 a UTF-8 BOM all work. A keyword may appear once (case-insensitively): it names an output
@@ -25,7 +26,8 @@ from typing import Any
 
 from harvester.exceptions import QueriesFileError
 from harvester.licenses import BY_ID
-from harvester.records import DateField, PhotoRecord
+from harvester.records import DateField, ListKind, PhotoRecord
+from harvester.search.source_lines import SourceSpec, is_source_line, option_error, parse_source
 
 OPTIONS_HELP = """\
 text="free text"   search this text instead of the keyword itself
@@ -63,6 +65,11 @@ class KeywordQuery:
     user_id: str | None = None
     accuracy: int | None = None
     line: int = 0
+    # A source line (`user:…`, `album:…`): as written, then resolved (search/resolve.py) into
+    # `user_id`/`group_id` for a search or `listing` for a list walk, and a directory name.
+    source: SourceSpec | None = None
+    group_id: str | None = None
+    listing: tuple[ListKind, str, str | None] | None = None  # (kind, list id, owner NSID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +153,8 @@ def _keyword(line: str, defaults: dict[str, Any], path: str, number: int) -> Key
     name = name.strip()
     if not name:
         raise QueriesFileError(path, number, "missing keyword before '|'")
+    if is_source_line(name):
+        return _source_line(name, rest, defaults, path, number)
     if any(c in name for c in "/\\\0") or name in {".", ".."}:
         raise QueriesFileError(path, number, f"keyword {name!r} cannot name a directory")
     values = {**defaults, **_options(rest, path, number, directive=False)}
@@ -154,6 +163,30 @@ def _keyword(line: str, defaults: dict[str, Any], path: str, number: int) -> Key
     else:
         values.setdefault("text", name)
     kq = KeywordQuery(keyword=name, line=number, **values)
+    if kq.since is not None and kq.until is not None and kq.since >= kq.until:
+        raise QueriesFileError(path, number, "since must come before until")
+    return kq
+
+
+def _source_line(
+    name: str, rest: str, defaults: dict[str, Any], path: str, number: int
+) -> KeywordQuery:
+    """A `kind:ref` line: its spec, with the options its method can take (an error if not)."""
+    try:
+        spec = parse_source(name)
+    except ValueError as exc:
+        raise QueriesFileError(path, number, str(exc)) from None
+    own = _options(rest, path, number, directive=False)
+    inherited = {k: v for k, v in defaults.items() if k != "date_field" and v is not None}
+    why = option_error(spec, [*own, *inherited])
+    if why is not None:
+        raise QueriesFileError(path, number, why)
+    values = {**defaults, **own}
+    if spec.searched:
+        values.setdefault("text", None)
+    else:
+        values = {"date_field": values.get("date_field", DateField.UPLOAD)}
+    kq = KeywordQuery(keyword=f"{spec.kind}:{spec.ref}", line=number, source=spec, **values)
     if kq.since is not None and kq.until is not None and kq.since >= kq.until:
         raise QueriesFileError(path, number, "since must come before until")
     return kq

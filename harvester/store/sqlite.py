@@ -387,7 +387,12 @@ class Store:
                 "SELECT status, reason, COUNT(*) FROM photos"
                 " WHERE status IN ('skipped', 'failed') GROUP BY status, reason"
             ).fetchall()
-        return build_summary(windows, by_status, reasons)
+            # Sources that vanished mid-run (store/lookups.py): "source gone: <keyword>" too.
+            gone = db.execute(
+                "SELECT 'source gone', substr(key, 13), 1 FROM meta"
+                " WHERE key >= 'source_gone:' AND key < 'source_gone;'"
+            ).fetchall()
+        return build_summary(windows, by_status, [*reasons, *gone])
 
     def iter_export(self, batch: int = 1000) -> Iterator[ExportRow]:
         """Every photo with its keywords and outcome, streamed in id order.
