@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from harvester.emulator import copies
-from harvester.emulator.config import EmulatorConfig
 from harvester.emulator import corpus_build as cb
 from harvester.emulator import corpus_text as ct
+from harvester.emulator.config import EmulatorConfig
 from harvester.emulator.vocabulary import VOCABULARY, WORD_INDEX
 
 log = logging.getLogger(__name__)
