@@ -54,7 +54,7 @@ from harvester.config import PlannerConfig
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from harvester.emulator.config import Profile
 from harvester.emulator.control import vocabulary
-from harvester.emulator.corpus import Corpus, cached_corpus
+from harvester.emulator.corpus import Corpus, corpus_for
 from harvester.flickr.budget import HOUR_S, LocalBudget
 from harvester.flickr.client import FlickrClient
 from harvester.retry import RetryPolicy
@@ -140,8 +140,10 @@ class Run:
 # --- corpus and ground truth -----------------------------------------------------------------
 
 
-def emulator_config(seed: int, photos: int) -> EmulatorConfig:
-    """The emulator every run uses: profile `realistic` as is, clocks scaled."""
+def emulator_config(
+    seed: int, photos: int, burst_s: int = 0, burst_factor: float = 0.0, burst_word: str = "photo"
+) -> EmulatorConfig:
+    """The emulator every run uses: profile `realistic` as is, clocks scaled, burst if asked."""
     return EmulatorConfig(
         host="127.0.0.1",
         port=0,
@@ -149,6 +151,9 @@ def emulator_config(seed: int, photos: int) -> EmulatorConfig:
         photos=photos,
         profile=PROFILE,
         time_scale=TIME_SCALE,
+        burst_s=burst_s,
+        burst_factor=burst_factor,
+        burst_word=burst_word,
     )
 
 
@@ -477,6 +482,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma list of harvest,hays")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--photos", type=int, default=CORPUS_PHOTOS, help="emulator corpus size")
+    ap.add_argument("--burst-s", type=int, default=0, help="a burst: 3600 (an hour), 86400 (a day)")
+    ap.add_argument("--burst-factor", type=float, default=0.0, help="x the word's usual rate")
+    ap.add_argument("--burst-word", default="photo", help="the word that bursts")
     args = ap.parse_args(argv)
     sizes = args.sizes or ("10k" if args.quick else ",".join(SIZES))
     args.size_list = [s.strip().lower() for s in sizes.split(",") if s.strip()]
@@ -492,9 +500,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def main_async(args: argparse.Namespace) -> tuple[list[Target], list[Run]]:
     """Build the corpus once, then measure each size."""
-    cfg = emulator_config(args.seed, args.photos)
+    cfg = emulator_config(args.seed, args.photos, args.burst_s, args.burst_factor, args.burst_word)
     t0 = time.perf_counter()
-    corpus = await asyncio.to_thread(cached_corpus, cfg.seed, cfg.photos, cfg.end_ts)
+    corpus = await asyncio.to_thread(corpus_for, cfg)
     log.info("corpus of %d photos built in %.1f s", corpus.size, time.perf_counter() - t0)
     targets: list[Target] = []
     runs: list[Run] = []
@@ -525,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "photos": args.photos,
         "profile": PROFILE,
+        "burst": {"s": args.burst_s, "factor": args.burst_factor, "word": args.burst_word},
         "time_scale": TIME_SCALE,
         "planner_config": asdict(PlannerConfig()),
         "hays_config": asdict(HaysConfig()),

@@ -26,6 +26,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rate_truncate": 0.0,
         "image_429_rate": 0.0,
         "calls_per_hour": 0,
+        "burst_s": 0,
+        "burst_factor": 0.0,
     },
     "realistic": {
         "loose_types": True,
@@ -43,6 +45,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rate_truncate": 0.0,
         "image_429_rate": 0.0,
         "calls_per_hour": 3600,
+        "burst_s": 0,
+        "burst_factor": 0.0,
     },
     "hostile": {
         "loose_types": True,
@@ -60,6 +64,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rate_truncate": 0.03,
         "image_429_rate": 0.03,
         "calls_per_hour": 3600,
+        "burst_s": 0,
+        "burst_factor": 0.0,
     },
 }
 
@@ -94,11 +100,17 @@ class EmulatorConfig:
     rate_truncate: float | None = None
     image_429_rate: float | None = None
     calls_per_hour: int | None = None  # token bucket per key; 0 disables it
+    # A bulk upload of `burst_word` (an event, an institution's import): `burst_s` seconds
+    # (3600 an hour, 86400 a day; 0 off) from `burst_at` at `burst_factor` x its usual rate.
+    burst_s: int | None = None
+    burst_factor: float | None = None
     # Fixed knobs.
     burst_calls: int = 3600  # bucket capacity
     slow_s: float = 2.0  # delay of a slow response (divided by time_scale)
     max_consecutive_faults: int = 3  # per key: a retried call always gets through eventually
     end_ts: int = 1_790_000_000  # "now" of the corpus (2026-09-21), fixed for determinism
+    burst_word: str = "photo"
+    burst_at: int = 1_755_001_234  # 2025-08-12T12:20:34Z, off the 5-minute grid
     image_cache_bytes: int = 512 * 1024 * 1024
     image_cache_dir: str | None = None
     # Load-test knobs (not Flickr behaviour): serve the pixels of `row % image_pool` for every
@@ -117,6 +129,8 @@ class EmulatorConfig:
             if f.name in defaults and getattr(self, f.name) is None:
                 object.__setattr__(self, f.name, defaults[f.name])
         object.__setattr__(self, "invalid_keys", frozenset(self.invalid_keys))
+        if self.burst_s and not self.burst_at + self.burst_s <= self.end_ts:
+            raise ValueError("the burst must end before the corpus's end_ts")
 
     def switch(self, name: str) -> Any:
         """A resolved switch value (never None after __post_init__)."""

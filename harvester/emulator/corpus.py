@@ -19,6 +19,7 @@ import numpy.typing as npt
 from harvester.emulator import copies
 from harvester.emulator import corpus_build as cb
 from harvester.emulator import corpus_text as ct
+from harvester.emulator.config import EmulatorConfig
 from harvester.emulator.vocabulary import VOCABULARY, WORD_INDEX
 
 log = logging.getLogger(__name__)
@@ -96,14 +97,19 @@ class Corpus:
         return sum(int(a.nbytes) for a in arrays)
 
 
-def build_corpus(seed: int, photos: int, end_ts: int = 1_790_000_000) -> Corpus:
-    """Build the corpus for (seed, photos) deterministically."""
+def build_corpus(
+    seed: int, photos: int, end_ts: int = 1_790_000_000, burst: cb.Burst | None = None
+) -> Corpus:
+    """Build the corpus for (seed, photos) deterministically (with `burst`: a bulk upload)."""
     rng = np.random.default_rng([seed, photos, 0x5EED])
-    cols = cb.photo_columns(rng, photos, end_ts)
+    cols = cb.photo_columns(rng, photos, end_ts, burst, seed)
     occ_row, occ_kw, occ_mask = cb.keyword_occurrences(rng, photos)
     cb.place_geotags(rng, cols, occ_row, occ_kw)
     cb.frames_and_duplicates(rng, cols)
     occ_row, occ_kw, occ_mask = copies.text(rng, cols, (occ_row, occ_kw, occ_mask))
+    if burst is not None:
+        occ = cb.with_burst_word((occ_row, occ_kw, occ_mask), cols["burst"], WORD_INDEX[burst.word])
+        occ_row, occ_kw, occ_mask = occ
     kw_offsets = cb.offsets(occ_kw, len(VOCABULARY))
     in_tags = (occ_mask & IN_TAGS) != 0
     tag_offsets = cb.offsets(occ_kw[in_tags], len(VOCABULARY))
@@ -127,6 +133,23 @@ def build_corpus(seed: int, photos: int, end_ts: int = 1_790_000_000) -> Corpus:
 
 
 @functools.lru_cache(maxsize=8)
-def cached_corpus(seed: int, photos: int, end_ts: int = 1_790_000_000) -> Corpus:
+def cached_corpus(
+    seed: int, photos: int, end_ts: int = 1_790_000_000, burst: cb.Burst | None = None
+) -> Corpus:
     """build_corpus, memoised in-process (tests start many emulators on the same corpus)."""
-    return build_corpus(seed, photos, end_ts)
+    return build_corpus(seed, photos, end_ts, burst)
+
+
+def burst_of(config: EmulatorConfig) -> cb.Burst | None:
+    """The bulk upload `config` asks for (its burst switches), or None."""
+    span, factor = int(config.burst_s or 0), float(config.burst_factor or 0.0)
+    if span <= 0 or factor <= 0:
+        return None
+    if config.burst_word not in WORD_INDEX:
+        raise ValueError(f"burst_word {config.burst_word!r} is not in the vocabulary")
+    return cb.Burst(word=config.burst_word, at=config.burst_at, span_s=span, factor=factor)
+
+
+def corpus_for(config: EmulatorConfig) -> Corpus:
+    """The (cached) corpus of an emulator configuration, its burst included."""
+    return cached_corpus(config.seed, config.photos, config.end_ts, burst_of(config))

@@ -5,6 +5,7 @@ DUP_GROUP_SHARE (re-exported from copies.py): near-duplicate groups per photo.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from harvester.emulator.copies import DUP_GROUP_SHARE as DUP_GROUP_SHARE
 from harvester.emulator.vocabulary import VOCABULARY, Kind
 
 Cols = dict[str, npt.NDArray[Any]]
+Occ = tuple[npt.NDArray[np.int32], npt.NDArray[np.int16], npt.NDArray[np.uint8]]
 
 START_TS = 1_076_371_200  # 2004-02-10, Flickr's launch
 DAY = 86_400
@@ -28,6 +30,7 @@ LICENSE_WEIGHTS = np.array(
 ASPECTS = np.array([1.5, 4 / 3, 16 / 9, 1.0, 2.0, 1.25])
 ASPECT_WEIGHTS = np.array([0.45, 0.30, 0.08, 0.07, 0.03, 0.07])
 FRAME_SHARE = 0.10
+BURST_RATE_SPAN_S = 30 * DAY  # a burst's factor is over the word's rate in this span around it
 
 
 def offsets(sorted_keys: npt.NDArray[np.integer], n: int) -> npt.NDArray[np.int64]:
@@ -56,6 +59,64 @@ def upload_times(rng: np.random.Generator, n: int, end_ts: int) -> npt.NDArray[n
     t = np.minimum(t, end_ts - 1)
     t.sort()
     return np.asarray(t, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """A bulk upload: `word` at `factor` times its usual rate for `span_s` seconds from `at`.
+
+    An event, an institution's or a camera club's import: photos move into the span from the
+    rest of the corpus (the corpus keeps its size), and every one of them carries `word`.
+    """
+
+    word: str
+    at: int
+    span_s: int
+    factor: float
+
+    @property
+    def end(self) -> int:
+        """The first second after the burst."""
+        return self.at + self.span_s
+
+
+def burst_uploads(
+    t: npt.NDArray[np.int64], burst: Burst, share: float, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Upload times with `burst` added (sorted again), and which rows are its uploads.
+
+    Its size is `factor` x the word's rate (its `share` of the uploads in the month around
+    the burst) x the span. A separate generator keeps every other column as without it.
+    """
+    rng = np.random.default_rng([seed, t.size, 0xB0257])
+    half = BURST_RATE_SPAN_S // 2
+    around = np.searchsorted(t, burst.at + half) - np.searchsorted(t, burst.at - half)
+    size = round(burst.factor * share * int(around) * burst.span_s / BURST_RATE_SPAN_S)
+    outside = np.flatnonzero((t < burst.at) | (t >= burst.end))
+    moved = rng.choice(outside, size=min(size, outside.size), replace=False)
+    t = t.copy()
+    t[moved] = burst.at + rng.integers(0, burst.span_s, moved.size)
+    order = np.argsort(t, kind="stable")
+    flag = np.zeros(t.size, bool)
+    flag[moved] = True
+    return np.asarray(t[order], dtype=np.int64), flag[order]
+
+
+def with_burst_word(occ: Occ, burst_rows: npt.NDArray[np.bool_], word: int) -> Occ:
+    """Keyword occurrences with `word` in the tags of every burst row that lacks it."""
+    occ_row, occ_kw, occ_mask = occ
+    a, b = np.searchsorted(occ_kw, word, "left"), np.searchsorted(occ_kw, word, "right")
+    has = np.zeros(burst_rows.size, bool)
+    has[occ_row[a:b]] = True
+    new = np.flatnonzero(burst_rows & ~has).astype(np.int32)
+    rows = np.concatenate([occ_row[a:b], new])
+    masks = np.concatenate([occ_mask[a:b], np.full(new.size, 2, np.uint8)])
+    order = np.argsort(rows, kind="stable")
+    return (
+        np.concatenate([occ_row[:a], rows[order], occ_row[b:]]),
+        np.concatenate([occ_kw[:a], np.full(rows.size, word, occ_kw.dtype), occ_kw[b:]]),
+        np.concatenate([occ_mask[:a], masks[order], occ_mask[b:]]),
+    )
 
 
 def _ids(rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
@@ -89,9 +150,18 @@ def _taken(rng: np.random.Generator, n: int, upload: npt.NDArray[np.int64]) -> C
     return {"taken": taken.astype(np.int64), "taken_gran": gran, "taken_unknown": unknown}
 
 
-def photo_columns(rng: np.random.Generator, n: int, end_ts: int) -> Cols:
-    """Every per-photo column except geo (filled by place_geotags) and frames/duplicates."""
+def photo_columns(
+    rng: np.random.Generator, n: int, end_ts: int, burst: Burst | None = None, seed: int = 0
+) -> Cols:
+    """Every per-photo column except geo (filled by place_geotags) and frames/duplicates.
+
+    With a `burst`, the column `burst` marks its uploads.
+    """
     upload = upload_times(rng, n, end_ts)
+    flag = None
+    if burst is not None:
+        share = next(kw.share for kw in VOCABULARY if kw.word == burst.word)
+        upload, flag = burst_uploads(upload, burst, share, seed)
     o_w, o_h = _dims(rng, n, upload)
     fmt = rng.choice(np.array([0, 1, 2], np.uint8), n, p=[0.955, 0.04, 0.005])
     views = np.minimum(rng.pareto(1.1, n) * 20, 2e9).astype(np.int64)
@@ -121,6 +191,8 @@ def photo_columns(rng: np.random.Generator, n: int, end_ts: int) -> Cols:
         "accuracy": np.zeros(n, np.uint8),
     }
     cols.update(_taken(rng, n, upload))
+    if flag is not None:
+        cols["burst"] = flag
     return cols
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from harvester.emulator.config import EmulatorConfig
 from harvester.emulator.control import Control, truth_ids
-from harvester.emulator.corpus import Corpus, cached_corpus
+from harvester.emulator.corpus import Corpus, corpus_for
 from harvester.emulator.faults import Stats
 from harvester.emulator.methods import MethodContext
 from harvester.emulator.rest import RestEndpoint
@@ -32,7 +32,7 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig, corpus: Corpus | None = None) -> None:
         self.config = config
-        self.corpus = corpus or cached_corpus(config.seed, config.photos, config.end_ts)
+        self.corpus = corpus or corpus_for(config)
         self.stats = Stats()
         self.ctx = MethodContext(self.corpus, config)
         self.rest = RestEndpoint(self.ctx, self.stats)
@@ -109,7 +109,7 @@ async def run_emulator(
 ) -> AsyncIterator[RunningEmulator]:
     """Build (in a thread, the corpus may be large), start on the configured port, then stop."""
     if corpus is None:
-        corpus = await asyncio.to_thread(cached_corpus, config.seed, config.photos, config.end_ts)
+        corpus = await asyncio.to_thread(corpus_for, config)
     emulator = Emulator(config, corpus)
     runner, base = await _start(emulator)
     try:

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SINCE = 1072915200  # 2004-01-01T00:00:00Z: Flickr opened in February 2004
 DEFAULT_TAKEN_SINCE = -2208988800  # 1900-01-01T00:00:00Z
+#: Windows meant to reach the cap aim this far past it, so that few end on a part-filled page
+#: (a window that reaches the cap is truncated at a bucket and continued: no call is lost).
+OVERSHOOT = 1.5
 
 
 def plan_range(
@@ -83,6 +86,11 @@ class _Active:
     last_before: int | None = None  # last_date before the current page (for a refetch)
     short: tuple[int, int] | None = None  # (count, in_window) of a short page being refetched
     refetched_page: int = 0
+    tail: tuple[int, ...] = ()  # in-window dates read in the grid bucket of `last_date`
+    tail_before: tuple[int, ...] = ()  # `tail` before the current page (for a refetch)
+    tail_count: int = 0  # in-window photos of the last page that had any
+    tail_from: int | None = None  # ... and the first of their dates
+    check_before: int | None = None  # pages were skipped: the first one read must start before
 
 
 class KeywordPlan:
@@ -114,6 +122,8 @@ class KeywordPlan:
         self._rate_den = 0.0
         self._last_width = 0
         self._forced_width = 0  # set by a shrink: the next window's width, used once
+        self._local_rate: float | None = None  # photos/s where the last window ended
+        self._skip: tuple[int, int] | None = None  # (pages, date) the next window may skip
         self._windows_done = 0
         self._resume(done)
 
@@ -178,9 +188,11 @@ class KeywordPlan:
         if act is None or request.window != act.window or request.page != act.page:
             raise ValueError(f"observation for {request} does not answer the active request")
         self.calls += 1
+        if act.check_before is not None and not self._skip_held(act, obs):
+            return []
         if act.short is not None:
             self._settle_refetch(act, obs)
-        act.last_before = act.last_date
+        act.last_before, act.tail_before = act.last_date, act.tail
         self._take(act, obs)
         if self._refetch_wanted(act, obs):
             act.short = (obs.count, obs.in_window)
@@ -209,6 +221,11 @@ class KeywordPlan:
         act.fetched += obs.in_window
         if obs.last_date is not None:
             act.last_date = obs.last_date
+        if obs.in_window:
+            act.tail_count, act.tail_from = obs.in_window, obs.first_date
+        if obs.tail:
+            same = bool(act.tail) and act.tail[0] // floor == obs.tail[0] // floor
+            act.tail = act.tail + obs.tail if same else obs.tail
         if obs.total is not None:
             act.reported_total = max(obs.total, act.reported_total or 0)
 
@@ -239,8 +256,21 @@ class KeywordPlan:
             log.info("refetched short pages came back no fuller; not refetching any more")
             self.refetch_short = False
         act.fetched -= in_window  # the refetch replaces the short page in the counts
-        act.last_date = act.last_before
+        act.last_date, act.tail = act.last_before, act.tail_before
         act.short, act.refetched_page = None, act.page
+
+    def _skip_held(self, act: _Active, obs: PageObservation) -> bool:
+        """A window that skipped its first pages: its first page read must begin before the
+        date the skip counted up to (so every photo skipped was read before); if not, the
+        window starts again at page 1 (that call is lost, no photo is).
+        """
+        before, act.check_before = act.check_before, None
+        assert before is not None
+        if obs.head_date is not None and obs.head_date < before and obs.ascending:
+            return True
+        log.info("%s: skipped pages did not hold what was read before; from page 1", act.window)
+        self._active = _Active(act.window)
+        return False
 
     def _window_ends(self, act: _Active, obs: PageObservation) -> bool:
         """An empty page ends a window; a short one too, unless `pages` or its size say no.
@@ -268,6 +298,8 @@ class KeywordPlan:
     # -- window outcomes -------------------------------------------------------------------
 
     def _finish(self, act: _Active) -> list[Decision]:
+        if act.window.license is None:
+            self._note_rate(act, act.window.end)
         self._close(act)
         return [WindowDone(window=act.window, found=act.fetched, reported_total=act.reported_total)]
 
@@ -301,9 +333,18 @@ class KeywordPlan:
         return self._split_licences(act)
 
     def _truncate(self, act: _Active, cut: int) -> list[Decision]:
+        """End the window at the bucket of its last photo; the next window starts there.
+
+        The photos already read in that bucket, up to the last date, come back first in the
+        next window: the whole pages they fill are skipped (checked on its first page).
+        """
         self._active = None
         self._windows_done += 1
         done = Window(start=act.window.start, end=cut)
+        assert act.last_date is not None
+        self._note_rate(act, act.last_date + 1)
+        read = sum(1 for d in act.tail if cut <= d < act.last_date)
+        self._skip = (read // self.per_page, act.last_date) if read >= self.per_page else None
         self._advance(cut, act.fetched)
         return [
             WindowDone(
@@ -345,6 +386,7 @@ class KeywordPlan:
     def _close_bucket(self) -> None:
         end = self._cursor + self.config.floor_s
         self._done.partial.pop(self._cursor, None)
+        self._local_rate = self._split_found / self.config.floor_s
         self._advance(end, self._split_found)
 
     def _advance(self, end: int, found: int) -> None:
@@ -372,6 +414,9 @@ class KeywordPlan:
             return self._open_next()
         width = self._next_width(self._done.room(pos, self.end))
         self._active = _Active(Window(start=pos, end=pos + width))
+        skip, self._skip = self._skip, None
+        if skip is not None and self.trust_sort:
+            self._active.page, self._active.check_before = skip[0] + 1, skip[1]
         return True
 
     def _next_width(self, room: int) -> int:
@@ -382,10 +427,24 @@ class KeywordPlan:
             return min(room, width)
         if self._last_width <= 0:
             return room  # nothing known yet: the first page measures the whole range
+        aim = self._target() * (OVERSHOOT if self._target() >= cfg.max_results else 1.0)
+        if self.trust_sort and self._local_rate is not None:
+            # sorted: a window too wide costs nothing (truncated at the cap), so no growth
+            # limit, and the rate is the one where the last window ended, not an average
+            if self._local_rate <= 0:
+                return room
+            return min(room, max(cfg.floor_s, self._align(int(aim / self._local_rate))))
         grown = int(self._last_width * cfg.max_growth)
         rate = self.rate
-        wanted = grown if rate <= 0 else min(grown, int(self._target() / rate))
+        wanted = grown if rate <= 0 else min(grown, int(aim / rate))
         return min(room, max(cfg.floor_s, self._align(wanted)))
+
+    def _note_rate(self, act: _Active, end: int) -> None:
+        """The rate at the end of a window: its last page's photos over the dates it covers."""
+        if act.tail_from is None:
+            self._local_rate = 0.0
+            return
+        self._local_rate = act.tail_count / max(1, end - act.tail_from)
 
     def _target(self) -> int:
         """Photos a window aims for; small when only finished windows are safe (no sort)."""

@@ -57,6 +57,8 @@ class PageObservation:
     last_date: int | None
     ascending: bool  # in-window dates never go back a grid bucket
     new: int | None = None  # in-window photos not already in hand (None: not counted)
+    head_date: int | None = None  # the date of the page's first photo, in the window or not
+    tail: tuple[int, ...] = ()  # the in-window dates in the grid bucket of the last one
 
     @classmethod
     def from_page(
@@ -72,6 +74,8 @@ class PageObservation:
         inside_ids = [i for i, d in dated if d is not None and window.contains(d)]
         inside = [d for _, d in dated if d is not None and window.contains(d)]
         buckets = [d // floor_s for d in inside]
+        head = dated[0][1] if dated else None
+        tail = tuple(d for d in inside if d // floor_s == buckets[-1]) if inside else ()
         return cls(
             count=len(page.photos),
             per_page=page.per_page or None,
@@ -82,6 +86,8 @@ class PageObservation:
             last_date=inside[-1] if inside else None,
             ascending=all(a <= b for a, b in itertools.pairwise(buckets)),
             new=sum(1 for i in inside_ids if i not in known),
+            head_date=head,
+            tail=tail,
         )
 
 
