@@ -287,3 +287,35 @@ async def test_full_recall_on_the_realistic_emulator(
     per_page = 250 if kq.has_geo else 500
     lower = math.ceil(len(truth) / per_page)
     assert sum(r.calls for r in results) <= 1.25 * lower + 1
+
+
+@pytest.mark.parametrize(
+    ("span_s", "factor"),
+    [(3600, 20_000.0), (86400, 1_000.0)],
+    ids=["hour", "day"],
+)
+async def test_a_burst_over_the_cap_costs_at_most_1_1_x_the_bound_on_the_emulator(
+    emulator_factory: EmulatorFactory, span_s: int, factor: float
+) -> None:
+    """One word's bulk upload (more photos in the span than one query returns) against the
+    emulator's truth: every photo once, none foreign, at most 1.10x ceil(N/500) planner calls."""
+    running = await emulator_factory(
+        photos=40_000,
+        seed=5,
+        profile="ideal",
+        burst_s=span_s,
+        burst_factor=factor,
+        burst_word="photo",
+    )
+    kq = KeywordQuery("photo", text="photo")
+    results, truth = await harvest_from_emulator(running, kq)
+    burst_start = running.config.burst_at
+    in_burst = await running.truth(
+        text="photo", min_upload_date=burst_start, max_upload_date=burst_start + span_s - 1
+    )
+    assert len(in_burst) > 4_000, "the burst holds more than one query can return"
+    found = [p.id for r in results for p in r.photos]
+    assert len(found) == len(set(found))
+    assert set(found) == truth
+    calls = sum(r.calls for r in results)
+    assert calls <= 1.10 * math.ceil(len(truth) / 500), (calls, len(truth))
