@@ -27,11 +27,13 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import aiohttp
 import pytest
 
 from harvester import cli
@@ -501,3 +503,14 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+async def emulator_call(em: RunningEmulator, method: str, fmt: str = "json", **params: str) -> Any:
+    """One REST call of `method` on the emulator: the parsed JSON, or the XML root."""
+    query = {"method": method, "api_key": em.api_key, **params}
+    if fmt == "json":
+        query.update(format="json", nojsoncallback="1")
+    async with aiohttp.ClientSession() as s, s.get(em.rest_url, params=query) as r:
+        assert r.status == 200
+        body = await r.read()
+    return json.loads(body) if fmt == "json" else ET.fromstring(body)

@@ -6,17 +6,13 @@ Shapes follow Flickr's reflection data as docs/flickr-api-sources.md records it.
 from __future__ import annotations
 
 import asyncio
-import json
-import xml.etree.ElementTree as ET
-from typing import Any
 
-import aiohttp
 import flickrapi
 import pytest
 
 from harvester.emulator import RunningEmulator
 from harvester.emulator.lists import MAX_GALLERY, Lists, lists_of
-from tests.harness import EmulatorFactory
+from tests.harness import EmulatorFactory, emulator_call
 
 
 @pytest.fixture
@@ -28,21 +24,11 @@ def lists(em: RunningEmulator) -> Lists:
     return lists_of(em.emulator.corpus)
 
 
-async def call(em: RunningEmulator, method: str, fmt: str = "json", **params: str) -> Any:
-    query = {"method": method, "api_key": em.api_key, **params}
-    if fmt == "json":
-        query.update(format="json", nojsoncallback="1")
-    async with aiohttp.ClientSession() as s, s.get(em.rest_url, params=query) as r:
-        assert r.status == 200
-        body = await r.read()
-    return json.loads(body) if fmt == "json" else ET.fromstring(body)
-
-
 async def test_photoset_pages_have_flickrs_shape_and_no_owner_per_photo(
     em: RunningEmulator,
 ) -> None:
     album = max((a for a in lists(em).albums.values() if not a.private), key=lambda a: a.rows.size)
-    body = await call(
+    body = await emulator_call(
         em, "flickr.photosets.getPhotos", photoset_id=album.list_id, extras="owner_name"
     )
     block = body["photoset"]
@@ -54,7 +40,9 @@ async def test_photoset_pages_have_flickrs_shape_and_no_owner_per_photo(
     assert block["total"] == str(album.rows.size), "a string, as in real photoset pages"
     assert all("owner" not in p and p["isprimary"] in ("0", "1") for p in block["photo"])
     assert all("ownername" in p for p in block["photo"])
-    past = await call(em, "flickr.photosets.getPhotos", photoset_id=album.list_id, page="999")
+    past = await emulator_call(
+        em, "flickr.photosets.getPhotos", photoset_id=album.list_id, page="999"
+    )
     assert past["photoset"]["photo"] == []
 
 
@@ -62,7 +50,7 @@ async def test_every_page_of_a_list_together_is_its_truth(em: RunningEmulator) -
     album = next(a for a in lists(em).albums.values() if not a.private and a.rows.size > 500)
     ids: list[str] = []
     for page in range(1, 10):
-        body = await call(
+        body = await emulator_call(
             em, "flickr.photosets.getPhotos", photoset_id=album.list_id, page=str(page)
         )
         ids += [p["id"] for p in body["photoset"]["photo"]]
@@ -73,26 +61,26 @@ async def test_private_and_unknown_albums_are_photoset_not_found(em: RunningEmul
     private = next(a for a in lists(em).albums.values() if a.private)
     for list_id in (private.list_id, "1"):
         for method in ("flickr.photosets.getPhotos", "flickr.photosets.getInfo"):
-            body = await call(em, method, photoset_id=list_id)
+            body = await emulator_call(em, method, photoset_id=list_id)
             assert body == {"stat": "fail", "code": 1, "message": "Photoset not found"}
 
 
 async def test_a_list_gone_mid_run_answers_not_found(em: RunningEmulator) -> None:
     gallery = next(iter(lists(em).galleries.values()))
     em.emulator.ctx.gone.add(gallery.list_id)
-    body = await call(em, "flickr.galleries.getPhotos", gallery_id=gallery.list_id)
+    body = await emulator_call(em, "flickr.galleries.getPhotos", gallery_id=gallery.list_id)
     assert body["code"] == 1
 
 
 async def test_galleries_hold_at_most_500_and_page_100_by_default(em: RunningEmulator) -> None:
     assert all(g.rows.size <= MAX_GALLERY for g in lists(em).galleries.values())
     gallery = max(lists(em).galleries.values(), key=lambda g: g.rows.size)
-    body = await call(em, "flickr.galleries.getPhotos", gallery_id=gallery.list_id)
+    body = await emulator_call(em, "flickr.galleries.getPhotos", gallery_id=gallery.list_id)
     assert set(body["photos"]) == {"page", "pages", "perpage", "total", "photo"}
     assert body["photos"]["perpage"] == 100
     assert all("owner" in p and "is_primary" in p for p in body["photos"]["photo"])
-    info = await call(em, "flickr.galleries.getInfo", gallery_id=gallery.list_id)
-    looked = await call(em, "flickr.urls.lookupGallery", url=info["gallery"]["url"])
+    info = await emulator_call(em, "flickr.galleries.getInfo", gallery_id=gallery.list_id)
+    looked = await emulator_call(em, "flickr.urls.lookupGallery", url=info["gallery"]["url"])
     assert looked["gallery"]["id"] == gallery.list_id
     assert int(info["gallery"]["count_photos"]) == gallery.rows.size
 
@@ -101,7 +89,7 @@ async def test_a_group_pool_is_listed_searched_and_looked_up_alike(em: RunningEm
     group = next(iter(lists(em).groups.values()))
     pool = await em.truth(group_id=group.list_id)
     assert sorted(pool) == sorted(em.emulator.corpus.photo_id(int(r)) for r in group.rows)
-    body = await call(
+    body = await emulator_call(
         em,
         "flickr.groups.pools.getPhotos",
         group_id=group.list_id,
@@ -110,19 +98,19 @@ async def test_a_group_pool_is_listed_searched_and_looked_up_alike(em: RunningEm
     )
     assert body["photos"]["total"] == len(pool)
     assert all(p["dateadded"] for p in body["photos"]["photo"])
-    search = await call(em, "flickr.photos.search", group_id=group.list_id, per_page="500")
+    search = await emulator_call(em, "flickr.photos.search", group_id=group.list_id, per_page="500")
     assert search["photos"]["total"] == len(pool)
     url = f"https://www.flickr.com/groups/{group.alias}/pool/"
-    looked = await call(em, "flickr.urls.lookupGroup", url=url)
+    looked = await emulator_call(em, "flickr.urls.lookupGroup", url=url)
     assert looked["group"] == {"id": group.list_id, "groupname": {"_content": group.title}}
-    info = await call(em, "flickr.groups.getInfo", group_id=group.list_id)
+    info = await emulator_call(em, "flickr.groups.getInfo", group_id=group.list_id)
     assert info["group"]["name"] == {"_content": group.title}
-    unknown = await call(em, "flickr.groups.getInfo", group_id="1@N20")
+    unknown = await emulator_call(em, "flickr.groups.getInfo", group_id="1@N20")
     assert unknown == {"stat": "fail", "code": 1, "message": "Group not found"}
 
 
 async def test_commons_institutions_in_the_xml_to_json_shape(em: RunningEmulator) -> None:
-    body = await call(em, "flickr.commons.getInstitutions")
+    body = await emulator_call(em, "flickr.commons.getInstitutions")
     items = body["institutions"]["institution"]
     assert items, "the corpus has institutions among its owners"
     first = items[0]
@@ -138,7 +126,9 @@ async def test_commons_institutions_in_the_xml_to_json_shape(em: RunningEmulator
 
 async def test_the_list_methods_answer_rest_xml_too(em: RunningEmulator) -> None:
     album = next(a for a in lists(em).albums.values() if not a.private)
-    root = await call(em, "flickr.photosets.getPhotos", fmt="rest", photoset_id=album.list_id)
+    root = await emulator_call(
+        em, "flickr.photosets.getPhotos", fmt="rest", photoset_id=album.list_id
+    )
     assert root.attrib["stat"] == "ok"
     assert root[0].tag == "photoset"
     assert root[0].attrib["owner"] == em.emulator.corpus.owner_nsid[album.owner]

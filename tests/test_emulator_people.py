@@ -6,12 +6,10 @@ test_get_public_photos_by_user.yml); unknown users get Flickr's code 1, "User no
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 import xml.etree.ElementTree as ET
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
@@ -19,20 +17,10 @@ from harvester.dataset.sources import BUILTIN_SOURCES
 from harvester.emulator import RunningEmulator
 from harvester.emulator.corpus import cached_corpus
 from harvester.emulator.institutions import INSTITUTIONS, institution_owner
-from tests.harness import recording, requires_recordings
+from tests.harness import emulator_call, recording, requires_recordings
 
 CASSETTE = "cassettes/test_get_public_photos_by_user.yml"
 NOT_FOUND = {"stat": "fail", "code": 1, "message": "User not found"}
-
-
-async def _call(em: RunningEmulator, method: str, fmt: str = "json", **params: str) -> Any:
-    query = {"method": method, "api_key": em.api_key, **params}
-    if fmt == "json":
-        query.update(format="json", nojsoncallback="1")
-    async with aiohttp.ClientSession() as s, s.get(em.rest_url, params=query) as r:
-        assert r.status == 200
-        body = await r.read()
-    return json.loads(body) if fmt == "json" else ET.fromstring(body)
 
 
 def _recorded(method: str) -> tuple[dict[str, str], ET.Element]:
@@ -72,10 +60,10 @@ def test_institutions_own_photos_in_a_small_corpus() -> None:
 async def test_find_by_username_is_case_blind_and_says_user_not_found(
     emulator: RunningEmulator,
 ) -> None:
-    got = await _call(emulator, "flickr.people.findByUsername", username="biodivlibrary")
+    got = await emulator_call(emulator, "flickr.people.findByUsername", username="biodivlibrary")
     user = {"id": "61021753@N02", "nsid": "61021753@N02", "username": {"_content": "BioDivLibrary"}}
     assert got == {"user": user, "stat": "ok"}
-    missing = await _call(emulator, "flickr.people.findByUsername", username="nobody-here")
+    missing = await emulator_call(emulator, "flickr.people.findByUsername", username="nobody-here")
     assert missing == NOT_FOUND
 
 
@@ -91,7 +79,7 @@ async def test_find_by_username_is_case_blind_and_says_user_not_found(
 async def test_lookup_user_takes_an_alias_or_an_nsid_url(
     emulator: RunningEmulator, url: str
 ) -> None:
-    got = await _call(emulator, "flickr.urls.lookupUser", url=url)
+    got = await emulator_call(emulator, "flickr.urls.lookupUser", url=url)
     user = {"id": "99350217@N03", "username": {"_content": "Katmai National Park Service"}}
     assert got == {"user": user, "stat": "ok"}
 
@@ -100,18 +88,18 @@ async def test_lookup_user_takes_an_alias_or_an_nsid_url(
     "url", ["https://www.flickr.com/photos/no-such-alias/", "https://example.org/photos/gsfc/", ""]
 )
 async def test_lookup_user_of_no_one_is_code_1(emulator: RunningEmulator, url: str) -> None:
-    assert await _call(emulator, "flickr.urls.lookupUser", url=url) == NOT_FOUND
+    assert await emulator_call(emulator, "flickr.urls.lookupUser", url=url) == NOT_FOUND
 
 
 async def test_people_get_info_of_no_one_is_code_1(emulator: RunningEmulator) -> None:
-    got = await _call(emulator, "flickr.people.getInfo", user_id="1@N01")
+    got = await emulator_call(emulator, "flickr.people.getInfo", user_id="1@N01")
     assert got == NOT_FOUND
 
 
 @requires_recordings(CASSETTE)
 async def test_lookup_user_has_the_recorded_shape(emulator: RunningEmulator) -> None:
     _query, real = _recorded("flickr.urls.lookupUser")
-    ours = await _call(
+    ours = await emulator_call(
         emulator, "flickr.urls.lookupUser", fmt="rest", url="https://www.flickr.com/photos/gsfc"
     )
     assert _shape(ours) == _shape(real)
@@ -124,11 +112,13 @@ async def test_lookup_user_has_the_recorded_shape(emulator: RunningEmulator) -> 
 @requires_recordings(CASSETTE)
 async def test_people_get_info_has_the_recorded_shape(emulator: RunningEmulator) -> None:
     _query, real = _recorded("flickr.people.getInfo")
-    ours = await _call(emulator, "flickr.people.getInfo", fmt="rest", user_id="24662369@N07")
+    ours = await emulator_call(
+        emulator, "flickr.people.getInfo", fmt="rest", user_id="24662369@N07"
+    )
     assert _shape(ours) == _shape(real)
     person = ours.find("person")
     assert person is not None
     assert (person.get("nsid"), person.get("path_alias")) == ("24662369@N07", "gsfc")
     assert int(person.findtext("photos/count") or 0) > 0
-    js = await _call(emulator, "flickr.people.getInfo", user_id="24662369@N07")
+    js = await emulator_call(emulator, "flickr.people.getInfo", user_id="24662369@N07")
     assert js["person"]["username"] == {"_content": "NASA Goddard Photo and Video"}
