@@ -30,6 +30,7 @@ from harvester.config import PlannerConfig
 from harvester.licenses import ALL_IDS
 from harvester.records import DateField, Window
 from harvester.search.windows import (
+    END_DATES,
     Checkpoint,
     Coverage,
     Decision,
@@ -90,6 +91,8 @@ class _Active:
     tail_before: tuple[int, ...] = ()  # `tail` before the current page (for a refetch)
     tail_count: int = 0  # in-window photos of the last page that had any
     tail_from: int | None = None  # ... and the first of their dates
+    end_dates: tuple[int, ...] = ()  # the last END_DATES in-window dates read
+    end_before: tuple[int, ...] = ()  # `end_dates` before the current page (for a refetch)
     check_before: int | None = None  # pages were skipped: the first one read must start before
 
 
@@ -124,6 +127,7 @@ class KeywordPlan:
         self._forced_width = 0  # set by a shrink: the next window's width, used once
         self._local_rate: float | None = None  # photos/s where the last window ended
         self._skip: tuple[int, int] | None = None  # (pages, date) the next window may skip
+        self._bleed = 0  # photos before its start the last window read from page 1 returned
         self._windows_done = 0
         self._resume(done)
 
@@ -192,7 +196,7 @@ class KeywordPlan:
             return []
         if act.short is not None:
             self._settle_refetch(act, obs)
-        act.last_before, act.tail_before = act.last_date, act.tail
+        act.last_before, act.tail_before, act.end_before = act.last_date, act.tail, act.end_dates
         self._take(act, obs)
         if self._refetch_wanted(act, obs):
             act.short = (obs.count, obs.in_window)
@@ -203,6 +207,8 @@ class KeywordPlan:
             return self._overflow(act, obs)
         if self._hopeless(act, obs):
             return self._shrink(act, max(obs.total or 0, act.fetched))
+        if self._ends_nearly_full(act, obs):
+            return self._truncate(act, self._cut(act))
         act.page += 1
         return []
 
@@ -219,6 +225,9 @@ class KeywordPlan:
             log.info("search results are not in ascending date order; windows will shrink")
             self.trust_sort = False
         act.fetched += obs.in_window
+        if act.page == 1:
+            self._bleed = obs.before
+        act.end_dates = (act.end_dates + obs.last_dates)[-END_DATES:]
         if obs.last_date is not None:
             act.last_date = obs.last_date
         if obs.in_window:
@@ -256,7 +265,7 @@ class KeywordPlan:
             log.info("refetched short pages came back no fuller; not refetching any more")
             self.refetch_short = False
         act.fetched -= in_window  # the refetch replaces the short page in the counts
-        act.last_date, act.tail = act.last_before, act.tail_before
+        act.last_date, act.tail, act.end_dates = act.last_before, act.tail_before, act.end_before
         act.short, act.refetched_page = None, act.page
 
     def _skip_held(self, act: _Active, obs: PageObservation) -> bool:
@@ -286,6 +295,30 @@ class KeywordPlan:
             return False
         return not (obs.pages is not None and act.page < obs.pages)
 
+    def _ends_nearly_full(self, act: _Active, obs: PageObservation) -> bool:
+        """A nearly full page that `pages` calls the last: end the window at its last bucket.
+
+        Such a page is not trusted as the end (`_window_ends`), but asking for the next page
+        costs a call that usually comes back empty. Ending the window at the bucket of its last
+        photo instead loses nothing (sorted: everything before that bucket was read) and the
+        call goes to the next window, which starts with whatever this one had left.
+        """
+        full = min(self.per_page, obs.per_page or self.per_page)
+        return (
+            self.trust_sort
+            and act.window.license is None
+            and obs.pages is not None
+            and act.page >= obs.pages
+            and obs.count < full
+            and act.window.start < self._cut(act) < act.window.end
+        )
+
+    def _cut(self, act: _Active) -> int:
+        """The start of the grid bucket of the window's last photo (its start if none)."""
+        if act.last_date is None:
+            return act.window.start
+        return act.last_date - act.last_date % self.config.floor_s
+
     def _hopeless(self, act: _Active, obs: PageObservation) -> bool:
         """Without a trusted sort, a window reporting more than the cap is re-cut at once."""
         return (
@@ -299,7 +332,7 @@ class KeywordPlan:
 
     def _finish(self, act: _Active) -> list[Decision]:
         if act.window.license is None:
-            self._note_rate(act, act.window.end)
+            self._note_rate(act, act.window.end, ended=True)
         self._close(act)
         return [WindowDone(window=act.window, found=act.fetched, reported_total=act.reported_total)]
 
@@ -322,7 +355,7 @@ class KeywordPlan:
             return self._capped(act)
         floor = self.config.floor_s
         if self.trust_sort and act.last_date is not None:
-            cut = act.last_date - act.last_date % floor
+            cut = self._cut(act)
             if cut > window.start:
                 return self._truncate(act, min(cut, window.end))
             # sorted, and the first `max_results` all fall in the first bucket: it alone
@@ -336,7 +369,9 @@ class KeywordPlan:
         """End the window at the bucket of its last photo; the next window starts there.
 
         The photos already read in that bucket, up to the last date, come back first in the
-        next window: the whole pages they fill are skipped (checked on its first page).
+        next window, after those its fuzzy start lets in (as many as this window's first page
+        had, at most as many as were read): the whole pages they fill are skipped (checked on
+        its first page; a wrong guess costs a call, never a photo).
         """
         self._active = None
         self._windows_done += 1
@@ -344,7 +379,11 @@ class KeywordPlan:
         assert act.last_date is not None
         self._note_rate(act, act.last_date + 1)
         read = sum(1 for d in act.tail if cut <= d < act.last_date)
-        self._skip = (read // self.per_page, act.last_date) if read >= self.per_page else None
+        ahead = read + min(self._bleed, read)
+        # Once refetching has given up, a short page may have dropped a photo of this bucket
+        # for good: re-reading the bucket is its one more chance, so nothing is skipped then.
+        skip = ahead >= self.per_page and self.refetch_short
+        self._skip = (ahead // self.per_page, act.last_date) if skip else None
         self._advance(cut, act.fetched)
         return [
             WindowDone(
@@ -439,12 +478,23 @@ class KeywordPlan:
         wanted = grown if rate <= 0 else min(grown, int(aim / rate))
         return min(room, max(cfg.floor_s, self._align(wanted)))
 
-    def _note_rate(self, act: _Active, end: int) -> None:
-        """The rate at the end of a window: its last page's photos over the dates it covers."""
+    def _note_rate(self, act: _Active, end: int, *, ended: bool = False) -> None:
+        """The rate at the end of a window: its last page's photos over the dates it covers.
+
+        A window that `ended` of itself (not cut at the cap) takes the lowest of that, the rate
+        of its last few photos up to its end, and the average over recent windows: a window
+        ending of itself mid-range means the rate fell (after a burst the last page is mostly
+        burst), and a window too wide costs nothing when the sort holds (it is cut at the cap).
+        """
         if act.tail_from is None:
             self._local_rate = 0.0
             return
-        self._local_rate = act.tail_count / max(1, end - act.tail_from)
+        rate = act.tail_count / max(1, end - act.tail_from)
+        if ended and act.end_dates:
+            rate = min(rate, len(act.end_dates) / max(1, end - act.end_dates[0]))
+        if ended and self.rate > 0:
+            rate = min(rate, self.rate)
+        self._local_rate = rate
 
     def _target(self) -> int:
         """Photos a window aims for; small when only finished windows are safe (no sort)."""

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 from harvester.records import DateField, PhotoRecord, SearchPage, Window
 
+#: How many of a page's last dates an observation keeps: where a window ends of itself, the
+#: rate just before its end comes from these (a burst that stopped mid-page reads as over).
+END_DATES = 8
+
 
 def record_date(record: PhotoRecord, date_field: DateField) -> int | None:
     """The photo's date on the planner's axis: upload seconds, or its taken time read as UTC."""
@@ -59,6 +63,8 @@ class PageObservation:
     new: int | None = None  # in-window photos not already in hand (None: not counted)
     head_date: int | None = None  # the date of the page's first photo, in the window or not
     tail: tuple[int, ...] = ()  # the in-window dates in the grid bucket of the last one
+    before: int = 0  # photos dated before the window's start (fuzzy edges bleeding in)
+    last_dates: tuple[int, ...] = ()  # the last few in-window dates (END_DATES of them)
 
     @classmethod
     def from_page(
@@ -88,6 +94,8 @@ class PageObservation:
             new=sum(1 for i in inside_ids if i not in known),
             head_date=head,
             tail=tail,
+            before=sum(1 for _, d in dated if d is not None and d < window.start),
+            last_dates=tuple(inside[-END_DATES:]),
         )
 
 
