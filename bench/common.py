@@ -19,16 +19,32 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
+
+from harvester.emulator import RunningEmulator
+from harvester.flickr.budget import HOUR_S, LocalBudget
+from harvester.flickr.client import FlickrClient
+from harvester.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 EMULATOR_CORE = 0
+
+
+@contextlib.asynccontextmanager
+async def scaled_client(emu: RunningEmulator, time_scale: float) -> AsyncIterator[FlickrClient]:
+    """harvest's client against an in-process emulator whose clocks run `time_scale` x fast:
+    the budget and the retry backoff scaled alike, so that waiting never dominates."""
+    budget = LocalBudget(HOUR_S * time_scale, burst=100)
+    policy = RetryPolicy(base_s=1.0 / time_scale, cap_s=60.0 / time_scale)
+    async with aiohttp.ClientSession() as session:
+        yield FlickrClient(session, emu.api_key, budget, rest_url=emu.rest_url, policy=policy)
 
 
 def cores() -> list[int]:

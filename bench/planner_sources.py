@@ -30,20 +30,15 @@ import logging
 import math
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-
-import aiohttp
 
 from bench import common
 from harvester.config import PlannerConfig
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from harvester.emulator.corpus import Corpus, cached_corpus
 from harvester.emulator.lists import lists_of
-from harvester.flickr.budget import HOUR_S, LocalBudget
-from harvester.flickr.client import FlickrClient
 from harvester.lookups import Resolver
-from harvester.retry import RetryPolicy
 from harvester.search.listings import search_source
 from harvester.search.queries import parse_queries
 from harvester.search.source_lines import resolved_query
@@ -144,15 +139,6 @@ def _user(label: str, nsid: str) -> Case:
     return Case("user", label, f"user:{nsid}", {"user_id": nsid})
 
 
-@contextlib.asynccontextmanager
-async def client_for(emu: RunningEmulator) -> AsyncIterator[FlickrClient]:
-    """harvest's client against `emu`, budget and backoff on the emulator's scaled clock."""
-    budget = LocalBudget(HOUR_S * TIME_SCALE, burst=100)
-    policy = RetryPolicy(base_s=1.0 / TIME_SCALE, cap_s=60.0 / TIME_SCALE)
-    async with aiohttp.ClientSession() as session:
-        yield FlickrClient(session, emu.api_key, budget, rest_url=emu.rest_url, policy=policy)
-
-
 async def by_method(emu: RunningEmulator) -> dict[str, int]:
     """The emulator's REST calls so far, by method."""
     return {k: int(v) for k, v in (await emu.stats())["by_method"].items()}
@@ -166,7 +152,7 @@ async def measure(emu: RunningEmulator, case: Case) -> Result:
     before = await by_method(emu)
     start = time.perf_counter()
     found: set[str] = set()
-    async with client_for(emu) as client:
+    async with common.scaled_client(emu, TIME_SCALE) as client:
         members, _via = await Resolver(client).resolve(kq.source)
         lookups = await by_method(emu)
         bound = 0
