@@ -18,10 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-import aiohttp
-
 from harvester.exceptions import FlickrError, QueriesFileError
-from harvester.flickr.budget import BUDGET_FILENAME, SharedBudget, budget_name
 from harvester.flickr.client import FlickrClient
 from harvester.flickr.listings import Institution, Resolved
 from harvester.flickr.people import FlickrUser
@@ -106,28 +103,20 @@ def _check_distinct(keywords: Sequence[KeywordQuery], path: str) -> None:
 async def _resolve_all(
     lines: Sequence[KeywordQuery], access: ApiAccess, path: str
 ) -> tuple[dict[str, dict[str, Any]], int]:
-    key = access.key()
-    budget = SharedBudget(
-        access.out_dir / BUDGET_FILENAME, budget_name(key), access.api.calls_per_hour
-    )
     found: dict[str, dict[str, Any]] = {}
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = FlickrClient(session, key, budget, rest_url=access.api.rest_url)
-            resolver = Resolver(client)
-            for kq in lines:
-                spec = _spec(kq)
-                if spec.cache_key in found:
-                    continue
-                try:
-                    members, via = await resolver.resolve(spec)
-                except UnknownSource as exc:
-                    raise QueriesFileError(path, kq.line, str(exc)) from None
-                log.info("%s:%s is %s (%s)", spec.kind, spec.ref, members[0].source_id, via)
-                found[spec.cache_key] = {"members": [_json(m) for m in members], "via": via}
-            return found, client.stats.calls
-    finally:
-        budget.close()
+    async with access.client() as client:
+        resolver = Resolver(client)
+        for kq in lines:
+            spec = _spec(kq)
+            if spec.cache_key in found:
+                continue
+            try:
+                members, via = await resolver.resolve(spec)
+            except UnknownSource as exc:
+                raise QueriesFileError(path, kq.line, str(exc)) from None
+            log.info("%s:%s is %s (%s)", spec.kind, spec.ref, members[0].source_id, via)
+            found[spec.cache_key] = {"members": [_json(m) for m in members], "via": via}
+        return found, client.stats.calls
 
 
 def _json(identity: SourceIdentity) -> dict[str, Any]:

@@ -11,10 +11,11 @@ kill interrupts harmlessly, and `--rewrite-files` re-stamps each stored file's m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,19 @@ class ApiAccess:
     api: ApiPolicy
     key: Callable[[], str]
 
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[FlickrClient]:
+        """A client on the key's shared budget (the one `harvest run` counts against)."""
+        key = self.key()
+        budget = SharedBudget(
+            self.out_dir / BUDGET_FILENAME, budget_name(key), self.api.calls_per_hour
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                yield FlickrClient(session, key, budget, rest_url=self.api.rest_url)
+        finally:
+            budget.close()
+
 
 def load_sources_file(path: Path) -> SourcesFile:
     """Read and parse a sources file; SourcesFileError (exit 2) when it cannot be."""
@@ -94,21 +108,13 @@ def source_map(
 async def _resolve(
     names: Sequence[UserName], access: ApiAccess
 ) -> dict[str, tuple[FlickrUser, str]]:
-    key = access.key()
-    budget = SharedBudget(
-        access.out_dir / BUDGET_FILENAME, budget_name(key), access.api.calls_per_hour
-    )
     found: dict[str, tuple[FlickrUser, str]] = {}
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = FlickrClient(session, key, budget, rest_url=access.api.rest_url)
-            for name in names:
-                user, via = await _look_up(client, name)
-                log.info("sources: %r is %s (%s)", name.text, user.nsid if user else "no one", via)
-                if user is not None:
-                    found[name.key] = (user, via)
-    finally:
-        budget.close()
+    async with access.client() as client:
+        for name in names:
+            user, via = await _look_up(client, name)
+            log.info("sources: %r is %s (%s)", name.text, user.nsid if user else "no one", via)
+            if user is not None:
+                found[name.key] = (user, via)
     return found
 
 
