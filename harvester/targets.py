@@ -24,12 +24,16 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
-import orjson
-
 from harvester.config import OutputFormat, RunConfig
 from harvester.exceptions import ConfigError, HarvestError, WriteError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname
-from harvester.storage.shards import ShardDropped, ShardManifest, ShardMember, read_shard
+from harvester.storage.shards import (
+    ShardDropped,
+    ShardManifest,
+    ShardMember,
+    photo_meta,
+    read_shard,
+)
 from harvester.storage.shards import write_shard as write_shard
 from harvester.storage.target import (
     LocalTarget,
@@ -95,6 +99,8 @@ def prepare_output(cfg: RunConfig) -> None:
         if root is not None:
             _point(root, cfg.out_dir)
         recorded = spec if root is None else str(root.resolve())
+        if root is not None and root.resolve() == cfg.out_dir.resolve():
+            recorded = "."  # --out DIR --store DIR: the same harvest as --out DIR alone
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         _same_output(store, recorded, cfg.output.format.value)
 
@@ -150,19 +156,18 @@ def is_complete(photos: Sequence[DirPhoto], *, searched: bool) -> bool:
 
 def member_meta(photo: DirPhoto) -> dict[str, object]:
     """A photo's {key}.json: the store's row, the record exactly as the store holds it."""
-    return {
-        "key": str(photo.id),
-        "photo_id": str(photo.id),
-        "keyword": photo.keyword,
-        "keywords": list(photo.keywords),
-        "status": photo.status,
-        "path": photo.path,
-        "sha256": photo.sha256,
-        "width": photo.width,
-        "height": photo.height,
-        "size_label": photo.size_label,
-        "record": orjson.loads(photo.record),
-    }
+    return photo_meta(
+        photo_id=str(photo.id),
+        keyword=photo.keyword,
+        keywords=photo.keywords,
+        status=photo.status,
+        path=photo.path,
+        sha256=photo.sha256,
+        width=photo.width,
+        height=photo.height,
+        size_label=photo.size_label,
+        record_json=photo.record,
+    )
 
 
 def build_dir(

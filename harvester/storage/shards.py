@@ -63,6 +63,39 @@ class ShardManifest:
     tar_bytes: int
 
 
+def photo_meta(
+    *,
+    photo_id: str,
+    keyword: str,
+    keywords: Sequence[str],
+    status: str,
+    path: str | None,
+    sha256: str | None,
+    width: int | None,
+    height: int | None,
+    size_label: str | None,
+    record_json: str | bytes,
+) -> dict[str, object]:
+    """A photo's {key}.json and Parquet row: its outcome and its record as the store keeps it.
+
+    The one place this shape is made, so a shard written by the single-machine finaliser and
+    one written by a worker with a batch in hand are the same.
+    """
+    return {
+        "key": photo_id,
+        "photo_id": photo_id,
+        "keyword": keyword,
+        "keywords": list(keywords),
+        "status": status,
+        "path": path,
+        "sha256": sha256,
+        "width": width,
+        "height": height,
+        "size_label": size_label,
+        "record": orjson.loads(record_json),
+    }
+
+
 def shard_names(dir_key: str) -> tuple[str, str, str]:
     """The tar, Parquet and stats names of the directory `dir_key` ("london/00001")."""
     return dir_key + TAR_SUFFIX, dir_key + PARQUET_SUFFIX, dir_key + STATS_SUFFIX
