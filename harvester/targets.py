@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from harvester.config import OutputFormat, RunConfig
-from harvester.exceptions import ConfigError, HarvestError, WriteError
+from harvester.exceptions import ConfigError, HarvestError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname
 from harvester.storage.shards import (
     ShardDropped,
@@ -43,7 +43,13 @@ from harvester.storage.target import (
     local_path,
     open_target,
 )
-from harvester.store.shards import DirPhoto, dir_photos, record_output, recorded_output
+from harvester.store.shards import (
+    DirPhoto,
+    dir_photos,
+    record_output,
+    recorded_output,
+    requeue,
+)
 from harvester.store.sqlite import STORE_FILENAME, STORE_POINTER, Store, store_pointer
 
 log = logging.getLogger(__name__)
@@ -173,7 +179,10 @@ def member_meta(photo: DirPhoto) -> dict[str, object]:
 def build_dir(
     store: Store, target: Target, staging: Path, keyword: str, number: int
 ) -> ShardManifest | None:
-    """Write the tar of one complete directory, then drop its staged photos; None if empty."""
+    """Write the tar of one complete directory, then drop its staged photos.
+
+    None when nothing was written: no photo stored, or some were lost and are queued again.
+    """
     key = dir_key(keyword, number)
     lo = (number - 1) * FILES_PER_DIR
     photos = dir_photos(store, keyword, lo, lo + FILES_PER_DIR)
@@ -194,7 +203,12 @@ def build_dir(
             continue
         members.append(ShardMember(key=str(photo.id), image=image, meta=member_meta(photo)))
     if missing:
-        raise WriteError(f"{key}: photos {missing[:5]} are done but neither staged nor in the tar")
+        # Lost outside harvest (a staged file deleted by hand): redo them, never drop them.
+        requeue(store, missing)
+        log.warning(
+            "%s: %d photos done but neither staged nor in its tar: redone", key, len(missing)
+        )
+        return None
     manifest = write_shard(target, key, members, dropped=dropped) if members else None
     shutil.rmtree(staging / key, ignore_errors=True)
     return manifest
@@ -226,7 +240,7 @@ def finalise_ready(cfg: RunConfig, keywords: Collection[str], searched: Collecti
         return 0
     target = output_target(cfg)
     built = 0
-    with Store.open(cfg.out_dir / STORE_FILENAME, readonly=True) as store:
+    with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         for keyword, number in staged_dirs(staging, keywords):
             lo = (number - 1) * FILES_PER_DIR
             photos = dir_photos(store, keyword, lo, lo + FILES_PER_DIR)

@@ -87,3 +87,15 @@ def record_output(store: Store, target: str, fmt: str) -> None:
     value = orjson.dumps({"target": target, "format": fmt}).decode()
     with store.transaction() as db:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (OUTPUT_KEY, value))
+
+
+def requeue(store: Store, ids: list[int]) -> int:
+    """Put photos recorded done back in the queue (their file was lost): they are redone."""
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    sql = (
+        f"UPDATE photos SET status = 'claimed', path = NULL, leased_by = NULL WHERE id IN ({marks})"
+    )
+    with store.transaction() as db:
+        return int(db.execute(sql, ids).rowcount)
