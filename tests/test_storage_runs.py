@@ -307,3 +307,31 @@ async def test_webdataset_to_s3_killed_then_resumed_is_exactly_once(
     expected = emu.truth(KEYWORDS[0]) | emu.truth(KEYWORDS[1])
     assert set(photos(store)) == expected, "the store holds exactly the emulator's truth"
     assert not [p for p in (store / "harvest.staging").rglob("*") if p.is_file()], "none staged"
+
+
+def test_a_harvest_is_not_split_between_targets_or_formats(
+    emu: ThreadedEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", emu.api_key)
+    queries = write_queries(tmp_path / "q.txt", SMALL)
+    out, state = tmp_path / "out", tmp_path / "state"
+    first = run_args(emu, queries, out, "--store", str(state), "--metadata-only")
+    assert harvest(*first) == 0
+    capsys.readouterr()
+    again = {
+        "another target": [*run_args(emu, queries, tmp_path / "b", "--store", str(state))],
+        "another format": [*first, "--output-format", "webdataset"],
+        "the store left out": run_args(emu, queries, out, "--metadata-only"),
+    }
+    expected = {
+        "another target": "this store's files go to",
+        "another format": "keep --output-format files",
+        "the store left out": f"run with --store {state}",
+    }
+    for name, args in again.items():
+        assert harvest(*args) == 2, name
+        assert expected[name] in error_line(capsys.readouterr().err), name
+    assert harvest(*first) == 0, "the same command still resumes"
