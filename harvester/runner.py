@@ -41,7 +41,7 @@ from harvester.sources import ApiAccess, load_sources_file, source_map
 from harvester.store.outputs import add_api_calls
 from harvester.store.rows import StoreSummary
 from harvester.store.sqlite import STORE_FILENAME, Store
-from harvester.targets import Finaliser, engine_files, prepare_output, target_root
+from harvester.targets import Finaliser, copy_extras, engine_files, prepare_output, target_root
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,7 @@ def _run_all(
         outcome = {EXIT_OK: "finished", EXIT_INTERRUPTED: "interrupted"}.get(code, "failed")
         summary = _finish(cfg.out_dir, run_id, outcome)
         after_run(cfg.out_dir)  # CREDITS.csv, CREDITS.md and the card, whatever the outcome
+        copy_extras(cfg)  # and beside the files, when they are not beside the store
     return RunResult(code=code, summary=summary)
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 from harvester.config import OutputFormat, RunConfig
 from harvester.exceptions import ConfigError, HarvestError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname
+from harvester.outputs import CREDITS_CSV, CREDITS_MD
+from harvester.publish.card import CARD, may_replace
 from harvester.storage.shards import (
     ShardDropped,
     ShardManifest,
@@ -312,3 +314,41 @@ def target_root(cfg: RunConfig) -> Path | None:
     if spec is None or is_remote(spec):
         return None
     return local_path(spec)
+
+
+# --- after the run: the credits and the card beside the files -------------------------------
+
+#: What `harvest run` writes beside the store at its end (outputs.after_run), copied to a target
+#: that is not the store's directory, so a bucket or share holds a dataset that credits itself.
+EXTRAS = (CREDITS_CSV, CREDITS_MD, CARD)
+
+
+def copy_extras(cfg: RunConfig) -> int:
+    """Copy the credits and the card to the target; never fails the run; returns how many."""
+    if cfg.output.target is None:
+        return 0
+    copied = 0
+    try:
+        target = output_target(cfg)
+        root = target.local_root
+        if root is not None and root.resolve() == cfg.out_dir.resolve():
+            return 0
+        for name in EXTRAS:
+            path = cfg.out_dir / name
+            if path.is_file() and _may_write(target, name):
+                target.put(name, [path.read_bytes()])
+                copied += 1
+    except (HarvestError, OSError) as exc:
+        log.warning("could not copy the credits and card to %s: %s", cfg.output.target, exc)
+    return copied
+
+
+def _may_write(target: Target, name: str) -> bool:
+    """Never over a README someone wrote (the card's own marker says it is ours)."""
+    if name != CARD:
+        return True
+    try:
+        existing = target.read(name)
+    except FileNotFoundError:
+        return True
+    return may_replace(existing.decode("utf-8", errors="replace"))

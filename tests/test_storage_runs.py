@@ -116,8 +116,10 @@ def test_a_harvest_to_s3_is_the_store_and_the_truth(
     assert set(rows) == emu.truth("sunset")
     done = {path: sha for status, path, sha, _ in rows.values() if status == "done"}
     stored = objects(s3, "files-run/")
-    jpgs = {name: hashlib.sha256(body).hexdigest() for name, body in stored.items()}
+    jpgs = {name: hashlib.sha256(body).hexdigest() for name, body in stored.items() if "/" in name}
     assert jpgs == done, "every object is a done photo, with its bytes, and nothing else"
+    assert set(stored) - set(jpgs) == {"CREDITS.csv", "CREDITS.md", "README.md"}
+    assert stored["CREDITS.csv"] == (store / "CREDITS.csv").read_bytes()
     assert all(status != "claimed" for status, *_ in rows.values())
     assert harvest("status", store) == 0
 
