@@ -53,6 +53,11 @@ def test_file_urls_are_local_paths() -> None:
     assert isinstance(open_target("memory://x"), FsspecTarget)
 
 
+def test_a_scheme_with_no_filesystem_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match="no filesystem for nosuchfs://"):
+        open_target("nosuchfs://bucket/x")
+
+
 def test_a_remote_out_needs_a_store(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--store DIR"):
         resolve_out("s3://bucket/x", None)
