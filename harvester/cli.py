@@ -20,7 +20,14 @@ from typing import Any, NoReturn, cast
 import orjson
 
 from harvester import __version__
-from harvester.config import FLICKR_REST_URL, BundledEmulator, RunConfig, ShardSpec, SizePreference
+from harvester.config import (
+    FLICKR_REST_URL,
+    BundledEmulator,
+    OutputFormat,
+    RunConfig,
+    ShardSpec,
+    SizePreference,
+)
 from harvester.exceptions import ConfigError, HarvestError, ImageError
 from harvester.exit_codes import (
     EXIT_BAD_KEY,
@@ -232,6 +239,13 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         flag="--threads", to=("threads",), type=_positive_int, metavar="N", help="image threads"
     ),
     RunOption(flag="--no-fsync", to=("write.fsync",), kind="off", help="skip fsync (less durable)"),
+    RunOption(
+        flag="--output-format",
+        to=("output.format",),
+        type=OutputFormat,
+        choices=lambda: tuple(OutputFormat),
+        help="files: a JPEG per photo; webdataset: a tar (+ Parquet, stats) per directory",
+    ),
     RunOption(flag="--plain", to=("plain",), kind="on", help="log lines, no live display"),
 )
 
@@ -269,7 +283,21 @@ def _add_option(p: argparse.ArgumentParser, opt: RunOption) -> None:
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="harvest the photos of a queries file (--emulator: offline)")
     p.add_argument("queries", type=Path, help="queries file (Berg/Hays format, see README)")
-    p.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
+    p.add_argument(
+        "--out",
+        default="out",
+        metavar="DIR|URL",
+        help="output directory or fsspec URL (s3://bucket/prefix, gs://..., file://...;"
+        " a URL needs --store) (default: out)",
+    )
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a local directory for the SQLite store (and the run's state) when it is not"
+        " --out: needed with a URL --out; status, export, ... then take DIR",
+    )
     for opt in RUN_OPTIONS:
         _add_option(p, opt)
     p.set_defaults(handler=_cmd_run)
@@ -514,7 +542,12 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         if hasattr(args, opt.dest)
         for path in opt.to
     }
-    return build_run_config(args.queries, args.out, given)
+    from harvester.targets import resolve_out
+
+    store_dir, target = resolve_out(args.out, args.store)
+    if target is not None:
+        given["output.target"] = target
+    return build_run_config(args.queries, store_dir, given)
 
 
 def build_run_config(queries: Path, out: Path, given: Mapping[str, Any]) -> RunConfig:

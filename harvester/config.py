@@ -11,6 +11,7 @@ each one, unchanged, to the stage that reads it:
       fetch    FetchPolicy    downloads in flight, rate, limits, retries    (images/download.py)
       images   ImagePolicy    decode, frames, resize, encode                (images/process.py)
       write    WritePolicy    durability of each file                       (images/writer.py)
+      output   OutputPolicy   where files go (--out URL) and their format   (storage/)
       emulator BundledEmulator | None   `--emulator`: a local Flickr for the run (runner.py)
 
 `ServePolicy` is `harvest serve`'s (serve/), apart from the run.
@@ -190,6 +191,27 @@ class WritePolicy:
     fsync_dir: bool = False
 
 
+class OutputFormat(StrEnum):
+    """`--output-format`: how the photos are laid out in the output."""
+
+    FILES = "files"  # OUT/<keyword>/<NNNNN>/<file>.jpg, at most 1,000 per directory
+    WEBDATASET = "webdataset"  # OUT/<keyword>/<NNNNN>.tar + .parquet + _stats.json
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputPolicy:
+    """Where the files go when not under `out_dir`, and how they are laid out.
+
+    `target` is `--out` when it is not the store's directory: an fsspec URL (s3://bucket/x,
+    gs://..., memory://...) or a local directory given with `--store`. None: the files go
+    to `out_dir`, beside the store, as they always have.
+    """
+
+    target: str | None = None
+    format: OutputFormat = OutputFormat.FILES
+    finalise_every_s: float = 5.0  # how often complete directories are looked for (webdataset)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BundledEmulator:
     """`--emulator`: start the project's Flickr emulator for this run (no key, no network)."""
@@ -204,7 +226,7 @@ class RunConfig:
     """Everything `harvest run` needs, resolved from the command line and environment."""
 
     queries_path: Path
-    out_dir: Path
+    out_dir: Path  # the store's directory (harvest.sqlite); also the files' unless output.target
     api: ApiPolicy = ApiPolicy()
     search: SearchPolicy = SearchPolicy()
     planner: PlannerConfig = PlannerConfig()
@@ -212,6 +234,7 @@ class RunConfig:
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     images: ImagePolicy = field(default_factory=ImagePolicy)
     write: WritePolicy = WritePolicy()
+    output: OutputPolicy = OutputPolicy()
     emulator: BundledEmulator | None = None
     sources_path: Path | None = None  # `--sources FILE.toml`: owners → sources, beside the map
     metadata_only: bool = False  # search and record, download nothing

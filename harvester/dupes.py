@@ -47,7 +47,7 @@ from harvester.exceptions import ConfigError, HarvestError, ImageError
 from harvester.images import jpegmeta
 from harvester.images.provenance import downloaded_size
 from harvester.store.dupes import DupesStore, PairRow, SignalTable
-from harvester.store.sqlite import STORE_FILENAME, Store, existing_store
+from harvester.store.sqlite import Store, existing_store
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,7 @@ def _identical_sets(members: Iterable[Membership]) -> Counter[int]:
 
 def write_pairs_csv(out: Path, target: Path) -> int:
     """`--pairs FILE.csv`: a,b,kind,param,distance for every pair (photo ids)."""
-    with Store.open(out / STORE_FILENAME, readonly=True) as store:
+    with Store.open(existing_store(out), readonly=True) as store:
         rows = DupesStore(store).pairs()
     with target.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
@@ -443,7 +443,7 @@ def write_vise_sqlite(out: Path, target: Path) -> None:
     """`--sqlite FILE`: the archive's layout; file ids are photo ids, filenames their paths."""
     if target.exists():
         raise ConfigError(f"{target} exists; give a new file for --sqlite")
-    with Store.open(out / STORE_FILENAME, readonly=True) as store:
+    with Store.open(existing_store(out), readonly=True) as store:
         ds = DupesStore(store)
         table, pairs = ds.signals(), ds.pairs()
     db = sqlite3.connect(target)

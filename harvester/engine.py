@@ -33,6 +33,7 @@ from harvester.exceptions import (
     ImageError,
     StoreError,
     UnsafeRecordError,
+    WriteError,
 )
 from harvester.images.download import Fetcher
 from harvester.images.process import ProcessedImage, Rejected, process_image
@@ -45,6 +46,7 @@ from harvester.search.listings import DonePage, ListingBackend, SourceGone, sear
 from harvester.search.loop import SearchBackend, WindowResult
 from harvester.search.queries import KeywordQuery
 from harvester.search.windows import Checkpoint
+from harvester.storage.target import Target
 from harvester.store.lookups import clear_gone, record_gone
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import Store
@@ -95,8 +97,12 @@ class Engine:
         sources: SourceMap | None = None,
         listings: ListingBackend | None = None,
         clock: Callable[[], float] = time.time,
+        files: Target | None = None,
     ) -> None:
         self._cfg = cfg
+        # Where each photo's file goes when not straight under out_dir (targets.engine_files):
+        # an object store, another directory, or the webdataset staging area.
+        self._files = files
         self._listings = listings  # the list methods, for album: and gallery: lines
         self._sources = sources or SourceMap.builtin()
         self._negatives = tuple(negatives)
@@ -354,10 +360,14 @@ class Engine:
         result = process_image(data, prov, self._cfg.images)
         if isinstance(result, Rejected):
             return Dropped(photo_id=prov.id, status=result.status, reason=result.reason)
-        write_atomic(path, result.parts, self._cfg.write)
+        relative = path.relative_to(self._cfg.out_dir).as_posix()
+        if self._files is None:
+            write_atomic(path, result.parts, self._cfg.write)
+        else:
+            self._files.put(relative, result.parts)
         return Stored(
             photo_id=prov.id,
-            path=path.relative_to(self._cfg.out_dir).as_posix(),
+            path=relative,
             image=result,
             size_label=prov.size_label,
             signal=self._signal(prov, data, result),
@@ -395,10 +405,12 @@ class Engine:
             stats.downloaded += 1
             return
         # A photo that did not make it must not keep a file from an attempt cut off by a kill.
-        with contextlib.suppress(UnsafeRecordError, OSError):
-            photo_path(self._cfg.out_dir, item.keyword, item.seq, item.record).unlink(
-                missing_ok=True
-            )
+        with contextlib.suppress(UnsafeRecordError, OSError, WriteError):
+            path = photo_path(self._cfg.out_dir, item.keyword, item.seq, item.record)
+            if self._files is None:
+                path.unlink(missing_ok=True)
+            else:
+                self._files.remove(path.relative_to(self._cfg.out_dir).as_posix())
         if outcome.status is PhotoStatus.SKIPPED:
             self._store.mark_skipped(item.record.id, outcome.reason)
             stats.skipped += 1

@@ -27,7 +27,7 @@ from harvester.images.writer import cleanup_temp_files, photo_path
 from harvester.records import PhotoStatus
 from harvester.store.merge import MergeStore
 from harvester.store.rows import ExportRow
-from harvester.store.sqlite import STORE_FILENAME, Store, existing_store
+from harvester.store.sqlite import Store, existing_store
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def merge_outputs(sources: list[Path], into: Path) -> int:
     with Store.in_dir(into) as target:
         dest = MergeStore(target)
         for src in sources:
-            with Store.open(src / STORE_FILENAME, readonly=True) as store:
+            with Store.open(existing_store(src), readonly=True) as store:
                 batch: list[ExportRow] = []
                 for row in store.iter_export():
                     batch.append(row)

@@ -30,7 +30,7 @@ from harvester.report import model
 from harvester.report.model import Attention, Bar, KeywordLine, Report, RunMark
 from harvester.store.report import AttentionRow, ReportStore, SearchTally, WindowTally
 from harvester.store.rows import KeywordSummary, StoreSummary
-from harvester.store.sqlite import STORE_FILENAME, Store, existing_store
+from harvester.store.sqlite import Store, existing_store
 
 CSV_NAME = "needs-attention.csv"
 HTML_NAME = "report.html"
@@ -185,7 +185,7 @@ def _report(
     kinds = facts.duplicate_kinds()
     return Report(
         title=f"Harvest report: {out.resolve().name}",
-        store=str(out / STORE_FILENAME),
+        store=str(existing_store(out)),
         version=__version__,
         generated_at=model.utc(clock()),
         runs=runs,

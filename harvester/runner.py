@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from harvester.config import BundledEmulator, RunConfig, ShardSpec
+from harvester.config import BundledEmulator, OutputFormat, RunConfig, ShardSpec
 from harvester.dataset.sources import SourceMap, SourcesFile
 from harvester.engine import Engine
 from harvester.exceptions import ConfigError, HarvestError
@@ -41,6 +41,7 @@ from harvester.sources import ApiAccess, load_sources_file, source_map
 from harvester.store.outputs import add_api_calls
 from harvester.store.rows import StoreSummary
 from harvester.store.sqlite import STORE_FILENAME, Store
+from harvester.targets import Finaliser, copy_extras, engine_files, prepare_output, target_root
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ def run_command(cfg: RunConfig) -> RunResult:
     # A bad sources file stops the run before anything is written.
     spec = None if cfg.sources_path is None else load_sources_file(cfg.sources_path)
     check_output_dir(cfg.out_dir)
+    prepare_output(cfg)  # --out URL or directory: writable, pointing at the store, the same
     if cfg.emulator is None:
         return _run_all(cfg, queries, load_api_key(), spec)
     from harvester.emulator import DEFAULT_API_KEY
@@ -165,6 +167,8 @@ def _run_all(
     cfg: RunConfig, queries: QueryFile, api_key: str, spec: SourcesFile | None
 ) -> RunResult:
     cleanup_temp_files(cfg.out_dir)
+    if (root := target_root(cfg)) is not None:
+        cleanup_temp_files(root)
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         access = ApiAccess(out_dir=cfg.out_dir, api=cfg.api, key=lambda: api_key)
         sources = source_map(store, spec, access, keep=True)  # before the run is recorded
@@ -192,6 +196,7 @@ def _run_all(
         outcome = {EXIT_OK: "finished", EXIT_INTERRUPTED: "interrupted"}.get(code, "failed")
         summary = _finish(cfg.out_dir, run_id, outcome)
         after_run(cfg.out_dir)  # CREDITS.csv, CREDITS.md and the card, whatever the outcome
+        copy_extras(cfg)  # and beside the files, when they are not beside the store
     return RunResult(code=code, summary=summary)
 
 
@@ -329,8 +334,12 @@ async def run_worker(
                 negatives=queries.negatives,
                 sources=sources,
                 listings=client,
+                files=engine_files(cfg),
             )
-            interrupted = await _run_engine(engine, client, stats, live=live)
+            finaliser = _finaliser(cfg, keywords, stats)
+            interrupted = await _run_engine(engine, client, stats, live=live, finaliser=finaliser)
+            if finaliser is not None:  # the directories complete now; the rest wait, staged
+                await asyncio.to_thread(finaliser.finish)
     finally:
         store.close()
         budget.close()
@@ -339,7 +348,27 @@ async def run_worker(
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
-async def _run_engine(engine: Engine, client: FlickrClient, stats: RunStats, *, live: bool) -> bool:
+def _finaliser(
+    cfg: RunConfig, keywords: Sequence[KeywordQuery], stats: RunStats
+) -> Finaliser | None:
+    """webdataset: the tars of this worker's keywords, built as their directories complete."""
+    if cfg.output.format is not OutputFormat.WEBDATASET or cfg.metadata_only:
+        return None
+
+    def searched() -> list[str]:
+        return [name for name, k in stats.keywords.items() if k.search_done]
+
+    return Finaliser(cfg, [k.keyword for k in keywords], searched)
+
+
+async def _run_engine(
+    engine: Engine,
+    client: FlickrClient,
+    stats: RunStats,
+    *,
+    live: bool,
+    finaliser: Finaliser | None = None,
+) -> bool:
     loop = asyncio.get_running_loop()
     run = asyncio.create_task(engine.run(), name="engine")
     signals_seen = 0
@@ -362,6 +391,8 @@ async def _run_engine(engine: Engine, client: FlickrClient, stats: RunStats, *, 
                 stats.api_calls = client.stats.calls
                 stats.api_retries = client.stats.retries_total
                 engine.tick()
+                if finaliser is not None:
+                    finaliser.poll()
                 display.update()
             with contextlib.suppress(asyncio.CancelledError):
                 await run

@@ -11,6 +11,7 @@ import pytest
 from harvester.cli import RUN_OPTIONS, build_parser, run_config
 from harvester.config import (
     BundledEmulator,
+    OutputFormat,
     RunConfig,
     ShardSpec,
     SizePreference,
@@ -47,6 +48,7 @@ FLAG_TABLE: list[tuple[list[str], str, Any]] = [
     (["--threads", "7"], "threads", 7),
     (["--no-fsync"], "write.fsync", False),
     (["--plain"], "plain", True),
+    (["--output-format", "webdataset"], "output.format", OutputFormat.WEBDATASET),
 ]
 
 
@@ -77,8 +79,29 @@ def test_every_run_flag_is_in_the_table() -> None:
     ).choices["run"]
     flags = {f for action in run._actions for f in action.option_strings if f.startswith("--")}
     tabled = {argv[-1] if argv[-1].startswith("--") else argv[-2] for argv, _, _ in FLAG_TABLE}
-    assert flags - {"--help", "--out"} == tabled
+    assert flags - {"--help", "--out", "--store"} == tabled  # the two places, tested below
     assert {opt.flag for opt in RUN_OPTIONS} == tabled
+
+
+@pytest.mark.parametrize(
+    ("argv", "out_dir", "target"),
+    [
+        ([], Path("out"), None),
+        (["--out", "file:///data/q"], Path("/data/q"), None),
+        (["--out", "/data/q", "--store", "/state"], Path("/state"), "/data/q"),
+        (["--out", "s3://bucket/q", "--store", "/state"], Path("/state"), "s3://bucket/q"),
+    ],
+)
+def test_out_and_store_set_the_stores_directory_and_the_target(
+    argv: list[str], out_dir: Path, target: str | None
+) -> None:
+    cfg = run_config(_parse(*argv))
+    assert (cfg.out_dir, cfg.output.target) == (out_dir, target)
+
+
+def test_a_url_out_without_a_store_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="give --store DIR"):
+        run_config(_parse("--out", "gs://bucket/q"))
 
 
 def test_a_flag_changes_only_its_own_fields() -> None:

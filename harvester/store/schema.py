@@ -150,6 +150,8 @@ GEO_EXPR = "(json_extract(record, '$.latitude') IS NOT NULL)"
 #: store without them (serve degrades to scans) still works. A writer adds them on open.
 BROWSE_INDEXES = {
     "photos_keyword_status": "photos (keyword, status)",
+    # a numbered directory's photos (`--output-format webdataset` builds a tar per directory)
+    "photos_keyword_seq": "photos (keyword, seq)",
     "photos_status": "photos (status)",
     "photos_source_status": "photos (source, status)",
     "photos_license_status": f"photos ({LICENSE_EXPR}, status)",

@@ -50,14 +50,36 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 STORE_FILENAME = "harvest.sqlite"
+#: In an output directory whose store is elsewhere: one line, the store's absolute path.
+STORE_POINTER = "harvest.store"
 
 
 def existing_store(out: Path) -> Path:
-    """The store of the harvest in `out`; ConfigError (exit 2) when `out` holds none."""
+    """The store of the harvest in `out`; ConfigError (exit 2) when `out` holds none.
+
+    `out` is the store's directory, or an output directory whose store lives elsewhere
+    (`harvest run --store DIR`): then `out/harvest.store` names it.
+    """
     path = out / STORE_FILENAME
-    if not path.exists():
+    if path.exists():
+        return path
+    pointed = store_pointer(out)
+    if pointed is None:
         raise ConfigError(f"{out} holds no harvest (no {STORE_FILENAME})")
-    return path
+    if not pointed.exists():
+        raise ConfigError(f"{out}/{STORE_POINTER} names {pointed}, which does not exist")
+    return pointed
+
+
+def store_pointer(out: Path) -> Path | None:
+    """The store `out/harvest.store` names (written by `run --out OUT --store DIR`), if any."""
+    try:
+        text = (out / STORE_POINTER).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {out / STORE_POINTER}: {exc.strerror}") from exc
+    return Path(text) if text else None
 
 
 def default_worker_id() -> str:

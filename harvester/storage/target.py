@@ -1,0 +1,278 @@
+"""Output targets: where a harvest's files go, a local directory or any fsspec URL.
+
+    open_target("out")                 LocalTarget   temp name + fsync + os.replace
+    open_target("file:///data/out")    LocalTarget   (file:// is a local path)
+    open_target("s3://bucket/prefix")  FsspecTarget  a whole-object put: visible only when complete
+    open_target("memory://x")          FsspecTarget  (tests)
+
+Names are relative, with forward slashes (`<keyword>/<NNNNN>.tar`). Every write is all or
+nothing: a reader never sees half a file, whatever kills the writer. Library errors become ours
+here, in one place: a full disk is DiskFullError, any other failure WriteError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+from urllib.parse import urlsplit
+
+from harvester.exceptions import ConfigError, DiskFullError, WriteError
+
+Parts = Sequence[bytes | memoryview]
+
+
+class Target(Protocol):
+    """What the writers need of an output target."""
+
+    @property
+    def url(self) -> str:
+        """The target as the user named it (a path or a URL), for messages."""
+        ...
+
+    @property
+    def local_root(self) -> Path | None:
+        """The directory on this machine, or None for an object store."""
+        ...
+
+    def put(self, name: str, parts: Parts) -> int:
+        """Write `name` whole (all or nothing); returns the bytes written."""
+        ...
+
+    def writer(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """A file to stream `name` into; it appears only when the block ends without error."""
+        ...
+
+    def read(self, name: str) -> bytes:
+        """The bytes of `name`; FileNotFoundError when there is none."""
+        ...
+
+    def exists(self, name: str) -> bool:
+        """Whether `name` exists."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Delete `name` if it exists."""
+        ...
+
+
+def is_remote(spec: str) -> bool:
+    """Whether `--out` names something other than a directory on this machine."""
+    scheme = urlsplit(spec).scheme
+    return "://" in spec and scheme not in ("", "file")
+
+
+def local_path(spec: str) -> Path:
+    """The directory a local `--out` names (`file:///x` → `/x`)."""
+    if spec.startswith("file://"):
+        return Path(urlsplit(spec).path)
+    return Path(spec)
+
+
+def open_target(spec: str, *, fsync: bool = True, spool_dir: Path | None = None) -> Target:
+    """The target `--out` names; ConfigError when its scheme has no installed filesystem."""
+    if not is_remote(spec):
+        return LocalTarget(local_path(spec), fsync=fsync)
+    return FsspecTarget(spec, spool_dir=spool_dir)
+
+
+class LocalTarget:
+    """A directory on this machine (or a shared filesystem mounted on it)."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self._root = root
+        self._fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"<LocalTarget {self._root} fsync={self._fsync}>"
+
+    @property
+    def url(self) -> str:
+        """The directory, as a path."""
+        return str(self._root)
+
+    @property
+    def local_root(self) -> Path | None:
+        """The directory."""
+        return self._root
+
+    def path(self, name: str) -> Path:
+        """The file `name` names."""
+        return self._root / name
+
+    def put(self, name: str, parts: Parts) -> int:
+        """Temp name in the same directory, one writev, fsync, os.replace (as write_atomic)."""
+        path = self.path(name)
+        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        total = sum(len(p) for p in parts)
+        with _translated(f"write {path}"):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_fd(temp, parts, total, fsync=self._fsync)
+                os.replace(temp, path)
+            except OSError:
+                temp.unlink(missing_ok=True)
+                raise
+        return total
+
+    @contextlib.contextmanager
+    def writer(self, name: str) -> Iterator[IO[bytes]]:
+        """`.<name>.tmp-<pid>` beside the file (swept by writer.cleanup_temp_files), renamed."""
+        path = self.path(name)
+        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with _translated(f"write {path}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = temp.open("wb")
+        try:
+            with f:
+                yield f  # the caller's errors pass untranslated, and leave no file
+                with _translated(f"write {path}"):
+                    f.flush()
+                    if self._fsync:
+                        os.fsync(f.fileno())
+            with _translated(f"write {path}"):
+                os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def read(self, name: str) -> bytes:
+        """The file's bytes."""
+        return self.path(name).read_bytes()
+
+    def exists(self, name: str) -> bool:
+        """Whether the file exists."""
+        return self.path(name).exists()
+
+    def remove(self, name: str) -> None:
+        """Unlink the file if it is there."""
+        with _translated(f"remove {self.path(name)}"):
+            self.path(name).unlink(missing_ok=True)
+
+
+class FsspecTarget:
+    """Any fsspec filesystem: S3 (s3fs), GCS (gcsfs), Azure (adlfs), memory://, ..."""
+
+    def __init__(self, url: str, *, spool_dir: Path | None = None) -> None:
+        self._url = url.rstrip("/")
+        self._spool_dir = spool_dir
+        self._fs, self._root = _filesystem(self._url)
+
+    def __repr__(self) -> str:
+        return f"<FsspecTarget {self._url}>"
+
+    @property
+    def url(self) -> str:
+        """The URL."""
+        return self._url
+
+    @property
+    def local_root(self) -> Path | None:
+        """None: an object store has no local directory."""
+        return None
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem (for tests and tools that list it)."""
+        return self._fs
+
+    def full(self, name: str) -> str:
+        """The filesystem path of `name` (no scheme)."""
+        return f"{self._root}/{name}" if self._root else name
+
+    def put(self, name: str, parts: Parts) -> int:
+        """One whole-object upload: an object store shows it only once it is complete."""
+        data = b"".join(parts)
+        with _translated(f"write {self._url}/{name}"):
+            self._fs.pipe_file(self.full(name), data)
+        return len(data)
+
+    @contextlib.contextmanager
+    def writer(self, name: str) -> Iterator[IO[bytes]]:
+        """Spooled to a local temp file, uploaded whole when the block ends without error.
+
+        Streaming into the store's own file object would publish a half-written object when
+        the block raises (its close completes the upload); a spool never does. The spool's
+        name ends in `.tmp-<pid>`, so a killed run's is swept like any temp file.
+        """
+        suffix = f".tmp-{os.getpid()}"
+        with tempfile.NamedTemporaryFile(dir=self._spool_dir, prefix=".spool-", suffix=suffix) as f:
+            yield f
+            with _translated(f"write {self._url}/{name}"):
+                f.flush()
+                self._fs.put_file(f.name, self.full(name))
+
+    def read(self, name: str) -> bytes:
+        """The object's bytes."""
+        data: bytes = self._fs.cat_file(self.full(name))
+        return data
+
+    def exists(self, name: str) -> bool:
+        """Whether the object exists."""
+        return bool(self._fs.exists(self.full(name)))
+
+    def remove(self, name: str) -> None:
+        """Delete the object if it is there."""
+        with _translated(f"remove {self._url}/{name}"), contextlib.suppress(FileNotFoundError):
+            self._fs.rm_file(self.full(name))
+
+
+def _write_fd(temp: Path, parts: Parts, total: int, *, fsync: bool) -> None:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        written = os.writev(fd, parts)
+        if written < total:  # a short writev: the rest with plain writes
+            rest = memoryview(b"".join(parts))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError as exc:  # pragma: no cover - fsspec is a core dependency
+        raise ConfigError(f"--out {url} needs fsspec: pip install fsspec") from exc
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        scheme = urlsplit(url).scheme
+        extra = " (pip install 'harvest[s3]')" if scheme in ("s3", "s3a") else ""
+        raise ConfigError(f"--out {url}: no filesystem for {scheme}://{extra}: {exc}") from exc
+    return fs, str(root).rstrip("/")
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """OSError and the filesystems' own errors become WriteError / DiskFullError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"output full: cannot {action}: {exc}") from exc
+        raise WriteError(f"cannot {action}: {exc}") from exc
+    except (WriteError, ConfigError):
+        raise
+    except Exception as exc:  # botocore, google-auth, azure errors not mapped to OSError
+        raise WriteError(f"cannot {action}: {exc}") from exc
+
+
+def check_writable(target: Target) -> None:
+    """Write, read back and remove a small file: ConfigError (exit 2) when that fails."""
+    name = f".write-test-{os.getpid()}"
+    try:
+        target.put(name, [b"ok"])
+        seen = target.read(name)
+        target.remove(name)
+    except (WriteError, OSError) as exc:
+        if isinstance(exc, DiskFullError):
+            raise
+        raise ConfigError(f"output {target.url} is not writable: {exc}") from exc
+    if seen != b"ok":
+        raise ConfigError(f"output {target.url} did not give back what was written")

@@ -1,0 +1,354 @@
+"""`harvest run`'s output side: the target the files go to, and WebDataset shards finalised.
+
+    resolve_out(out, store)   --out / --store → (the store's directory, the target or None)
+    prepare_output(cfg)       before work: target writable, pointer written, target recorded
+    engine_files(cfg)         the Target the engine writes each photo through (None: as today)
+    Finaliser                 webdataset: builds each directory's tar once it can get no more
+                              photos (its 1,000 decided, or its keyword searched to the end
+                              with nothing pending), in a background thread, and at the end
+
+With `--output-format webdataset` each photo is staged (written atomically, like a file of the
+files layout) under STORE_DIR/harvest.staging/ before the store records it done; a directory's
+tar is built from the staged photos, the photos a tar of it already holds (a rebuild after
+more photos came) and the store's rows; only once the tar, Parquet and stats are all in place
+are the staged files removed. A kill at any point leaves staged files the next run finishes
+from, never a partial tar (temp + rename, or one whole-object upload).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+
+from harvester.config import OutputFormat, RunConfig
+from harvester.exceptions import ConfigError, HarvestError
+from harvester.images.writer import FILES_PER_DIR, safe_dirname
+from harvester.outputs import CREDITS_CSV, CREDITS_MD
+from harvester.publish.card import CARD, may_replace
+from harvester.storage.shards import (
+    ShardDropped,
+    ShardManifest,
+    ShardMember,
+    photo_meta,
+    read_shard,
+)
+from harvester.storage.shards import write_shard as write_shard
+from harvester.storage.target import (
+    LocalTarget,
+    Target,
+    check_writable,
+    is_remote,
+    local_path,
+    open_target,
+)
+from harvester.store.shards import (
+    DirPhoto,
+    dir_photos,
+    record_output,
+    recorded_output,
+    requeue,
+)
+from harvester.store.sqlite import STORE_FILENAME, STORE_POINTER, Store, store_pointer
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "harvest.staging"  # beside the store: photos waiting for their directory's tar
+
+
+def resolve_out(out: str, store: Path | None) -> tuple[Path, str | None]:
+    """The store's directory and the target (None: the files go beside the store)."""
+    if store is not None:
+        return store, out
+    if is_remote(out):
+        raise ConfigError(
+            f"--out {out} is not a local directory: give --store DIR, a directory on this"
+            " machine's disk for the SQLite store (SQLite must not sit on a network filesystem"
+            " or an object store)"
+        )
+    return local_path(out), None
+
+
+def output_target(cfg: RunConfig) -> Target:
+    """Where the files (or shards) finally go."""
+    spec = cfg.output.target or str(cfg.out_dir)
+    return open_target(spec, fsync=cfg.write.fsync, spool_dir=staging_dir(cfg))
+
+
+def staging_dir(cfg: RunConfig) -> Path:
+    """Where webdataset photos wait for their tar (and uploads are spooled)."""
+    return cfg.out_dir / STAGING_DIR
+
+
+def engine_files(cfg: RunConfig) -> Target | None:
+    """The target the engine writes each photo through; None: straight under out_dir."""
+    if cfg.output.format is OutputFormat.WEBDATASET:
+        return LocalTarget(staging_dir(cfg), fsync=cfg.write.fsync)
+    if cfg.output.target is None:
+        return None
+    return output_target(cfg)
+
+
+def prepare_output(cfg: RunConfig) -> None:
+    """Before any work: check the target, point the output at the store, keep them together."""
+    spec = cfg.output.target
+    if cfg.output.format is OutputFormat.WEBDATASET:
+        staging_dir(cfg).mkdir(parents=True, exist_ok=True)  # also where tars are spooled
+    if spec is None:
+        _refuse_pointer(cfg.out_dir)
+        recorded = "."
+    else:
+        target = output_target(cfg)
+        check_writable(target)
+        root = target.local_root
+        if root is not None:
+            _point(root, cfg.out_dir)
+        recorded = spec if root is None else str(root.resolve())
+        if root is not None and root.resolve() == cfg.out_dir.resolve():
+            recorded = "."  # --out DIR --store DIR: the same harvest as --out DIR alone
+    with Store.open(cfg.out_dir / STORE_FILENAME) as store:
+        _same_output(store, recorded, cfg.output.format.value)
+
+
+def _refuse_pointer(out: Path) -> None:
+    pointed = store_pointer(out)
+    if pointed is not None:
+        raise ConfigError(
+            f"{out}'s store is {pointed} ({out / STORE_POINTER}): run with --store {pointed.parent}"
+        )
+
+
+def _point(root: Path, store_dir: Path) -> None:
+    """OUT/harvest.store names the store, so `harvest status OUT` (and the rest) find it."""
+    store = (store_dir / STORE_FILENAME).resolve()
+    if (root / STORE_FILENAME).exists() and root.resolve() != store_dir.resolve():
+        raise ConfigError(f"{root} holds its own store: run without --store")
+    pointed = store_pointer(root)
+    if pointed is not None and pointed.resolve() != store:
+        raise ConfigError(f"{root}'s store is {pointed}, not {store}: run with that --store")
+    if pointed is None and root.resolve() != store_dir.resolve():
+        LocalTarget(root, fsync=True).put(STORE_POINTER, [f"{store}\n".encode()])
+
+
+def _same_output(store: Store, spec: str, fmt: str) -> None:
+    recorded = recorded_output(store)
+    if recorded is None:
+        record_output(store, spec, fmt)
+        return
+    if recorded.get("target") != spec:
+        raise ConfigError(f"this store's files go to {recorded.get('target')}, not {spec}")
+    if recorded.get("format") != fmt:
+        raise ConfigError(
+            f"this harvest is written as {recorded.get('format')}: keep"
+            f" --output-format {recorded.get('format')}"
+        )
+
+
+# --- webdataset: building the tars ----------------------------------------------------------
+
+
+def dir_key(keyword: str, number: int) -> str:
+    """`<keyword dir>/<NNNNN>`: the directory (and shard) name."""
+    return f"{safe_dirname(keyword)}/{number:05d}"
+
+
+def is_complete(photos: Sequence[DirPhoto], *, searched: bool) -> bool:
+    """No photo of the directory pending, and none can come (full, or its search is over)."""
+    if any(p.status == "claimed" for p in photos):
+        return False
+    return searched or len(photos) >= FILES_PER_DIR
+
+
+def member_meta(photo: DirPhoto) -> dict[str, object]:
+    """A photo's {key}.json: the store's row, the record exactly as the store holds it."""
+    return photo_meta(
+        photo_id=str(photo.id),
+        keyword=photo.keyword,
+        keywords=photo.keywords,
+        status=photo.status,
+        path=photo.path,
+        sha256=photo.sha256,
+        width=photo.width,
+        height=photo.height,
+        size_label=photo.size_label,
+        record_json=photo.record,
+    )
+
+
+def build_dir(
+    store: Store, target: Target, staging: Path, keyword: str, number: int
+) -> ShardManifest | None:
+    """Write the tar of one complete directory, then drop its staged photos.
+
+    None when nothing was written: no photo stored, or some were lost and are queued again.
+    """
+    key = dir_key(keyword, number)
+    lo = (number - 1) * FILES_PER_DIR
+    photos = dir_photos(store, keyword, lo, lo + FILES_PER_DIR)
+    old = read_shard(target, key)
+    members, dropped, missing = [], [], []
+    for photo in photos:
+        if photo.status != "done":
+            reason = photo.reason or ""
+            dropped.append(
+                ShardDropped(
+                    key=str(photo.id), status=photo.status, reason=reason, meta=member_meta(photo)
+                )
+            )
+            continue
+        image = _staged(staging, photo) or old.get(str(photo.id))
+        if image is None:
+            missing.append(photo.id)
+            continue
+        members.append(ShardMember(key=str(photo.id), image=image, meta=member_meta(photo)))
+    if missing:
+        # Lost outside harvest (a staged file deleted by hand): redo them, never drop them.
+        requeue(store, missing)
+        log.warning(
+            "%s: %d photos done but neither staged nor in its tar: redone", key, len(missing)
+        )
+        return None
+    manifest = write_shard(target, key, members, dropped=dropped) if members else None
+    shutil.rmtree(staging / key, ignore_errors=True)
+    return manifest
+
+
+def _staged(staging: Path, photo: DirPhoto) -> bytes | None:
+    if photo.path is None:
+        return None
+    try:
+        return (staging / photo.path).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def staged_dirs(staging: Path, keywords: Collection[str]) -> list[tuple[str, int]]:
+    """(keyword, number) of every directory with staged photos, for these keywords."""
+    names = {safe_dirname(k): k for k in keywords}
+    found = []
+    for kw_dir in sorted(p for p in staging.iterdir() if p.is_dir() and p.name in names):
+        for num_dir in sorted(p for p in kw_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+            found.append((names[kw_dir.name], int(num_dir.name)))
+    return found
+
+
+def finalise_ready(cfg: RunConfig, keywords: Collection[str], searched: Collection[str]) -> int:
+    """Build every complete directory of `keywords`; returns how many tars were written."""
+    staging = staging_dir(cfg)
+    if not staging.is_dir():
+        return 0
+    target = output_target(cfg)
+    built = 0
+    with Store.open(cfg.out_dir / STORE_FILENAME) as store:
+        for keyword, number in staged_dirs(staging, keywords):
+            lo = (number - 1) * FILES_PER_DIR
+            photos = dir_photos(store, keyword, lo, lo + FILES_PER_DIR)
+            if not is_complete(photos, searched=keyword in searched):
+                continue
+            manifest = build_dir(store, target, staging, keyword, number)
+            if manifest is not None:
+                built += 1
+                log.info("wrote %s (%d photos)", manifest.tar, len(manifest.keys))
+    return built
+
+
+class Finaliser:
+    """Runs finalise_ready in a background thread while the run goes on, then once at its end."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        keywords: Sequence[str],
+        searched: Callable[[], Collection[str]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._keywords = tuple(keywords)
+        self._searched = searched
+        self._clock = clock
+        self._last = clock()
+        self._thread: threading.Thread | None = None
+        self.error: HarvestError | None = None
+        self.built = 0
+
+    def __repr__(self) -> str:
+        busy = self._thread is not None and self._thread.is_alive()
+        return f"<Finaliser built={self.built} busy={busy} error={self.error!r}>"
+
+    def poll(self) -> None:
+        """Start a background pass when one is due and none is running."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        if self._clock() - self._last < self._cfg.output.finalise_every_s:
+            return
+        self._last = self._clock()
+        searched = frozenset(self._searched())
+        self._thread = threading.Thread(
+            target=self._pass, args=(searched,), name="finalise", daemon=True
+        )
+        self._thread.start()
+
+    def _pass(self, searched: frozenset[str]) -> None:
+        try:
+            self.built += finalise_ready(self._cfg, self._keywords, searched)
+        except HarvestError as exc:
+            log.error("could not finalise shards: %s", exc)
+            self.error = self.error or exc
+
+    def finish(self) -> None:
+        """Wait for a pass in flight, then build what is complete now; raise a pass's error."""
+        if self._thread is not None:
+            self._thread.join()
+        self._pass(frozenset(self._searched()))
+        if self.error is not None:
+            raise self.error
+
+
+def target_root(cfg: RunConfig) -> Path | None:
+    """The target's own directory when it is local and not the store's (temp files swept)."""
+    spec = cfg.output.target
+    if spec is None or is_remote(spec):
+        return None
+    return local_path(spec)
+
+
+# --- after the run: the credits and the card beside the files -------------------------------
+
+#: What `harvest run` writes beside the store at its end (outputs.after_run), copied to a target
+#: that is not the store's directory, so a bucket or share holds a dataset that credits itself.
+EXTRAS = (CREDITS_CSV, CREDITS_MD, CARD)
+
+
+def copy_extras(cfg: RunConfig) -> int:
+    """Copy the credits and the card to the target; never fails the run; returns how many."""
+    if cfg.output.target is None:
+        return 0
+    copied = 0
+    try:
+        target = output_target(cfg)
+        root = target.local_root
+        if root is not None and root.resolve() == cfg.out_dir.resolve():
+            return 0
+        for name in EXTRAS:
+            path = cfg.out_dir / name
+            if path.is_file() and _may_write(target, name):
+                target.put(name, [path.read_bytes()])
+                copied += 1
+    except (HarvestError, OSError) as exc:
+        log.warning("could not copy the credits and card to %s: %s", cfg.output.target, exc)
+    return copied
+
+
+def _may_write(target: Target, name: str) -> bool:
+    """Never over a README someone wrote (the card's own marker says it is ours)."""
+    if name != CARD:
+        return True
+    try:
+        existing = target.read(name)
+    except FileNotFoundError:
+        return True
+    return may_replace(existing.decode("utf-8", errors="replace"))

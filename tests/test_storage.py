@@ -1,0 +1,240 @@
+"""The storage room on its own: targets (local, memory://), the probe, WebDataset shards.
+
+The shards are read back by the `webdataset` package and by pyarrow, not by our own reader.
+The harvests that write to S3 (moto) and to shards are in test_storage_runs.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+
+from harvester.exceptions import ConfigError
+from harvester.storage.probe import check_shared, in_subprocess, write_probe
+from harvester.storage.shards import (
+    ShardDropped,
+    ShardMember,
+    read_shard,
+    shard_names,
+    status_label,
+    write_shard,
+)
+from harvester.storage.target import FsspecTarget, LocalTarget, is_remote, local_path, open_target
+from harvester.store.shards import DirPhoto
+from harvester.targets import is_complete, resolve_out
+
+
+@pytest.mark.parametrize(
+    ("spec", "remote"),
+    [
+        ("out", False),
+        ("/data/out", False),
+        ("file:///data/out", False),
+        ("s3://bucket/prefix", True),
+        ("gs://bucket", True),
+        ("memory://x", True),
+        ("weird:name", False),  # a local directory with a colon in its name
+    ],
+)
+def test_which_out_is_remote(spec: str, remote: bool) -> None:
+    assert is_remote(spec) is remote
+
+
+def test_file_urls_are_local_paths() -> None:
+    assert local_path("file:///data/out") == Path("/data/out")
+    assert isinstance(open_target("file:///tmp/x"), LocalTarget)
+    assert isinstance(open_target("memory://x"), FsspecTarget)
+
+
+def test_a_scheme_with_no_filesystem_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match="no filesystem for nosuchfs://"):
+        open_target("nosuchfs://bucket/x")
+
+
+def test_a_remote_out_needs_a_store(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--store DIR"):
+        resolve_out("s3://bucket/x", None)
+    assert resolve_out("s3://bucket/x", tmp_path) == (tmp_path, "s3://bucket/x")
+    assert resolve_out("out", None) == (Path("out"), None)
+
+
+def memory_url() -> str:
+    return f"memory://t-{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path, kind: str) -> None:
+    target = LocalTarget(tmp_path, fsync=False) if kind == "local" else open_target(memory_url())
+    target.put("a/b.bin", [b"x", memoryview(b"yz")])
+    assert target.read("a/b.bin") == b"xyz"
+
+    def killed_midway() -> None:
+        with target.writer("a/c.tar") as f:
+            f.write(b"half")
+            raise RuntimeError("killed midway")
+
+    with pytest.raises(RuntimeError):
+        killed_midway()
+    assert not target.exists("a/c.tar")
+    if kind == "local":
+        assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b.bin"], "no temp file"
+    target.remove("a/b.bin")
+    target.remove("a/b.bin")  # twice: removing what is gone is fine
+    assert not target.exists("a/b.bin")
+
+
+# --- the probe -----------------------------------------------------------------------------------
+
+
+def test_the_probe_passes_on_a_directory_the_child_shares(tmp_path: Path) -> None:
+    check_shared(str(tmp_path), in_subprocess)
+    assert list(tmp_path.iterdir()) == [], "the probe file is removed"
+
+
+def test_the_probe_fails_clearly_where_the_child_sees_another_store() -> None:
+    # memory:// is one filesystem per process: the child's file is not the driver's.
+    with pytest.raises(ConfigError, match=r"is not shared: the driver does not see the file"):
+        check_shared(memory_url(), in_subprocess, where="a child process")
+
+
+def test_the_probe_fails_clearly_when_a_node_mounts_something_else(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "node-b"
+
+    def other_mount(_out: str, name: str, token: bytes) -> None:
+        write_probe(str(elsewhere), name, token)  # the same path name, another filesystem
+
+    with pytest.raises(ConfigError, match="use a filesystem every node mounts"):
+        check_shared(str(tmp_path / "out"), other_mount)
+
+
+def test_a_probe_writer_that_fails_is_one_clear_error(tmp_path: Path) -> None:
+    def broken(_out: str, _name: str, _token: bytes) -> None:
+        raise OSError("no route to host")
+
+    with pytest.raises(ConfigError, match="could not write a probe file: no route to host"):
+        check_shared(str(tmp_path), broken, where="node 10.0.0.2")
+
+
+# --- shards --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "label"),
+    [
+        ("failed", "download: HTTP 404", "failed_to_download"),
+        ("failed", "image: cannot decode", "failed_to_resize"),
+        ("failed", "unsafe record: bad secret", "failed_to_resize"),
+        ("skipped", "too small: 320x240", "skipped"),
+    ],
+)
+def test_status_labels_follow_img2dataset(status: str, reason: str, label: str) -> None:
+    assert status_label(status, reason) == label
+
+
+def jpeg(seed: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 8), (seed % 256, 40, 90)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def members(ids: range) -> list[ShardMember]:
+    return [
+        ShardMember(
+            key=str(i),
+            image=jpeg(i),
+            meta={"photo_id": str(i), "record": {"id": str(i), "tags": ["a", "b"]}, "width": 16},
+        )
+        for i in ids
+    ]
+
+
+def test_a_shard_reads_back_with_webdataset_and_pyarrow(tmp_path: Path) -> None:
+    target = LocalTarget(tmp_path, fsync=False)
+    dropped = [ShardDropped(key="99", status="failed", reason="download: 404", meta={})]
+    manifest = write_shard(target, "sky/00001", members(range(10, 15)), dropped=dropped)
+    assert manifest.keys == ("10", "11", "12", "13", "14")
+    tar, parquet, stats = shard_names("sky/00001")
+    assert (manifest.tar, manifest.parquet, manifest.stats) == (tar, parquet, stats)
+    samples = list(wds.WebDataset(str(tmp_path / tar), shardshuffle=False))
+    assert [s["__key__"] for s in samples] == ["10", "11", "12", "13", "14"]
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        assert meta["photo_id"] == sample["__key__"]
+        assert meta["record"] == {"id": sample["__key__"], "tags": ["a", "b"]}
+        assert sample["jpg"] == jpeg(int(sample["__key__"]))
+    rows = pq.read_table(tmp_path / parquet).to_pylist()
+    assert [(r["key"], r["status"], r["error_message"]) for r in rows][-2:] == [
+        ("14", "success", None),
+        ("99", "failed_to_download", "download: 404"),
+    ]
+    assert json.loads(rows[0]["record"]) == {"id": "10", "tags": ["a", "b"]}
+    counts = json.loads((tmp_path / stats).read_text())
+    assert {k: counts[k] for k in ("count", "successes", "failed_to_download")} == {
+        "count": 6,
+        "successes": 5,
+        "failed_to_download": 1,
+    }
+    assert counts["status_dict"] == {"download": 1}
+
+
+def test_a_shard_is_the_same_bytes_when_written_again(tmp_path: Path) -> None:
+    target = open_target(memory_url())
+    write_shard(target, "a/00001", members(range(3)))
+    first = target.read("a/00001.tar")
+    write_shard(target, "a/00001", members(range(3)))
+    assert target.read("a/00001.tar") == first
+    assert read_shard(target, "a/00001") == {str(i): jpeg(i) for i in range(3)}
+    assert read_shard(target, "a/00002") == {}
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        assert tar.getnames() == ["0.jpg", "0.json", "1.jpg", "1.json", "2.jpg", "2.json"]
+
+
+def test_a_shard_refuses_a_key_twice(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="twice"):
+        write_shard(LocalTarget(tmp_path), "a/00001", [*members(range(2)), *members(range(1))])
+    assert not (tmp_path / "a" / "00001.tar").exists()
+
+
+def photo(seq: int, status: str) -> DirPhoto:
+    return DirPhoto(
+        id=seq + 1,
+        seq=seq,
+        keyword="k",
+        keywords=("k",),
+        status=status,
+        reason=None,
+        path=None,
+        sha256=None,
+        width=None,
+        height=None,
+        size_label=None,
+        record="{}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("statuses", "searched", "complete"),
+    [
+        (["done"] * 1000, False, True),  # all 1,000 decided
+        (["done"] * 999 + ["skipped"], False, True),
+        (["done"] * 999 + ["claimed"], True, False),  # one still pending
+        (["done"] * 400, False, False),  # more may come while the keyword is searched
+        (["done"] * 400, True, True),  # its search is over
+        (["done", "failed", "skipped"], True, True),
+        ([], True, True),
+    ],
+)
+def test_a_directory_is_complete_when_it_can_get_no_more_photos(
+    statuses: list[str], searched: bool, complete: bool
+) -> None:
+    photos = [photo(i, s) for i, s in enumerate(statuses)]
+    assert is_complete(photos, searched=searched) is complete

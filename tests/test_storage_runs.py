@@ -1,0 +1,339 @@
+"""Harvests to object storage and to WebDataset shards, for real: moto's S3 server on a loopback
+port, s3fs as harvest's client, boto3 to look; the shards read back by `webdataset` and pyarrow.
+
+Each ends with files = store = emulator truth: every done photo is exactly one object (or one
+tar member) with the store's bytes, every object or member is a done photo, nothing pending,
+no temporary or staged file left, no partial tar.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import signal
+import sqlite3
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.spec import AbstractFileSystem
+
+from tests.harness import (
+    STORE,
+    ThreadedEmulator,
+    error_line,
+    harvest,
+    harvest_args,
+    run_args,
+    run_harvest,
+    store_count,
+    store_rows,
+    threaded_emulator,
+    write_queries,
+)
+
+KEYWORDS = ("sunset", "sky")  # 31 and 84 matches in the 3,000-photo corpus (seed 0)
+SMALL = ("sunset",)
+BUCKET = "harvest-test"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    """A moto S3 server on loopback, the environment pointing s3fs at it; yields a boto3 client."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,  # botocore reads it for every client: s3fs's too
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        client = boto3.client("s3", endpoint_url=url)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    AbstractFileSystem.clear_instance_cache()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[ThreadedEmulator]:
+    # A pool of rendered pixels (a load-test knob): what is tested here is where the files go,
+    # not the images, and rendering each photo's own would be most of these tests' time.
+    with threaded_emulator(photos=3000, seed=0, profile="ideal", image_pool=16) as running:
+        yield running
+
+
+def objects(client: Any, prefix: str) -> dict[str, bytes]:
+    """Every object under `prefix`, by name relative to it."""
+    found: dict[str, bytes] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+            found[item["Key"].removeprefix(prefix)] = body
+    return found
+
+
+def to(args: list[str], url: str) -> list[str]:
+    """`args` with `--out URL` (the helpers take a Path, which would fold s3:// into s3:/)."""
+    args = list(args)
+    args[args.index("--out") + 1] = url
+    return args
+
+
+def photos(store_dir: Path) -> dict[str, tuple[str, str | None, str | None, str]]:
+    rows = store_rows(store_dir, "SELECT id, status, path, sha256, record FROM photos")
+    return {str(i): (status, path, sha, record) for i, status, path, sha, record in rows}
+
+
+def test_a_harvest_to_s3_is_the_store_and_the_truth(
+    s3: Any, emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", emu.api_key)
+    queries = write_queries(tmp_path / "q.txt", SMALL)
+    store = tmp_path / "state"
+    url = f"s3://{BUCKET}/files-run"
+    code = harvest(*to(run_args(emu, queries, store, "--store", str(store)), url))
+    assert code == 0
+    rows = photos(store)
+    assert set(rows) == emu.truth("sunset")
+    done = {path: sha for status, path, sha, _ in rows.values() if status == "done"}
+    stored = objects(s3, "files-run/")
+    jpgs = {name: hashlib.sha256(body).hexdigest() for name, body in stored.items() if "/" in name}
+    assert jpgs == done, "every object is a done photo, with its bytes, and nothing else"
+    assert set(stored) - set(jpgs) == {"CREDITS.csv", "CREDITS.md", "README.md"}
+    assert stored["CREDITS.csv"] == (store / "CREDITS.csv").read_bytes()
+    assert all(status != "claimed" for status, *_ in rows.values())
+    assert harvest("status", store) == 0
+
+
+def test_a_remote_out_without_a_store_is_one_clear_error(
+    emu: ThreadedEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queries = write_queries(tmp_path / "q.txt", SMALL)
+    assert harvest(*to(run_args(emu, queries, tmp_path), "s3://bucket/x")) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "--store DIR" in line
+    assert "SQLite" in line
+
+
+class ReadOnlyFileSystem(MemoryFileSystem):  # type: ignore[misc]
+    """memory:// that refuses every write, as a bucket without s3:PutObject does."""
+
+    protocol = "readonly"
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        raise PermissionError(errno.EACCES, "Access Denied", path)
+
+
+class FullFileSystem(MemoryFileSystem):  # type: ignore[misc]
+    """memory:// that takes small files and then fills up, as a quota'd share does."""
+
+    protocol = "fullfs"
+    room = 8
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        if len(value) > 100:
+            type(self).room -= 1
+            if self.room < 0:
+                raise OSError(errno.ENOSPC, "No space left on device", path)
+        super().pipe_file(path, value, mode, **kwargs)
+
+
+@pytest.fixture
+def odd_filesystems() -> Iterator[None]:
+    fsspec.register_implementation("readonly", ReadOnlyFileSystem, clobber=True)
+    fsspec.register_implementation("fullfs", FullFileSystem, clobber=True)
+    FullFileSystem.room = 8
+    yield
+    AbstractFileSystem.clear_instance_cache()
+
+
+def test_a_read_only_target_is_one_clear_error(
+    emu: ThreadedEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    odd_filesystems: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", emu.api_key)
+    queries = write_queries(tmp_path / "q.txt", SMALL)
+    args = to(
+        run_args(emu, queries, tmp_path, "--store", str(tmp_path / "s")), "readonly://bucket/x"
+    )
+    assert harvest(*args) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "readonly://bucket/x is not writable" in line
+    assert "Access Denied" in line
+    assert store_count(tmp_path / "s", "SELECT COUNT(*) FROM photos") == 0, "no work started"
+
+
+def test_a_target_that_fills_up_stops_the_run_with_one_clear_error(
+    emu: ThreadedEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    odd_filesystems: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", emu.api_key)
+    queries = write_queries(tmp_path / "q.txt", SMALL)
+    store = tmp_path / "s"
+    args = to(run_args(emu, queries, tmp_path, "--store", str(store)), "fullfs://share/x")
+    assert harvest(*args) == 4
+    line = error_line(capsys.readouterr().err)
+    assert "output full" in line
+    assert "No space left on device" in line
+    assert "free space" in line
+    fs = fsspec.filesystem("fullfs")
+    written = {p.removeprefix("fullfs://share/x/") for p in fs.find("fullfs://share/x")}
+    done = {path for status, path, _, _ in photos(store).values() if status == "done"}
+    assert done == written, "what was written is recorded, and only that"
+    assert len(done) == 8
+
+
+# --- webdataset ---------------------------------------------------------------------------------
+
+
+def check_shards(store: Path, shards: dict[str, bytes], keywords: tuple[str, ...]) -> None:
+    """Tars, Parquet and stats agree with the store; every done photo once, nothing else."""
+    rows = photos(store)
+    assert all(status != "claimed" for status, *_ in rows.values()), "nothing pending"
+    tars = {name: body for name, body in shards.items() if name.endswith(".tar")}
+    assert tars, "some tar was written"
+    assert not [n for n in shards if ".tmp-" in n or n.startswith(".")], "no temp file"
+    seen: list[str] = []
+    for name, body in tars.items():
+        assert name.removesuffix(".tar") + ".parquet" in shards
+        assert name.removesuffix(".tar") + "_stats.json" in shards
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:  # a partial tar would not open
+            tar.getmembers()
+        keys = check_one_tar(name, body, rows)
+        table = pq.read_table(io.BytesIO(shards[name.removesuffix(".tar") + ".parquet"]))
+        success = [r["key"] for r in table.to_pylist() if r["status"] == "success"]
+        assert sorted(success) == sorted(keys)
+        seen += keys
+    done = {pid for pid, (status, *_rest) in rows.items() if status == "done"}
+    assert len(seen) == len(set(seen)), "each photo is in one tar, once"
+    assert set(seen) == done, "every done photo is in a tar, and every member is a done photo"
+
+
+def check_one_tar(name: str, body: bytes, rows: dict[str, Any]) -> list[str]:
+    """Read with the webdataset package: each key a done photo with the store's record."""
+    path = Path("/tmp") / f"wds-{uuid.uuid4().hex}.tar"
+    path.write_bytes(body)
+    try:
+        samples = list(wds.WebDataset(str(path), shardshuffle=False))
+    finally:
+        path.unlink()
+    for sample in samples:
+        status, stored_path, sha, record = rows[sample["__key__"]]
+        assert status == "done"
+        assert hashlib.sha256(sample["jpg"]).hexdigest() == sha, "the store's bytes"
+        meta = json.loads(sample["json"])
+        assert meta["record"] == json.loads(record), "the record is the store's"
+        assert meta["photo_id"] == sample["__key__"]
+        assert stored_path is not None
+        assert name.removesuffix(".tar") == str(Path(stored_path).parent)
+    return [s["__key__"] for s in samples]
+
+
+def local_shards(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and (p.suffix in (".tar", ".parquet", ".json") or ".tmp-" in p.name)
+    }
+
+
+def test_webdataset_in_a_directory_reads_back_and_a_redone_photo_rebuilds_its_tar(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", emu.api_key)
+    queries = write_queries(tmp_path / "q.txt", SMALL)
+    out, state = tmp_path / "out", tmp_path / "state"
+    args = run_args(emu, queries, out, "--store", str(state), "--output-format", "webdataset")
+    assert harvest(*args) == 0
+    check_shards(state, local_shards(out), SMALL)
+    assert set(photos(state)) == emu.truth("sunset")
+    assert not list(out.rglob("*.jpg")), "no loose JPEG"
+    assert (out / "harvest.store").read_text().strip() == str((state / STORE).resolve())
+    assert harvest("status", out) == 0, "the store is found from the output directory"
+    # A photo the store no longer counts as done is redone, and its tar rebuilt around it.
+    (redo,) = store_rows(state, "SELECT id FROM photos WHERE status = 'done' LIMIT 1")[0]
+    db = sqlite3.connect(state / STORE)
+    with db:
+        db.execute("UPDATE photos SET status = 'claimed', path = NULL WHERE id = ?", (redo,))
+    db.close()
+    assert harvest(*args) == 0
+    check_shards(state, local_shards(out), SMALL)
+    assert not [p for p in (state / "harvest.staging").rglob("*") if p.is_file()], "none staged"
+
+
+async def test_webdataset_to_s3_killed_then_resumed_is_exactly_once(
+    s3: Any, emu: ThreadedEmulator, tmp_path: Path
+) -> None:
+    store = tmp_path / "state"
+    prefix = "wds-run/"
+    url = f"s3://{BUCKET}/{prefix.rstrip('/')}"
+    queries = write_queries(tmp_path / "q.txt", KEYWORDS)
+    extra = ("--store", str(store), "--output-format", "webdataset", "--concurrency", "4")
+    args = to(harvest_args(emu, queries, store, *extra), url)
+    done = "SELECT COUNT(*) FROM photos WHERE status = 'done'"
+    exited = await run_harvest(emu, args, stop_when=lambda: store_count(store, done) >= 40)
+    assert exited.signalled
+    assert exited.code == -signal.SIGKILL
+    for name, body in objects(s3, prefix).items():  # what the kill left: whole tars only
+        if name.endswith(".tar"):
+            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                assert all(tar.extractfile(m) is not None for m in tar.getmembers())
+    resumed = await run_harvest(emu, args)
+    assert resumed.code == 0, resumed.err[-2000:]
+    check_shards(store, objects(s3, prefix), KEYWORDS)
+    expected = emu.truth(KEYWORDS[0]) | emu.truth(KEYWORDS[1])
+    assert set(photos(store)) == expected, "the store holds exactly the emulator's truth"
+    assert not [p for p in (store / "harvest.staging").rglob("*") if p.is_file()], "none staged"
+
+
+def test_a_harvest_is_not_split_between_targets_or_formats(
+    emu: ThreadedEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", emu.api_key)
+    queries = write_queries(tmp_path / "q.txt", SMALL)
+    out, state = tmp_path / "out", tmp_path / "state"
+    first = run_args(emu, queries, out, "--store", str(state), "--metadata-only")
+    assert harvest(*first) == 0
+    capsys.readouterr()
+    again = {
+        "another target": [*run_args(emu, queries, tmp_path / "b", "--store", str(state))],
+        "another format": [*first, "--output-format", "webdataset"],
+        "the store left out": run_args(emu, queries, out, "--metadata-only"),
+    }
+    expected = {
+        "another target": "this store's files go to",
+        "another format": "keep --output-format files",
+        "the store left out": f"run with --store {state}",
+    }
+    for name, args in again.items():
+        assert harvest(*args) == 2, name
+        assert expected[name] in error_line(capsys.readouterr().err), name
+    assert harvest(*first) == 0, "the same command still resumes"
