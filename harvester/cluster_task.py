@@ -78,6 +78,10 @@ class HostLimiterActor:
             await asyncio.sleep(wait)
         return tokens
 
+    async def give_back(self, host: str, tokens: int) -> None:
+        """A worker's unspent tokens, returned when its batch ends."""
+        self._bucket(host).give_back(tokens, time.monotonic())
+
     async def throttled(self, host: str) -> float:
         """A worker saw a 429 from `host`; returns the host's rate after it."""
         bucket = self._bucket(host)
@@ -125,6 +129,18 @@ class LeasedHosts:
             return False
         return True
 
+    async def close(self) -> None:
+        """Hand the unspent tokens back to the actor (its batch is over)."""
+        left = {host: n for host, n in self._tokens.items() if n > 0}
+        self._tokens.clear()
+        if self._actor is None or not left:
+            return
+        try:
+            refs = [self._actor.give_back.remote(host, n) for host, n in left.items()]
+            await asyncio.wait_for(asyncio.gather(*refs), LEASE_TIMEOUT_S)
+        except Exception as exc:  # the actor is gone: its successor starts full anyway
+            log.info("could not return %s tokens to the limiter: %s", left, exc)
+
     def throttled(self, host: str) -> None:
         """Tell the actor about a 429 (fire and forget)."""
         if self._actor is not None:
@@ -170,7 +186,12 @@ async def _run(
             fetcher = Fetcher(session, cfg.fetch, hosts=hosts)
             work = PhotoWork(cfg, fetcher, pool, on_bytes=count)
             on_outcome = None if chaos is None else chaos.tick
-            outcomes = await run_batch(work, photos, cfg.fetch.concurrency, on_outcome=on_outcome)
+            try:
+                outcomes = await run_batch(
+                    work, photos, cfg.fetch.concurrency, on_outcome=on_outcome
+                )
+            finally:
+                await hosts.close()
     return outcomes, size
 
 

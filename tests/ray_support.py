@@ -31,6 +31,7 @@ def ray_config(
     emu: ThreadedEmulator, base: Path, keywords: tuple[str, ...], **given: Any
 ) -> RunConfig:
     """A `--ray` run against `emu` (the Ray already started), quick settings, `given` on top."""
+    base.mkdir(parents=True, exist_ok=True)
     queries = write_queries(base / "queries.txt", keywords)
     settings: dict[str, Any] = {
         "api.rest_url": emu.rest_url,

@@ -105,6 +105,8 @@ def test_bucket_paces_leases_at_the_rate() -> None:
     # the first block is the burst; each next one is due 0.16 s after the one before
     assert waits == pytest.approx([0.0, 0.16, 0.32, 0.48, 0.64])
     assert bucket.take(16, now_s=10.0) == 0.0  # idle long enough: the burst is back
+    bucket.give_back(16, now_s=10.0)  # unspent: the next lease needs no wait
+    assert bucket.take(16, now_s=10.0) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """The cluster-wide image-host limiter's arithmetic: a token bucket whose rate is AIMD.
 
 `take(n, now)` reserves n tokens and says how long to wait before using them (the bucket
-may go into debt, so waiters are served in order at exactly the rate); `throttled(now)`
+may go into debt, so waiters are served in order at exactly the rate); `give_back` returns
+the unspent rest of a lease, so batch ends waste none of the rate; `throttled(now)`
 halves the rate on a 429, at most once per `cut_interval_s`; the rate then recovers
 additively, `recover_per_s` x the target per second, back up to the target.
 """
@@ -43,6 +44,11 @@ class TokenBucket:
         self._advance(now_s)
         self.tokens -= n
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate_per_s
+
+    def give_back(self, n: float, now_s: float) -> None:
+        """Return `n` leased tokens a worker did not spend (its batch ended first)."""
+        self._advance(now_s)
+        self.tokens = min(self.burst, self.tokens + n)
 
     def throttled(self, now_s: float) -> bool:
         """A 429 from the host: halve the rate unless it was cut within the interval."""
