@@ -59,7 +59,7 @@ def limiter_case(emu: ThreadedEmulator, base: Path) -> dict[str, Any]:
     before = dict(emu.stats()["images_per_s"])
     # One batch per keyword: four over three nodes, 8 requests in flight each, so demand
     # (160/s per task at 50 ms an image) stays far above the limit from start to end.
-    given = {**SMALL, "cluster.batch_photos": 1000, "cluster.lease_block": 4}
+    given: dict[str, Any] = {**SMALL, "cluster.batch_photos": 1000, "cluster.lease_block": 4}
     given["fetch.rate_per_s"] = LIMIT_PER_S
     cfg = ray_config(emu, base / "measured", KEYWORDS, **given)
     assert run_command(cfg).code == 0
