@@ -56,7 +56,6 @@ from harvester.store.sqlite import STORE_FILENAME, Store
 log = logging.getLogger("bench.ray")
 
 SCALE_KEYWORDS = ("nature", "london", "sky", "nikon")
-SCALE_DELAY_S = 0.2  # T1: latency per image GET
 SCALE_IMAGE_SCALE = 0.25  # small images: the CPU part stays small beside the latency
 
 
@@ -195,7 +194,7 @@ def _scale_config(
         "api.calls_per_hour": 1e7,
         "cluster.address": "auto",
         "cluster.batch_photos": batch,
-        "fetch.concurrency": 8,  # T1: 8 in flight per task
+        "fetch.concurrency": args.scale_inflight,  # T1: 8 in flight per task
         "fetch.rate_per_s": 1e5,
         "sizes.min_side": 0,
         "images.min_side": 0,
@@ -204,9 +203,10 @@ def _scale_config(
     return build_run_config(queries, base / "out", given)
 
 
-def measure_scaling(work: Path, photos: int) -> dict[str, Any]:
+def measure_scaling(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """One node, then two, against one latency-bound emulator of small images."""
-    extra = ["--image-delay", str(SCALE_DELAY_S), "--image-scale", str(SCALE_IMAGE_SCALE)]
+    photos = args.scale_photos
+    extra = ["--image-delay", str(args.scale_delay), "--image-scale", str(SCALE_IMAGE_SCALE)]
     runs: dict[str, Any] = {}
     with common.emulator_process(photos, extra=extra) as emu:
         env = {**os.environ, "FLICKR_API_KEY": DEFAULT_API_KEY}
@@ -216,6 +216,7 @@ def measure_scaling(work: Path, photos: int) -> dict[str, Any]:
             cmd = [sys.executable, "-m", "bench.ray", "--worker", "scale"]
             cmd += ["--nodes", str(nodes), "--url", emu.base_url + "/services/rest/"]
             cmd += ["--out", str(out), "--result", str(result)]
+            cmd += ["--scale-inflight", str(args.scale_inflight)]
             code, usage = common.run_measured(
                 cmd, cwd=common.ROOT, env=env, log_path=work / f"scale-{nodes}.log"
             )
@@ -223,7 +224,13 @@ def measure_scaling(work: Path, photos: int) -> dict[str, Any]:
             runs[str(nodes)] = figures | {"child_exit": code, "tree_cpu_s": usage.cpu_s}
             print(f"scaling, {nodes} node(s): {figures}", flush=True)
     one, two = runs["1"].get("photos_per_s", 0), runs["2"].get("photos_per_s", 0)
-    return {"runs": runs, "speedup_2_over_1": two / one if one else 0.0}
+    return {
+        "runs": runs,
+        "speedup_2_over_1": two / one if one else 0.0,
+        "delay_s": args.scale_delay,
+        "inflight_per_task": args.scale_inflight,
+        "load_average": os.getloadavg(),
+    }
 
 
 # --- the comparison ------------------------------------------------------------------------
@@ -242,7 +249,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         ray = measure_ray(records, work / "ray", args.cpus)
         print(f"ray: {ray['images']} images, {ray['cpu_s_per_image'] * 1e3:.1f} ms CPU each")
     startup = measure_startup(work, args.cpus)
-    scaling = measure_scaling(work, args.scale_photos)
+    scaling = measure_scaling(args, work)
     plain_cpu, ray_cpu = plain["cpu_s_per_image"], ray["cpu_s_per_image"]
     less_startup = (ray["cpu_s"] - startup["cpu_s"]) / max(1, ray["images"])
     for figures in (plain, ray):
@@ -300,6 +307,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--photos", type=int, default=1000, help="photos of the CPU comparison")
     p.add_argument("--scale-photos", type=int, default=3000, help="corpus of the scaling runs")
+    p.add_argument("--scale-delay", type=float, default=0.2, help="image latency (T1: 0.2 s)")
+    p.add_argument("--scale-inflight", type=int, default=8, help="per task (T1: 8)")
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the private Ray")
     p.add_argument("--work", type=Path, default=common.RESULTS / "ray-work")
     p.add_argument("--worker", choices=("ray", "startup", "scale"), help=argparse.SUPPRESS)
