@@ -64,6 +64,14 @@ def require_ray() -> None:
         raise ConfigError(RAY_MISSING) from exc
 
 
+def check_ray(cfg: RunConfig) -> None:
+    """One clear ConfigError (exit 2) for a `--ray` run that cannot work, before any write."""
+    require_ray()
+    check_address(cfg.cluster.address or "")
+    if cfg.workers > 1:
+        raise ConfigError("--ray runs the image half on the cluster: drop --workers")
+
+
 def check_address(address: str) -> None:
     """`--ray` takes local, auto or a cluster address; Ray Client (ray://) is not supported."""
     if address.startswith("ray://"):

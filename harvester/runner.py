@@ -148,10 +148,9 @@ class RunResult:
 def run_command(cfg: RunConfig) -> RunResult:
     """`harvest run`: validate inputs, then run the workers."""
     if cfg.cluster.address is not None:  # before anything is read or written
-        from harvester.cluster_engine import check_address, require_ray
+        from harvester.cluster_engine import check_ray
 
-        require_ray()
-        check_address(cfg.cluster.address)
+        check_ray(cfg)
     queries = load_queries(cfg.queries_path, cfg.search.date_field)
     # A bad sources file stops the run before anything is written.
     spec = None if cfg.sources_path is None else load_sources_file(cfg.sources_path)

@@ -154,3 +154,12 @@ def test_ray_client_addresses_are_refused(
     queries.write_text("sky\n")
     assert harvest("run", queries, "--out", tmp_path / "out", "--ray", "ray://head:10001") == 2
     assert "ray://" in only_line(capsys.readouterr().err)
+
+
+def test_ray_with_workers_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ray", reason="needs Ray (pip install 'harvest[ray]')")
+    queries = tmp_path / "q.txt"
+    queries.write_text("sky\n")
+    args = ("run", queries, "--out", tmp_path / "out", "--ray", "local", "--workers", "2")
+    assert harvest(*args) == 2
+    assert "--workers" in only_line(capsys.readouterr().err)
