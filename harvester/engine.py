@@ -87,7 +87,6 @@ class Engine:
         self._names = [k.keyword for k in self._keywords]
         self._store = store
         self._backend = backend
-        self._fetcher = fetcher
         self._stats = stats
         self._clock = clock
         self._stop = asyncio.Event()
