@@ -5,13 +5,14 @@ process holds one Ray. Each case ends with files = store = emulator truth."""
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harvester.cluster_task import CHAOS_ENV
+from harvester.cluster_task import CHAOS_ENV, HostLimiterActor, LeasedHosts
 from harvester.runner import run_command
 from tests.harness import (
     ThreadedEmulator,
@@ -118,3 +119,28 @@ async def test_the_driver_killed_then_rerun_ends_exactly_once(tmp_path: Path) ->
         again = await run_harvest(emu, args)
         assert again.code == 0, again.err[-2000:]
         assert_exactly_once(out, emu, KEYWORDS)
+
+
+@pytest.mark.usefixtures("session_ray")
+def test_the_limiter_actor_halves_on_a_429_and_leases_at_its_rate() -> None:
+    actor = ray.remote(num_cpus=0)(HostLimiterActor).remote(20.0, 4, 0.0)
+    ray.get(actor.rate.remote("live.staticflickr.com"))  # the actor is up, its bucket full
+    started = time.monotonic()
+    ray.get([actor.lease.remote("live.staticflickr.com", 4) for _ in range(6)])
+    took = time.monotonic() - started
+    assert took >= 0.95, "24 tokens at 20/s, the first 4 at once: never faster than 1 s"
+    assert ray.get(actor.throttled.remote("live.staticflickr.com")) == pytest.approx(10.0)
+    assert ray.get(actor.rate.remote("other.host")) == pytest.approx(20.0), "per host"
+    ray.kill(actor)
+
+
+@pytest.mark.usefixtures("session_ray")
+async def test_a_task_falls_back_to_rate_over_n_when_the_actor_is_gone() -> None:
+    actor = ray.remote(num_cpus=0)(HostLimiterActor).remote(20.0, 4, 0.0)
+    hosts = LeasedHosts(actor, block=4, fallback_per_s=50.0)
+    await hosts.acquire("h")  # leased from the actor
+    assert not hosts.used_fallback
+    ray.kill(actor)
+    for _ in range(8):
+        await hosts.acquire("h")
+    assert hosts.used_fallback, "the local limiter took over"
