@@ -4,7 +4,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY harvester ./harvester
 COPY queries ./queries
-RUN python3 -m venv /app/.venv && /app/.venv/bin/pip install -q -e .
+# EXTRAS=ray (docker-compose's `ray` profile) installs harvest[ray] for a Ray head and workers.
+ARG EXTRAS=""
+RUN python3 -m venv /app/.venv && /app/.venv/bin/pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
 ENV PATH="/app/.venv/bin:${PATH}"
 ENTRYPOINT ["harvest"]
 CMD ["--help"]

@@ -85,7 +85,7 @@ def run_harvest(ts: TruthSet, *, backfilled: bool = False) -> dict[str, Any]:
 
     `backfilled`: the rows exactly as `file_signal_row` makes them for a harvest made before
     fingerprints (no byte digest; the content size it reads is the 1/8 draft's). Else as the
-    harvest-time `engine.signal_row` stores them: the same hashes of the 1/8 grey decode, the
+    harvest-time `batch.signal_row` stores them: the same hashes of the 1/8 grey decode, the
     byte digest, and the content size in the file's pixels.
     """
     from harvester.dataset.classify import MATCH_RADIUS

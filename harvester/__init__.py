@@ -7,6 +7,11 @@ runner.py       `harvest run` wiring (key or bundled emulator, store, session, b
                 worker processes), plus the `status` and `export` commands
 engine.py       Engine: the one owner of the queues, tasks and thread pool; searches the keywords,
                 then takes each claimed photo through fetch, process, write and record, once
+batch.py        PhotoWork: one photo's size, fetch, process, write and fingerprint row, for the
+                engine and the Ray tasks alike; record_outcome, its store update
+cluster_engine.py  `--ray`: the driver's Dispatcher (a task per output directory, bounded in
+                flight, commits, sweeps, retries); cluster_task.py the task body and the
+                image-host limiter actor; cluster/ their pure policy and token bucket
 search/         queries.py the queries file; windows.py windows and the planner's records;
                 planner.py the adaptive window planner (KeywordPlan); loop.py search_keyword;
                 source_lines.py `user:`/`album:`/`group:`/`gallery:`/`commons:` lines (pure);
@@ -18,7 +23,8 @@ images/         sizes.py which size to fetch; download.py Fetcher; decoding.py, 
                 process.py the process stage; jpegmeta.py, provenance.py the metadata stamped
                 into each file; writer.py paths and atomic writes
 store/          sqlite.py Store (checkpoints, claims, outcomes); schema.py DDL, codec and rows;
-                merge.py the merge destination's writes; lookups.py source-line resolutions
+                merge.py the merge destination's writes; lookups.py source-line resolutions;
+                batches.py the claimed photos by output directory (`--ray`)
 
 Shared core, imported by the stages:
 
@@ -47,7 +53,7 @@ serving.py      `harvest serve`: the store (store/serve.py, keyset pages) and th
 emulator/       a faithful local Flickr (REST API, image host, seeded corpus), apart from the core
 __main__.py     `python -m harvester`, the `harvest` command
 
-Rooms to come: similarity, and a distributed backend for the image half.
+Rooms to come: similarity.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -165,6 +165,34 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     ),
     RunOption(flag="--workers", to=("workers",), type=_positive_int, metavar="N", help="processes"),
     RunOption(
+        flag="--ray",
+        to=("cluster.address",),
+        metavar="local|auto|ADDRESS",
+        help="image half as Ray tasks: a private Ray, or join a cluster (pip install"
+        " 'harvest[ray]')",
+    ),
+    RunOption(
+        flag="--ray-cpus",
+        to=("cluster.local_cpus",),
+        type=_positive_int,
+        metavar="N",
+        help="CPUs of the private Ray of --ray local (default: all)",
+    ),
+    RunOption(
+        flag="--ray-flush-s",
+        to=("cluster.flush_s",),
+        type=_positive_float,
+        metavar="S",
+        help="--ray: send a directory still filling after this wait",
+    ),
+    RunOption(
+        flag="--ray-attempts",
+        to=("cluster.max_attempts",),
+        type=_positive_int,
+        metavar="N",
+        help="--ray: attempts of a batch before its photos fail",
+    ),
+    RunOption(
         flag="--shard",
         to=("shard",),
         type=_shard,
@@ -233,7 +261,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         to=("fetch.rate_per_s",),
         type=_positive_float,
         metavar="PER_S",
-        help="image requests per second",
+        help="image requests per second (with --ray: the whole cluster's, per image host)",
     ),
     RunOption(
         flag="--threads", to=("threads",), type=_positive_int, metavar="N", help="image threads"
@@ -315,6 +343,9 @@ def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--image-cache", default=None, metavar="DIR", help="cache rendered images")
     p.add_argument("--image-pool", type=int, default=0, help="load tests: reuse N images")
     p.add_argument("--image-scale", type=float, default=1.0, help="load tests: shrink images")
+    p.add_argument(
+        "--image-delay", type=float, default=0.0, metavar="S", help="load tests: image latency"
+    )
     p.add_argument("--public-url", default=None, help="base URL image links use (containers)")
     p.set_defaults(handler=_cmd_emulate)
 
@@ -596,6 +627,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             public_url=args.public_url,
             image_pool=args.image_pool,
             image_scale=args.image_scale,
+            image_delay_s=args.image_delay,
         )
     )
     return EXIT_OK

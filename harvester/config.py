@@ -12,6 +12,7 @@ each one, unchanged, to the stage that reads it:
       images   ImagePolicy    decode, frames, resize, encode                (images/process.py)
       write    WritePolicy    durability of each file                       (images/writer.py)
       output   OutputPolicy   where files go (--out URL) and their format   (storage/)
+      cluster  ClusterPolicy  `--ray`: batches, stragglers, the shared limiter (cluster_engine.py)
       emulator BundledEmulator | None   `--emulator`: a local Flickr for the run (runner.py)
 
 `ServePolicy` is `harvest serve`'s (serve/), apart from the run.
@@ -213,6 +214,29 @@ class OutputPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterPolicy:
+    """`--ray`: the image half as Ray tasks, one per batch (cluster_engine.py, cluster/)."""
+
+    address: str | None = None  # None: no Ray; "local" (a private Ray), "auto" or ADDRESS
+    local_cpus: int | None = None  # CPUs of the private Ray (`--ray local`); None: all
+    batch_photos: int = 1000  # photos per task at most: one output directory
+    flush_s: float = 30.0  # a directory still filling is sent anyway after this wait
+    inflight_per_cpu: float = 2.0  # batches in flight per cluster CPU (ray.wait bounds them)
+    max_attempts: int = 3  # a batch that failed or overran this often is given up
+    straggler_factor: float = 3.0  # deadline: this x the rolling p95 time per photo
+    min_deadline_s: float = 60.0  # never cancel a batch sooner than this
+    first_deadline_s: float = 1800.0  # the deadline before three batches have been timed
+    lease_block: int = 16  # image-host tokens a worker leases from the limiter at once
+    recover_per_min: float = 0.1  # after a 429 halving, the rate regains this share a minute
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_photos <= 1000:
+            raise ValueError("batch_photos must be within 1..1000 (one output directory)")
+        if self.max_attempts < 1 or self.lease_block < 1:
+            raise ValueError("max_attempts and lease_block must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BundledEmulator:
     """`--emulator`: start the project's Flickr emulator for this run (no key, no network)."""
 
@@ -242,6 +266,7 @@ class RunConfig:
     threads: int = field(default_factory=default_threads)
     workers: int = 1  # processes on this machine, one store and one API budget
     shard: ShardSpec = ShardSpec()
+    cluster: ClusterPolicy = ClusterPolicy()  # `--ray`: the image half on a Ray cluster
     stop_grace_s: float = 5.0  # how long photos in flight may finish after a stop
     plain: bool = False  # log lines instead of the live display
 

@@ -4,6 +4,9 @@
     store.pending ─► feeder ─► bounded queue ─► N download tasks (choose_size + fetcher.fetch)
         ─► thread pool (process_image + write_atomic) ─► store.mark_done | skipped | failed
 
+Each photo's work is `batch.PhotoWork.harvest`, which a Ray task runs too; with `--ray` the
+image half is the `image_half` given (cluster_engine.Dispatcher) instead of the tasks above.
+
 The downloader reads its work from the store, not from the searcher directly, so a fresh run
 and a resumed one are the same code path, and memory is bounded by the queue, not the job.
 Exactly once: a window's claims are committed with its checkpoint; a photo's file is renamed
@@ -16,32 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import Protocol
 
+from harvester.batch import Dropped, Outcome, PhotoWork, failed, record_outcome, remove_file
 from harvester.config import RunConfig
-from harvester.dataset.fingerprint import fingerprint
 from harvester.dataset.sources import SourceMap
-from harvester.exceptions import (
-    DownloadError,
-    HarvestError,
-    ImageError,
-    StoreError,
-    UnsafeRecordError,
-    WriteError,
-)
+from harvester.exceptions import StoreError
 from harvester.images.download import Fetcher
-from harvester.images.process import ProcessedImage, Rejected, process_image
-from harvester.images.provenance import Provenance
-from harvester.images.sizes import NoSize, choose_size
-from harvester.images.writer import photo_path, write_atomic
 from harvester.progress import RunStats
-from harvester.records import PhotoStatus, reason_key
 from harvester.search.listings import DonePage, ListingBackend, SourceGone, search_source
 from harvester.search.loop import SearchBackend, WindowResult
 from harvester.search.queries import KeywordQuery
@@ -57,28 +45,20 @@ MAX_KEYWORDS_IN_FLIGHT = 4  # keywords searched at once per worker (API calls ov
 IDLE_POLL_S = 1.0  # how long the feeder sleeps when the queue is empty and search goes on
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Stored:
-    """A photo whose file is durably written: recorded as done."""
+class ImageHalf(Protocol):
+    """Another way to run the image half (harvester/cluster_engine.py: Ray tasks).
 
-    photo_id: str
-    path: str  # relative to the output directory, with forward slashes
-    image: ProcessedImage
-    size_label: str
-    signal: tuple[object, ...] | None  # the fingerprint row (store.schema.SIGNAL_COLUMNS)
+    `run` harvests the claimed photos of `keywords` until `search` has ended and none
+    remain, or `stop` is set; `new_work` is set whenever a window claimed new photos.
+    """
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dropped:
-    """A photo that will not be stored: SKIPPED by policy or FAILED by an error, with why."""
-
-    photo_id: str
-    status: PhotoStatus  # SKIPPED or FAILED
-    reason: str
-
-
-#: What became of one photo: the engine turns it into one store update.
-Outcome = Stored | Dropped
+    async def run(
+        self,
+        keywords: Sequence[str],
+        search: asyncio.Task[None],
+        new_work: asyncio.Event,
+        stop: asyncio.Event,
+    ) -> None: ...
 
 
 class Engine:
@@ -97,9 +77,11 @@ class Engine:
         sources: SourceMap | None = None,
         listings: ListingBackend | None = None,
         clock: Callable[[], float] = time.time,
+        image_half: ImageHalf | None = None,
         files: Target | None = None,
     ) -> None:
         self._cfg = cfg
+        self._image_half = image_half  # None: this engine's own download tasks and threads
         # Where each photo's file goes when not straight under out_dir (targets.engine_files):
         # an object store, another directory, or the webdataset staging area.
         self._files = files
@@ -110,16 +92,19 @@ class Engine:
         self._names = [k.keyword for k in self._keywords]
         self._store = store
         self._backend = backend
-        self._fetcher = fetcher
         self._stats = stats
         self._clock = clock
         self._stop = asyncio.Event()
         self._new_work = asyncio.Event()
         self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="image")
-        self._fingerprint_cpu = 0.0  # thread CPU seconds spent on fingerprints (benchmarks)
-        self._fingerprint_lock = threading.Lock()
+        self._work = PhotoWork(
+            cfg, fetcher, self._pool, clock=clock, on_bytes=self._count_bytes, files=files
+        )
         self._in_hand: set[int] = set()  # photo ids queued or in flight
         self.fatal: BaseException | None = None
+
+    def _count_bytes(self, size: int) -> None:
+        self._stats.bytes_downloaded += size
 
     def __repr__(self) -> str:
         return (
@@ -160,6 +145,8 @@ class Engine:
                 watch = tg.create_task(self._cancel_on_stop(search), name="stop-watch")
                 if self._cfg.metadata_only:
                     await asyncio.wait([search])
+                elif self._image_half is not None:
+                    await self._image_half.run(self._names, search, self._new_work, self._stop)
                 else:
                     await self._harvest_all(search)
                 watch.cancel()
@@ -323,105 +310,23 @@ class Engine:
                 self._fail(exc)
             except Exception as exc:  # a bug must cost one photo, not the run
                 log.exception("photo %s: unexpected error", item.rowid)
-                self._record(item, _failed(item.record.id, f"internal: {exc}"))
+                self._record(item, failed(item.record.id, f"internal: {exc}"))
             finally:
                 self._in_hand.discard(item.rowid)
 
     async def _harvest_one(self, item: PendingPhoto) -> Outcome:
-        record = item.record
-        try:  # first: photo_path validates the record's fields before any request is made
-            path = photo_path(self._cfg.out_dir, item.keyword, item.seq, record)
-        except UnsafeRecordError as exc:
-            return _failed(record.id, f"unsafe record: {exc}")
-        choice = choose_size(record, self._cfg.sizes)
-        if isinstance(choice, NoSize):
-            return Dropped(photo_id=record.id, status=PhotoStatus.SKIPPED, reason=choice.reason)
-        if self._fetcher is None:
-            raise HarvestError("the engine has no fetcher but was asked to download")
-        try:
-            downloaded = await self._fetcher.fetch(choice)
-        except DownloadError as exc:
-            return _failed(record.id, f"download: {exc}")
-        self._stats.bytes_downloaded += len(downloaded.data)
-        prov = Provenance.from_record(
-            record,
-            keywords=item.keywords,
-            size_label=choice.label,
-            source_url=choice.url,
-            harvested_at=datetime.fromtimestamp(self._clock(), UTC),
-        )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, self._process_and_write, path, downloaded.data, prov
-        )
-
-    def _process_and_write(self, path: Path, data: bytes, prov: Provenance) -> Outcome:
-        """Runs in the thread pool: decode, clean, stamp and write one image."""
-        result = process_image(data, prov, self._cfg.images)
-        if isinstance(result, Rejected):
-            return Dropped(photo_id=prov.id, status=result.status, reason=result.reason)
-        relative = path.relative_to(self._cfg.out_dir).as_posix()
-        if self._files is None:
-            write_atomic(path, result.parts, self._cfg.write)
-        else:
-            self._files.put(relative, result.parts)
-        return Stored(
-            photo_id=prov.id,
-            path=relative,
-            image=result,
-            size_label=prov.size_label,
-            signal=self._signal(prov, data, result),
-        )
-
-    def _signal(
-        self, prov: Provenance, data: bytes, image: ProcessedImage
-    ) -> tuple[object, ...] | None:
-        started = time.thread_time()
-        row = signal_row(prov, data, image)
-        spent = time.thread_time() - started
-        with self._fingerprint_lock:
-            self._fingerprint_cpu += spent
-        return row
+        return await self._work.harvest(item)
 
     @property
     def fingerprint_cpu_s(self) -> float:
         """CPU seconds the image threads have spent computing fingerprints so far."""
-        with self._fingerprint_lock:
-            return self._fingerprint_cpu
+        return self._work.fingerprint_cpu_s
 
     def _record(self, item: PendingPhoto, outcome: Outcome) -> None:
-        stats = self._stats.keyword(item.keyword)
-        if isinstance(outcome, Stored):
-            image = outcome.image
-            self._store.mark_done(
-                item.record.id,
-                path=outcome.path,
-                sha256=image.sha256,
-                width=image.width,
-                height=image.height,
-                size_label=outcome.size_label,
-                signal=outcome.signal,
-            )
-            stats.downloaded += 1
-            return
-        # A photo that did not make it must not keep a file from an attempt cut off by a kill.
-        with contextlib.suppress(UnsafeRecordError, OSError, WriteError):
-            path = photo_path(self._cfg.out_dir, item.keyword, item.seq, item.record)
-            if self._files is None:
-                path.unlink(missing_ok=True)
-            else:
-                self._files.remove(path.relative_to(self._cfg.out_dir).as_posix())
-        if outcome.status is PhotoStatus.SKIPPED:
-            self._store.mark_skipped(item.record.id, outcome.reason)
-            stats.skipped += 1
-        else:
-            self._store.mark_failed(item.record.id, outcome.reason)
-            stats.failed += 1
-        self._stats.reasons[reason_key(outcome.status, outcome.reason)] += 1
-
-
-def _failed(photo_id: str, reason: str) -> Dropped:
-    return Dropped(photo_id=photo_id, status=PhotoStatus.FAILED, reason=reason)
+        if isinstance(outcome, Dropped):
+            # A photo that did not make it must not keep a file from an attempt cut off by a kill.
+            remove_file(self._cfg.out_dir, item, self._files)
+        record_outcome(self._store, self._stats, item, outcome)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -430,28 +335,3 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-def signal_row(prov: Provenance, data: bytes, image: ProcessedImage) -> tuple[object, ...] | None:
-    """The photo's fingerprint row, from the small image frame detection made (no new decode).
-
-    The content's size is in the downloaded file's pixels, with the original's scale where
-    Flickr gave the original's size (a half-size re-upload has a Large as big as its source's;
-    only the originals tell the resize). None for a content box too small to hash: the photo
-    is kept, `harvest dupes` skips it.
-
-    The scan digest of a re-encoded photo is its stored file's: equal downloaded pixels give
-    equal re-encodes, and an Original's own scan would cost a second pass over megabytes
-    (bench.pipeline: 2.8 CPU ms per image on the mix when both passes went over the download).
-    """
-    scan = b"".join(image.parts) if image.reencoded else None
-    try:
-        found = fingerprint(image.thumb, src=data, scan=scan)
-    except (ImageError, ValueError) as exc:
-        log.info("photo %s: no fingerprint: %s", prov.id, exc)
-        return None
-    crop = image.crop
-    width, height = (crop.width, crop.height) if crop else (image.source_width, image.source_height)
-    original = max(prov.original_width or 0, prov.original_height or 0)
-    scale = original / max(image.source_width, image.source_height) if original else None
-    return (int(prov.id), *found.to_row(), width, height, scale)

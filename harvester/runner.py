@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import zlib
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,7 +25,7 @@ import aiohttp
 
 from harvester.config import BundledEmulator, OutputFormat, RunConfig, ShardSpec
 from harvester.dataset.sources import SourceMap, SourcesFile
-from harvester.engine import Engine
+from harvester.engine import Engine, ImageHalf
 from harvester.exceptions import ConfigError, HarvestError
 from harvester.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 from harvester.flickr.budget import BUDGET_FILENAME, SharedBudget, budget_name
@@ -148,6 +148,10 @@ class RunResult:
 
 def run_command(cfg: RunConfig) -> RunResult:
     """`harvest run`: validate inputs, then run the workers."""
+    if cfg.cluster.address is not None:  # before anything is read or written
+        from harvester.cluster_engine import check_ray
+
+        check_ray(cfg)
     queries = load_queries(cfg.queries_path, cfg.search.date_field)
     # A bad sources file stops the run before anything is written.
     spec = None if cfg.sources_path is None else load_sources_file(cfg.sources_path)
@@ -185,7 +189,9 @@ def _run_all(
         run_id = store.start_run(_loggable(cfg))
     code = EXIT_FAILED
     try:
-        if cfg.workers == 1:
+        if cfg.cluster.address is not None:
+            code = _run_ray(cfg, queries, keywords, api_key, sources)
+        elif cfg.workers == 1:
             live = wants_live(plain=cfg.plain)
             code = run_loop(run_worker(cfg, queries, keywords, api_key, live=live, sources=sources))
         else:
@@ -198,6 +204,31 @@ def _run_all(
         after_run(cfg.out_dir)  # CREDITS.csv, CREDITS.md and the card, whatever the outcome
         copy_extras(cfg)  # and beside the files, when they are not beside the store
     return RunResult(code=code, summary=summary)
+
+
+def _run_ray(
+    cfg: RunConfig,
+    queries: QueryFile,
+    keywords: Sequence[KeywordQuery],
+    api_key: str,
+    sources: SourceMap,
+) -> int:
+    """`--ray`: this process searches and commits; Ray tasks do the image half."""
+    from harvester.cluster_engine import Dispatcher, probe_nodes, ray_session
+
+    with ray_session(cfg.cluster):
+        probe_nodes(cfg)
+        live = wants_live(plain=cfg.plain)
+        worker = run_worker(
+            cfg,
+            queries,
+            keywords,
+            api_key,
+            live=live,
+            sources=sources,
+            image_half=lambda stats: Dispatcher(cfg, stats),
+        )
+        return run_loop(worker)
 
 
 def _finish(out: Path, run_id: int, outcome: str) -> StoreSummary | None:
@@ -309,8 +340,12 @@ async def run_worker(
     *,
     live: bool,
     sources: SourceMap | None = None,
+    image_half: Callable[[RunStats], ImageHalf] | None = None,
 ) -> int:
-    """One worker: its own event loop, session, client and engine over the shared store."""
+    """One worker: its own event loop, session, client and engine over the shared store.
+
+    `image_half` builds the image half when it is not the engine's own (`--ray`).
+    """
     store = Store.open(cfg.out_dir / STORE_FILENAME)
     stats = RunStats(budget_per_hour=cfg.api.calls_per_hour)
     for kq in keywords:
@@ -335,6 +370,7 @@ async def run_worker(
                 sources=sources,
                 listings=client,
                 files=engine_files(cfg),
+                image_half=None if image_half is None else image_half(stats),
             )
             finaliser = _finaliser(cfg, keywords, stats)
             interrupted = await _run_engine(engine, client, stats, live=live, finaliser=finaliser)

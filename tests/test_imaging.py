@@ -386,8 +386,8 @@ def test_png_with_exif_orientation_comes_out_upright() -> None:
 def test_fingerprint_scan_digest_is_the_stored_files_when_re_encoded() -> None:
     """A kept file's scan digest is its download's; a re-encoded one's, its stored file's (an
     Original's own would be a second pass over megabytes)."""
+    from harvester.batch import signal_row
     from harvester.dataset.fingerprint import scan_sha256, src_sha256
-    from harvester.engine import signal_row
     from harvester.store.schema import SIGNAL_COLUMNS
 
     small = jpeg(photograph("astronaut"), 90)  # 512 px: kept as downloaded

@@ -117,6 +117,7 @@ class EmulatorConfig:
     # photo so a million-photo crawl renders only a pool, and scale every image's sides.
     image_pool: int = 0
     image_scale: float = 1.0
+    image_delay_s: float = 0.0  # added before every image answer (a far CDN: latency-bound runs)
     public_url: str | None = None  # base URL clients reach us at (docker: http://emulator:8410)
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ ever sees more than `max_consecutive_faults` failures in a row, so a retried cal
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -113,6 +114,8 @@ class Stats:
     images: int = 0
     images_by_status: Counter[str] = field(default_factory=Counter)
     image_bytes: int = 0
+    # Image requests by wall-clock second (int(time.time())): rate checks of the limiters.
+    images_per_s: Counter[int] = field(default_factory=Counter)
 
     def call(self, method: str, key: str, status: int, code: int | None) -> None:
         """Record one REST response."""
@@ -125,6 +128,7 @@ class Stats:
     def image(self, status: int, nbytes: int) -> None:
         """Record one static-host response."""
         self.images += 1
+        self.images_per_s[int(time.time())] += 1
         self.images_by_status[str(status)] += 1
         self.image_bytes += nbytes
 
@@ -140,4 +144,5 @@ class Stats:
             "images": self.images,
             "images_by_status": dict(self.images_by_status),
             "image_bytes": self.image_bytes,
+            "images_per_s": {str(sec): n for sec, n in sorted(self.images_per_s.items())},
         }

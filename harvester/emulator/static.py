@@ -229,6 +229,8 @@ class StaticHost:
 
     async def handle(self, request: web.Request) -> web.Response:
         """GET one image."""
+        if self.config.image_delay_s > 0:
+            await asyncio.sleep(self.config.image_delay_s)
         if self._throttled():
             return self._done(
                 web.Response(status=429, body=TOO_MANY_REQUESTS, content_type="text/html")

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -69,6 +70,15 @@ class FetchStats:
     failures: Counter[str] = field(default_factory=Counter)  # final failures by reason
 
 
+class HostLimiter(Protocol):
+    """A limiter shared beyond this process (a Ray actor's leases): one token per request to
+    `host`, and word of each 429 the host sent so the shared rate can back off."""
+
+    async def acquire(self, host: str) -> None: ...
+
+    def throttled(self, host: str) -> None: ...
+
+
 class _Transient(DownloadError):
     """A failure worth another try; `reason` is the short tally key."""
 
@@ -86,6 +96,7 @@ class Fetcher:
         config: FetchPolicy | None = None,
         *,
         limiter: AsyncLimiter | None = None,
+        hosts: HostLimiter | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -94,6 +105,7 @@ class Fetcher:
         self._session = session
         self._gate = asyncio.Semaphore(self.config.concurrency)
         self._limiter = limiter or AsyncLimiter(self.config.rate_per_s, 1.0)
+        self._hosts = hosts  # when given, it paces the requests instead of `_limiter`
         self._sleep = sleep
         self._clock = clock
         self._paused_until = 0.0
@@ -144,7 +156,10 @@ class Fetcher:
         if pause > 0:
             await self._sleep(pause)
         async with self._gate:
-            await self._limiter.acquire()
+            if self._hosts is None:
+                await self._limiter.acquire()
+            else:
+                await self._hosts.acquire(_host(choice.url))
             self.stats.in_flight += 1
             self.stats.requests += 1
             try:
@@ -184,6 +199,8 @@ class Fetcher:
             return
         if status == 429:
             self._pause_host(resp.headers.get("Retry-After"))
+            if self._hosts is not None:
+                self._hosts.throttled(resp.url.host or "")
             raise _Transient("http 429")
         if status >= 500:
             raise _Transient(f"http {status}")
@@ -226,6 +243,11 @@ def sniff_image_type(data: bytes) -> str | None:
         if data.startswith(magic):
             return mime
     return None
+
+
+def _host(url: str) -> str:
+    """The host part of an image URL (the key of its shared token bucket)."""
+    return url.split("://", 1)[-1].split("/", 1)[0]
 
 
 def _mime(resp: aiohttp.ClientResponse) -> str:

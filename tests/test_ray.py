@@ -1,0 +1,146 @@
+"""`harvest run --ray` on one node: one Ray for the whole session (num_cpus=2), shared by
+these tests; the multi-node cases run in a child process (tests/test_ray_cluster.py), since a
+process holds one Ray. Each case ends with files = store = emulator truth."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harvester.cluster_task import CHAOS_ENV, HostLimiterActor, LeasedHosts
+from harvester.runner import run_command
+from tests.harness import (
+    ThreadedEmulator,
+    harvest_args,
+    run_harvest,
+    store_rows,
+    threaded_emulator,
+)
+from tests.ray_support import KEYWORDS, assert_exactly_once, ray_config
+
+ray = pytest.importorskip("ray", reason="needs Ray: pip install 'harvest[ray]'")
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="session")
+def session_ray() -> Iterator[None]:
+    """The one Ray of the test session (single-node tests)."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 2**20,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[ThreadedEmulator]:
+    with threaded_emulator(photos=2000, seed=0, profile="ideal") as running:
+        yield running
+
+
+@pytest.fixture
+def api_key(emu: ThreadedEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("FLICKR_API_KEY", emu.api_key)
+    return emu.api_key
+
+
+def _run(emu: ThreadedEmulator, base: Path, **given: Any) -> int:
+    return run_command(ray_config(emu, base, KEYWORDS, **given)).code
+
+
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_a_run_on_ray_harvests_every_photo_once(emu: ThreadedEmulator, tmp_path: Path) -> None:
+    assert _run(emu, tmp_path) == 0
+    assert_exactly_once(tmp_path / "out", emu, KEYWORDS)
+    done = store_rows(tmp_path / "out", "SELECT COUNT(*) FROM photos WHERE status = 'done'")
+    assert done[0][0] > 50
+
+
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_a_worker_killed_mid_batch_is_redone(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CHAOS_ENV, "exit-after:5")  # each batch's first attempt dies (os._exit)
+    assert _run(emu, tmp_path) == 0
+    assert_exactly_once(tmp_path / "out", emu, KEYWORDS)
+    attempts = store_rows(tmp_path / "out", "SELECT MAX(attempts) FROM photos")
+    assert attempts == [(1,)], "a photo counts once: only the committed attempt is recorded"
+
+
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_a_straggler_is_cancelled_and_resubmitted(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CHAOS_ENV, "hang-after:3")  # each batch's first attempt hangs
+    code = _run(emu, tmp_path, **{"cluster.first_deadline_s": 3.0, "cluster.min_deadline_s": 1.0})
+    assert code == 0
+    assert_exactly_once(tmp_path / "out", emu, KEYWORDS)
+
+
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_a_batch_given_up_fails_its_photos_with_the_reason_and_keeps_no_file(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CHAOS_ENV, "exit-after:3")
+    assert _run(emu, tmp_path, **{"cluster.max_attempts": 1}) == 0
+    out = tmp_path / "out"
+    reasons = store_rows(out, "SELECT DISTINCT status, reason FROM photos")
+    assert [status for status, _ in reasons] == ["failed"]
+    assert all("gave up after 1 attempts: WorkerCrashedError" in r for _, r in reasons)
+    assert not list(out.rglob("*.jpg")), "the files its attempt wrote are swept"
+    monkeypatch.delenv(CHAOS_ENV)
+    assert _run(emu, tmp_path, retry_failed=True) == 0  # --retry-failed gets them all
+    assert_exactly_once(out, emu, KEYWORDS)
+
+
+async def test_the_driver_killed_then_rerun_ends_exactly_once(tmp_path: Path) -> None:
+    """SIGKILL a `harvest run --ray local` child while its tasks write, then run it again."""
+    with threaded_emulator(photos=2000, seed=0, profile="ideal", image_delay_s=0.05) as emu:
+        queries = tmp_path / "q.txt"
+        queries.write_text("\n".join(KEYWORDS) + "\n")
+        out = tmp_path / "out"
+        flags = ["--ray", "local", "--ray-cpus", "2", "--no-fsync", "--concurrency", "4"]
+        args = harvest_args(emu, queries, out, *flags)
+
+        def files_written() -> bool:
+            return sum(1 for _ in out.rglob("*.jpg")) >= 10 if out.exists() else False
+
+        killed = await run_harvest(emu, args, stop_when=files_written, stop_with=signal.SIGKILL)
+        assert killed.signalled
+        assert killed.code == -signal.SIGKILL
+        again = await run_harvest(emu, args)
+        assert again.code == 0, again.err[-2000:]
+        assert_exactly_once(out, emu, KEYWORDS)
+
+
+@pytest.mark.usefixtures("session_ray")
+def test_the_limiter_actor_halves_on_a_429_and_leases_at_its_rate() -> None:
+    actor = ray.remote(num_cpus=0)(HostLimiterActor).remote(20.0, 4, 0.0)
+    ray.get(actor.rate.remote("live.staticflickr.com"))  # the actor is up, its bucket full
+    started = time.monotonic()
+    ray.get([actor.lease.remote("live.staticflickr.com", 4) for _ in range(6)])
+    took = time.monotonic() - started
+    assert took >= 0.95, "24 tokens at 20/s, the first 4 at once: never faster than 1 s"
+    assert ray.get(actor.throttled.remote("live.staticflickr.com")) == pytest.approx(10.0)
+    assert ray.get(actor.rate.remote("other.host")) == pytest.approx(20.0), "per host"
+    ray.kill(actor)
+
+
+@pytest.mark.usefixtures("session_ray")
+async def test_a_task_falls_back_to_rate_over_n_when_the_actor_is_gone() -> None:
+    actor = ray.remote(num_cpus=0)(HostLimiterActor).remote(20.0, 4, 0.0)
+    hosts = LeasedHosts(actor, block=4, fallback_per_s=50.0)
+    await hosts.acquire("h")  # leased from the actor
+    assert not hosts.used_fallback
+    ray.kill(actor)
+    for _ in range(8):
+        await hosts.acquire("h")
+    assert hosts.used_fallback, "the local limiter took over"
