@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, profile_ledger
 from bench.pipeline import _stored, harvest_worker, preclaim, warm_up
 from bench.pipeline_corpus import Photo, corpus_size, select_photos
 
@@ -77,7 +76,7 @@ WAITS = (
     "nanosleep",
 )
 WAITING = "waiting (GIL, epoll, locks, fsync; not CPU)"
-FSYNC = "fsync (its CPU, measured apart)"
+POOL_REST = "hand-offs and the engine's own lines (outside every wrapped call)"
 
 
 def classify(stack: str) -> str:
@@ -115,10 +114,16 @@ def worker(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()
     gc_s = _time_collections()
+    if args.ledger:
+        profile_ledger.install()
     code = harvest_worker(args)
     own = resource.getrusage(resource.RUSAGE_SELF)
-    split = {"main_cpu_s": time.thread_time(), "process_cpu_s": own.ru_utime + own.ru_stime}
+    split: dict[str, Any] = {
+        "main_cpu_s": time.thread_time(),
+        "process_cpu_s": own.ru_utime + own.ru_stime,
+    }
     split |= {"gc_cpu_s": gc_s[0], "gc_collections": gc_s[1]}
+    split |= {"ledger_s": profile_ledger.exclusive(), "ledger_calls": profile_ledger.CALLS}
     args.result.with_suffix(".cpu.json").write_text(json.dumps(split))
     return code
 
@@ -151,6 +156,7 @@ def worker_run(
     cmd += ["--result", str(result), "--concurrency", str(args.concurrency)]
     cmd += ["--threads", str(args.threads), *(["--no-fsync"] if args.no_fsync else [])]
     cmd += ["--gc-freeze"] if args.gc_freeze else []
+    cmd += [] if spy else ["--ledger"]  # the exact pool stages, in the unprofiled run
     log = (out.parent / f"{out.name}.log").open("wb")
     proc = subprocess.Popen(
         common.pinned(cmd, common.tool_cores()), cwd=common.ROOT, stdout=log, stderr=log
@@ -173,53 +179,32 @@ def worker_run(
     return {"exit_code": code, "images": done, **split, "samples": samples, "raw": str(raw)}
 
 
-def fsync_cpu_ms(directory: Path, files: int = 400, size: int = 235_000) -> float:
-    """CPU ms of one os.fsync of a just-written Large-sized file (thread CPU, the wait not
-    counted): py-spy cannot tell a thread working in fsync from one waiting for the disk."""
-    directory.mkdir(parents=True, exist_ok=True)
-    body = os.urandom(size)
-    spent = 0.0
-    for i in range(files):
-        fd = os.open(directory / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, body)
-            started = time.thread_time()
-            os.fsync(fd)
-            spent += time.thread_time() - started
-        finally:
-            os.close(fd)
-    shutil.rmtree(directory)
-    return 1000 * spent / files
-
-
 def breakdown(
-    samples: dict[str, dict[str, int]], cpu_ms: dict[str, float], fsync_ms: float = 0.0
+    samples: dict[str, dict[str, int]], cpu_ms: dict[str, float], ledger_ms: dict[str, float]
 ) -> list[dict[str, Any]]:
-    """Per stage: samples, and ms per Large: each thread's measured CPU per Large (`cpu_ms`,
-    "main" and "pool", from the unprofiled run) split by the stage's share of that thread's
-    busy samples.
+    """Rows of (thread, stage, samples, ms per Large).
 
-    A thread's samples are shared out within that thread only: py-spy sees a thread that is
-    runnable but not on the core as busy, and how often that happens differs between the loop
-    and the pool threads, not between the stages of one thread. Waiting samples (GIL, epoll)
-    are left out, fsync's with them: its CPU (`fsync_ms`, measured apart) is taken from the
-    pool's before the rest is shared out. The start-up row is the imports' part of the run,
-    spread over its Larges."""
-    rows: dict[str, dict[str, Any]] = {}
-    for stage in [s for s, _ in STAGES] + [FSYNC, GC, OTHER, WAITING]:
-        rows[stage] = {"stage": stage, "samples": 0, "ms": 0.0, "main_ms": 0.0, "pool_ms": 0.0}
-    rows[FSYNC] |= {"ms": fsync_ms, "pool_ms": fsync_ms}
-    left = {"main": cpu_ms["main"], "pool": cpu_ms["pool"] - fsync_ms}
-    for thread, counts in samples.items():
-        busy = sum(n for stage, n in counts.items() if stage != WAITING)
-        for stage, n in counts.items():
-            row = rows[stage]
-            row["samples"] += n
-            if stage != WAITING and busy:
-                ms = left[thread] * n / busy
-                row["ms"] += ms
-                row[f"{thread}_ms"] += ms
-    return list(rows.values())
+    The loop thread (main): its measured CPU per Large (`cpu_ms["main"]`) shared out by its
+    stages' shares of its busy py-spy samples; start-up (imports) is one row of it, spread over
+    the run's Larges. The image pool: `ledger_ms`, each stage's exact thread CPU per Large
+    (bench/profile_ledger.py), and what the pool spent outside every wrapped call (hand-offs:
+    the work item, the future, the wake-up of the loop; the engine's own lines) as its rest.
+    Waiting samples (GIL, epoll, locks, fsync's disk wait) are no CPU and left out."""
+    rows: list[dict[str, Any]] = []
+    main = samples.get("main", {})
+    busy = sum(n for stage, n in main.items() if stage != WAITING)
+    for stage in [s for s, _ in STAGES] + [GC, OTHER]:
+        n = main.get(stage, 0)
+        if n:
+            ms = cpu_ms["main"] * n / busy
+            rows.append({"thread": "loop", "stage": stage, "samples": n, "ms": ms})
+    for stage, ms in ledger_ms.items():
+        rows.append({"thread": "pool", "stage": stage, "samples": None, "ms": ms})
+    rest = cpu_ms["pool"] - sum(ledger_ms.values())
+    rows.append({"thread": "pool", "stage": POOL_REST, "samples": None, "ms": rest})
+    waits = sum(c.get(WAITING, 0) for c in samples.values())
+    rows.append({"thread": "both", "stage": WAITING, "samples": waits, "ms": 0.0})
+    return rows
 
 
 def larges(photos: Sequence[Photo], n: int) -> list[Photo]:
@@ -246,7 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     main_ms = 1000 * plain["main_cpu_s"] / n
     pool_ms = 1000 * (plain["process_cpu_s"] - plain["main_cpu_s"]) / n
     cpu_ms = {"main": main_ms, "pool": pool_ms}
-    fsync_ms = 0.0 if args.no_fsync else fsync_cpu_ms(work / "fsync")
+    ledger_ms = {k: 1000 * v / n for k, v in plain["ledger_s"].items()}
     return {
         "benchmark": "profile_large",
         "command": " ".join(["python", "-m", "bench.profile_large", *sys.argv[1:]]),
@@ -255,27 +240,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "unprofiled": plain,
         "cpu_ms_per_large": main_ms + pool_ms,
         "cpu_ms_by_thread": cpu_ms,
-        "fsync_cpu_ms": fsync_ms,
+        "ledger_ms": ledger_ms,
         "profiled": profiled,
-        "stages": breakdown(profiled["samples"], cpu_ms, fsync_ms),
+        "stages": breakdown(profiled["samples"], cpu_ms, ledger_ms),
     }
 
 
 def report(payload: dict[str, Any]) -> None:
     """The per-stage table."""
-    rows = [
-        [r["stage"], r["samples"], f"{r['main_ms']:.2f}", f"{r['pool_ms']:.2f}", f"{r['ms']:.2f}"]
-        for r in payload["stages"]
-    ]
-    work = [r for r in payload["stages"] if r["stage"] not in (STARTUP, WAITING)]
-    steady = sum(r["ms"] for r in work)
-    rows.append(["total but start-up", sum(r["samples"] for r in work), "", "", f"{steady:.2f}"])
+    rows: list[list[object]] = []
+    for r in payload["stages"]:
+        shown = "" if r["samples"] is None else r["samples"]
+        rows.append([r["thread"], r["stage"], shown, f"{r['ms']:.3f}"])
+    steady = sum(r["ms"] for r in payload["stages"] if r["stage"] != STARTUP)
+    rows.append(["", "total but start-up", "", f"{steady:.3f}"])
     by = payload["cpu_ms_by_thread"]
     print(
         f"\n{payload['larges']} Larges, {payload['cpu_ms_per_large']:.2f} CPU ms per Large "
         f"(loop thread {by['main']:.2f}, image pool {by['pool']:.2f})"
     )
-    common.print_table(["stage", "samples", "loop ms", "pool ms", "ms per Large"], rows)
+    common.print_table(["thread", "stage", "py-spy samples", "CPU ms per Large"], rows)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -300,6 +284,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--no-fsync", action="store_true", help="harvest without fsync per file")
     p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the engine")
+    p.add_argument("--ledger", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -311,9 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.raw is not None:
         old = json.loads((common.RESULTS / "profile_large.json").read_text())
         old["profiled"]["samples"] = dict(read_raw(args.raw))
-        old["fsync_cpu_ms"] = fsync_cpu_ms(args.work / "fsync")
         old["stages"] = breakdown(
-            old["profiled"]["samples"], old["cpu_ms_by_thread"], old["fsync_cpu_ms"]
+            old["profiled"]["samples"], old["cpu_ms_by_thread"], old["ledger_ms"]
         )
         report(old)
         return 0
