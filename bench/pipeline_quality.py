@@ -143,6 +143,8 @@ def original_floors(
       output (for a JPEG the cheapest DCT scale n/8 that does, for PNG/GIF a whole decode)
       and one encode of the output (q90 4:2:0, the cheapest). Resampling, frames and metadata
       free.
+    - ``harvest_ms`` per format: harvest's `process_image` on the same files (one thread),
+      to set against the format's floor (issue 16: within 1.25x).
     - ``original_huffman_floor``: the same with a strict 1/8 greyscale decode in place of the
       JPEGs' decode, little more than their entropy (Huffman) decoding; below the sound floor,
       as a 1/8 decode is too small to store.
@@ -151,15 +153,23 @@ def original_floors(
     for photo in originals:
         by_format.setdefault(photo.choice.url.rsplit(".", 1)[-1].lower(), []).append(photo)
     formats: dict[str, Any] = {}
+    policy = ImagePolicy()
+    costs: dict[str, Any] = {"rejected": []}
     for fmt, group in sorted(by_format.items()):
         chosen = spread(group, jpeg_sample) if fmt == "jpg" else group
-        rows = [floor_ms(fetch(p.choice.url), max_side) for p in chosen]
+        rows, harvest = [], []
+        for photo in chosen:
+            data = fetch(photo.choice.url)
+            rows.append(floor_ms(data, max_side))
+            harvest.append(_cpu_ms(functools.partial(_process, data, photo, policy, costs)))
         formats[fmt] = {
             "count": len(group),
             "measured": len(rows),
             "mb": float(np.mean([r[2] for r in rows])),
             "floor_ms": float(np.mean([r[0] for r in rows])),
             "huffman_ms": float(np.mean([r[1] for r in rows])),
+            # harvest's process_image on the same files, one thread: its cost over the floor
+            "harvest_ms": float(np.mean(harvest)),
         }
     total = sum(f["count"] for f in formats.values()) or 1
     return {

@@ -87,6 +87,7 @@ def report_markdown(payload: dict[str, Any]) -> str:
         f"{_fingerprint_line(h)}.",
         "",
         *_kind_lines(payload),
+        *target_lines(payload),
         "## Notes",
         "",
         f"- harvest: {h['statuses']}, {h['reasons'] or 'no skips or failures'}; "
@@ -133,11 +134,14 @@ def _kind_lines(payload: dict[str, Any]) -> list[str]:
             "The Originals' floors by format (every PNG and GIF, an even spread of the JPEGs; "
             "the mix's floors weight them by count):",
             "",
-            "| format | Originals | measured | mean MB | sound floor ms | Huffman floor ms |",
-            "|---|---|---|---|---|---|",
+            "| format | Originals | measured | mean MB | sound floor ms | Huffman floor ms "
+            "| harvest `process_image` ms | harvest / floor |",
+            "|---|---|---|---|---|---|---|---|",
             *(
                 f"| {fmt} | {f['count']} | {f['measured']} | {f['mb']:.1f} | "
-                f"{f['floor_ms']:.1f} | {f['huffman_ms']:.1f} |"
+                f"{f['floor_ms']:.1f} | {f['huffman_ms']:.1f} | "
+                f"{f.get('harvest_ms', math.nan):.1f} | "
+                f"{f.get('harvest_ms', math.nan) / f['floor_ms']:.2f}x |"
                 for fmt, f in costs["original_formats"].items()
             ),
             "",
@@ -165,3 +169,52 @@ def _kind_lines(payload: dict[str, Any]) -> list[str]:
             "",
         ]
     return lines
+
+
+#: Issue 16's targets: (what, measured value from the payload or None, bound, ">=" or "<=").
+TODAY_RSS_MB = 531.0  # peak RSS on the mix before issue 16 (bench/README)
+TODAY_PSNR_DB = 39.84  # PSNR of the downscaled Originals before issue 16
+
+
+def targets(payload: dict[str, Any]) -> list[tuple[str, float, float, str]]:
+    """Each target of issue 16 this run can check, with its measured value."""
+    r = payload["ratios_harvest_over_img2dataset"]
+    kinds, costs = payload["by_kind_cpu_ms"], payload["imaging_cpu_ms"]
+    rows = [
+        ("mix: images per CPU-s vs img2dataset", r["images_per_cpu_s"], 2.0, ">="),
+        ("PSNR of downscaled Originals, dB", _psnr(payload), TODAY_PSNR_DB, ">="),
+        ("peak RSS on the mix, MB", payload["harvest"]["peak_rss_mb"], TODAY_RSS_MB, "<="),
+    ]
+    if kinds:
+        rows.insert(
+            0, ("Larges alone: images per CPU-s vs img2dataset", kinds["large"]["ratio"], 3.0, ">=")
+        )
+    for fmt, f in (costs.get("original_formats") or {}).items():
+        if "harvest_ms" in f:
+            rows.append(
+                (
+                    f"{fmt} Originals: process_image / floor",
+                    f["harvest_ms"] / f["floor_ms"],
+                    1.25,
+                    "<=",
+                )
+            )
+    return rows
+
+
+def _psnr(payload: dict[str, Any]) -> float:
+    return float(payload["quality"]["original"]["harvest"]["mean_psnr"])
+
+
+def target_lines(payload: dict[str, Any]) -> list[str]:
+    """The targets table of bench/results/pipeline.md."""
+    lines = [
+        "## Targets (issue 16)",
+        "",
+        "| target | measured | bound | met |",
+        "|---|---|---|---|",
+    ]
+    for what, value, bound, sense in targets(payload):
+        met = value >= bound if sense == ">=" else value <= bound
+        lines.append(f"| {what} | {value:.2f} | {sense} {bound:g} | {'yes' if met else '**no**'} |")
+    return [*lines, ""]

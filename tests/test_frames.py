@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from harvester.config import FrameMethod, ImagePolicy
-from harvester.images.frames import CropBox, coarse_borders, hays_borders, luma, refine_borders
+from harvester.images import frames
+from harvester.images.decoding import eighth_gray, open_source
+from harvester.images.frames import (
+    CropBox,
+    Gray,
+    coarse_borders,
+    hays_borders,
+    luma,
+    refine_borders,
+)
 from harvester.images.process import ProcessedImage, process_image
 from harvester.images.provenance import Provenance
 from harvester.records import PhotoRecord
@@ -103,3 +112,26 @@ def test_hays_baseline_crops_deepest_ring_plus_twelve_symmetrically() -> None:
 
 def test_hays_baseline_sees_nothing_on_a_plain_photo() -> None:
     assert hays_borders(luma(photograph("coffee"))) is None
+
+
+def _eighth(data: bytes) -> Gray:
+    """The strict 1/8 greyscale decode process_image gives coarse_borders for a Large."""
+    return eighth_gray(open_source(data, 10**9))
+
+
+@requires_recordings(FLICKR_JPEG)
+def test_corner_precheck_changes_no_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheap corner test before the sides are measured only skips work: on the labelled
+    set, plus random and half-uniform arrays, every answer equals the full measurement's."""
+    rng = np.random.default_rng(3)
+    grays = [_eighth(item.data) for item in labelled_set()]
+    grays += [rng.integers(0, 256, (96, 128), dtype=np.uint8) for _ in range(20)]
+    for level in (0, 128, 255):
+        half = rng.integers(0, 256, (96, 128), dtype=np.uint8)
+        half[:, :64] = level  # two sides (top-left corners) agree, the others do not
+        grays.append(half)
+    fast = [coarse_borders(g) for g in grays]
+    monkeypatch.setattr(frames, "_may_start_border", lambda *_: True)
+    assert [coarse_borders(g) for g in grays] == fast
+    assert any(f is not None for f in fast)
+    assert any(f is None for f in fast)

@@ -95,6 +95,18 @@ class _Side:
     step: float  # share of the first content lines that differs from the level
 
 
+def _may_start_border(gray: Gray, side: str, tolerance: int) -> bool:
+    """Whether the side's corners agree with its edge line's level, as `_side` requires of a
+    border. Their difference is looked at first: more than twice the tolerance, and no level
+    is within the tolerance of both (no median needed, the usual answer on a photo)."""
+    edge = _side_lines(gray, side, 1)[0]
+    first, last = int(edge[0]), int(edge[-1])
+    if abs(first - last) > 2 * tolerance:
+        return False
+    level = int(np.median(edge))
+    return max(abs(first - level), abs(last - level)) <= tolerance
+
+
 def _side(gray: Gray, side: str, params: FrameParams) -> _Side:
     """Measure one side; width 0 when its edge is not a uniform band ending in a step."""
     span = gray.shape[0] if side in ("top", "bottom") else gray.shape[1]
@@ -118,6 +130,10 @@ def coarse_borders(gray: Gray, params: FrameParams | None = None) -> Borders | N
     """
     params = params or FrameParams()
     if min(gray.shape) < 8:
+        return None
+    # Only a side whose corners match its edge can be a border: with fewer of them than a
+    # frame needs, the answer is None whatever the rest would measure (most photos, cheaply).
+    if sum(_may_start_border(gray, s, params.tolerance) for s in _SIDES) < params.min_sides:
         return None
     sides = [_side(gray, side, params) for side in _SIDES]
     strong = [s for s in sides if s.width and s.step >= params.min_step]
