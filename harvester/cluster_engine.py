@@ -46,9 +46,11 @@ from harvester.exceptions import ConfigError, StoreError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname, shard_dir
 from harvester.progress import RunStats
 from harvester.storage.probe import check_shared, write_probe
+from harvester.storage.target import is_remote, local_path
 from harvester.store.batches import claimed_dirs, dir_claimed, done_paths
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import STORE_FILENAME, Store
+from harvester.targets import output_spec
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def probe_nodes(cfg: RunConfig) -> None:
 
     if (cfg.cluster.address or "local") == "local":
         return  # a private Ray on this machine: its workers share this filesystem
-    out = cfg.output.target or str(cfg.out_dir)
+    out = output_spec(cfg)
     remote = ray.remote(num_cpus=0)(write_probe)
     for node in ray.nodes():  # type: ignore[no-untyped-call]
         if not node.get("Alive"):
@@ -162,6 +164,9 @@ class Dispatcher:
         self._limiter: Any = None
         self._cfg_ref: Any = None
         self._store: Store | None = None
+        # Where the sweep looks: the files' directory (None: an object store, not swept).
+        spec = output_spec(cfg)
+        self._files_root = None if is_remote(spec) else local_path(spec)
         self.committed = self.resubmitted = self.given_up = 0  # batches
 
     def __repr__(self) -> str:
@@ -337,8 +342,10 @@ class Dispatcher:
     def _sweep(self, key: DirKey) -> None:
         """Delete the directory's files the store does not hold as done at that path."""
         assert self._store is not None
+        if self._files_root is None:
+            return
         rel = f"{safe_dirname(key.keyword)}/{shard_dir(key.index * FILES_PER_DIR)}"
-        directory = self._cfg.out_dir / rel
+        directory = self._files_root / rel
         try:
             names = os.listdir(directory)
         except FileNotFoundError:

@@ -32,7 +32,7 @@ from harvester.cluster.bucket import TokenBucket
 from harvester.config import RunConfig
 from harvester.images.download import Fetcher
 from harvester.store.rows import PendingPhoto
-from harvester.targets import output_target
+from harvester.targets import engine_files
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +185,7 @@ async def _run(
     with ThreadPoolExecutor(cfg.threads, thread_name_prefix="image") as pool:
         async with aiohttp.ClientSession(connector=connector) as session:
             fetcher = Fetcher(session, cfg.fetch, hosts=hosts)
-            files = None if cfg.output.target is None else output_target(cfg)
-            work = PhotoWork(cfg, fetcher, pool, on_bytes=count, files=files)
+            work = PhotoWork(cfg, fetcher, pool, on_bytes=count, files=engine_files(cfg))
             on_outcome = None if chaos is None else chaos.tick
             try:
                 outcomes = await run_batch(

@@ -72,10 +72,14 @@ def resolve_out(out: str, store: Path | None) -> tuple[Path, str | None]:
     return local_path(out), None
 
 
+def output_spec(cfg: RunConfig) -> str:
+    """`--out` as the target is opened from: a URL, or the directory the files go to."""
+    return cfg.output.target or str(cfg.out_dir)
+
+
 def output_target(cfg: RunConfig) -> Target:
     """Where the files (or shards) finally go."""
-    spec = cfg.output.target or str(cfg.out_dir)
-    return open_target(spec, fsync=cfg.write.fsync, spool_dir=staging_dir(cfg))
+    return open_target(output_spec(cfg), fsync=cfg.write.fsync, spool_dir=staging_dir(cfg))
 
 
 def staging_dir(cfg: RunConfig) -> Path:
