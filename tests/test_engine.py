@@ -317,7 +317,10 @@ async def test_metadata_only_resume_makes_no_search_call(
 ) -> None:
     emu = await emulator_factory(photos=3000, seed=0, profile="realistic", time_scale=1e6)
     out = tmp_path / "out"
-    args = harvest_args(emu, write_queries(tmp_path / "q.txt", KEYWORDS), out, "--metadata-only")
+    # A fixed end after the corpus's last upload: with the default end, `now` rounded down to the
+    # 5-minute grid, a second run that starts in the next 5 minutes has a new slice to search.
+    queries = write_queries(tmp_path / "q.txt", ("#! until=2026-10-01", *KEYWORDS))
+    args = harvest_args(emu, queries, out, "--metadata-only")
     assert (await run_harvest(emu, args)).code == 0
     assert not list(files_on_disk(out)), "metadata only: no image written"
     ids = {str(r[0]) for r in store_rows(out, "SELECT id FROM photos")}
