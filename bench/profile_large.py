@@ -124,6 +124,7 @@ def worker(args: argparse.Namespace) -> int:
     }
     split |= {"gc_cpu_s": gc_s[0], "gc_collections": gc_s[1]}
     split |= {"ledger_s": profile_ledger.exclusive(), "ledger_calls": profile_ledger.CALLS}
+    split |= {"loop_ledger_s": profile_ledger.loop_exact()}
     args.result.with_suffix(".cpu.json").write_text(json.dumps(split))
     return code
 
@@ -241,6 +242,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ms_per_large": main_ms + pool_ms,
         "cpu_ms_by_thread": cpu_ms,
         "ledger_ms": ledger_ms,
+        "loop_exact_ms": {k: 1000 * v / n for k, v in plain.get("loop_ledger_s", {}).items()},
         "profiled": profiled,
         "stages": breakdown(profiled["samples"], cpu_ms, ledger_ms),
     }
@@ -260,6 +262,10 @@ def report(payload: dict[str, Any]) -> None:
         f"(loop thread {by['main']:.2f}, image pool {by['pool']:.2f})"
     )
     common.print_table(["thread", "stage", "py-spy samples", "CPU ms per Large"], rows)
+    exact = payload.get("loop_exact_ms", {})
+    if exact:
+        print("loop thread, timed exactly (inside the loop's rows above): ", end="")
+        print(", ".join(f"{stage} {ms:.3f} ms" for stage, ms in exact.items()))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
