@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import harvester.batch
+import harvester.images.durable
 import harvester.images.jpegmeta
 import harvester.images.process
 
@@ -42,6 +43,7 @@ WRAPPED: tuple[tuple[str, Any, str], ...] = (
 #: shares out; these figures are exact and reported beside that share, not added to it).
 LOOP_WRAPPED: tuple[tuple[str, Any, str], ...] = (
     ("path (photo_path)", harvester.batch, "photo_path"),
+    ("syncfs per store batch (the done barrier)", harvester.images.durable.BatchSync, "__call__"),
 )
 INNER = (
     "strict 1/8 decode",
