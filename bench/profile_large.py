@@ -126,7 +126,7 @@ def worker(args: argparse.Namespace) -> int:
     }
     split |= {"gc_cpu_s": gc_s[0], "gc_collections": gc_s[1]}
     split |= {"ledger_s": profile_ledger.exclusive(), "ledger_calls": profile_ledger.CALLS}
-    split |= {"loop_ledger_s": profile_ledger.loop_exact()}
+    split |= {"loop_ledger_s": profile_ledger.loop_exact(), "ledger_wall_s": profile_ledger.WALL}
     args.result.with_suffix(".cpu.json").write_text(json.dumps(split))
     return code
 

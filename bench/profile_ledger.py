@@ -24,6 +24,7 @@ import harvester.images.process
 _lock = threading.Lock()
 SPENT: dict[str, float] = {}
 CALLS: dict[str, int] = {}
+WALL: dict[str, float] = {}  # wall seconds per stage (a wait on the disk shows here, not in SPENT)
 
 #: (stage, module, attribute): what is wrapped. The inner stages are looked up in
 #: harvester.images.process, where process_image finds them.
@@ -58,13 +59,15 @@ INNER = (
 def _timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.thread_time()
+        started, wall = time.thread_time(), time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
             spent = time.thread_time() - started
+            waited = time.perf_counter() - wall
             with _lock:
                 SPENT[stage] = SPENT.get(stage, 0.0) + spent
+                WALL[stage] = WALL.get(stage, 0.0) + waited
                 CALLS[stage] = CALLS.get(stage, 0) + 1
 
     return timed
