@@ -107,7 +107,7 @@ class Engine:
         work_cfg = cfg
         if self._durable is not None:
             work_cfg = replace(cfg, write=replace(cfg.write, fsync=False, fsync_dir=False))
-            store.set_done_barrier(self._durable)
+        store.set_done_barrier(self._durable)  # None: no barrier left by an earlier engine
         self._work = PhotoWork(
             work_cfg, fetcher, self._pool, clock=clock, on_bytes=self._count_bytes, files=files
         )

@@ -219,6 +219,10 @@ def test_without_syncfs_the_writer_keeps_its_fsync_per_file(
     assert durable_writes(config(tmp_path)) is None
 
 
+def test_an_output_that_cannot_be_opened_keeps_the_fsync_per_file(tmp_path: Path) -> None:
+    assert batch_sync(tmp_path / "missing", lambda fd: None) is None
+
+
 def test_no_fsync_means_no_barrier(tmp_path: Path) -> None:
     barrier = durable_writes(config(tmp_path))
     assert (barrier is None) == (libc_syncfs() is None)

@@ -7,12 +7,13 @@ done, and commits only if it returns. So a photo the store calls done has its fi
 rename that put it in place, on disk: syncfs writes back every dirty page and the journal of
 the output's filesystem, which fsync of the file alone did not do for the rename.
 
-Where syncfs is missing (not Linux, or a libc without it) `batch_sync` gives None and the
-engine keeps one fsync per file in the writer. Where syncfs fails at run time (EIO, a kernel
-or sandbox that refuses it) the barrier fsyncs each file of the batch and its directory
-instead; a file that cannot be fsynced either raises (OSError, the store's StoreError: the
-rows stay uncommitted and the run stops). A file whose directory is on another filesystem
-than the output root (a mount inside OUT) is fsynced by itself, as syncfs(OUT) does not reach it.
+Where syncfs is missing (not Linux, or a libc without it) or OUT cannot be opened,
+`batch_sync` gives None and the engine keeps one fsync per file in the writer. Where syncfs
+fails at run time (EIO, a kernel or sandbox that refuses it) the barrier fsyncs each file of
+the batch and its directory instead; a file that cannot be fsynced either raises (OSError,
+the store's StoreError: the rows stay uncommitted and the run stops). A file whose directory
+is on another filesystem than the output root (a mount inside OUT) is fsynced by itself, as
+syncfs(OUT) does not reach it.
 
 Costs: syncfs waits for all dirty data of the filesystem, other processes' too, and it runs
 where the store flushes (the event loop); measured in bench/README.md (issue 16).
@@ -161,4 +162,10 @@ def batch_sync(out: Path, syncfs: SyncFs | None = None) -> BatchSync | None:
     """The barrier for files written under `out`, or None where syncfs is missing (then the
     writer's own fsync per file is the cheaper way: it runs in the image threads)."""
     found = syncfs if syncfs is not None else libc_syncfs()
-    return None if found is None else BatchSync(out, found)
+    if found is None:
+        return None
+    try:
+        return BatchSync(out, found)
+    except OSError as exc:  # `out` cannot be opened: the writer's fsync per file, as before
+        log.info("no syncfs barrier for %s (%s): fsync per file", out, exc)
+        return None
