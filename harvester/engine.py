@@ -11,7 +11,9 @@ The downloader reads its work from the store, not from the searcher directly, so
 and a resumed one are the same code path, and memory is bounded by the queue, not the job.
 Exactly once: a window's claims are committed with its checkpoint; a photo's file is renamed
 into place before its outcome is recorded, and its path is a pure function of (keyword, seq,
-record), so a photo redone after a kill lands on the same file.
+record), so a photo redone after a kill lands on the same file. Durable: with fsync on and the
+files under out_dir, the store's done barrier (images/durable.py: one syncfs) runs before each
+batch of outcomes is committed, so a row says done only once its file and name are on disk.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Protocol
 
 from harvester.batch import Dropped, Outcome, PhotoWork, failed, record_outcome, remove_file
@@ -29,6 +32,7 @@ from harvester.config import RunConfig
 from harvester.dataset.sources import SourceMap
 from harvester.exceptions import StoreError
 from harvester.images.download import Fetcher
+from harvester.images.durable import BatchSync, batch_sync
 from harvester.progress import RunStats
 from harvester.search.listings import DonePage, ListingBackend, SourceGone, search_source
 from harvester.search.loop import SearchBackend, WindowResult
@@ -97,8 +101,15 @@ class Engine:
         self._stop = asyncio.Event()
         self._new_work = asyncio.Event()
         self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="image")
+        # Files straight under out_dir, fsync on: one syncfs per committed store batch, before
+        # the commit that calls its photos done, instead of one fsync per file (images/durable).
+        self._durable = None if image_half is not None or files is not None else durable_writes(cfg)
+        work_cfg = cfg
+        if self._durable is not None:
+            work_cfg = replace(cfg, write=replace(cfg.write, fsync=False, fsync_dir=False))
+        store.set_done_barrier(self._durable)  # None: no barrier left by an earlier engine
         self._work = PhotoWork(
-            cfg, fetcher, self._pool, clock=clock, on_bytes=self._count_bytes, files=files
+            work_cfg, fetcher, self._pool, clock=clock, on_bytes=self._count_bytes, files=files
         )
         self._in_hand: set[int] = set()  # photo ids queued or in flight
         self.fatal: BaseException | None = None
@@ -155,7 +166,11 @@ class Engine:
             raise leaf from leaf.__cause__
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._store.flush()
+            try:
+                self._store.flush()
+            finally:
+                if self._durable is not None:
+                    self._durable.close()  # a later flush (the store's close) reopens it
             self._store.release_leases(self._store.worker_id)
         if self.fatal is not None:
             raise self.fatal
@@ -327,6 +342,14 @@ class Engine:
             # A photo that did not make it must not keep a file from an attempt cut off by a kill.
             remove_file(self._cfg.out_dir, item, self._files)
         record_outcome(self._store, self._stats, item, outcome)
+
+
+def durable_writes(cfg: RunConfig) -> BatchSync | None:
+    """The store's done barrier for files written under out_dir: None with --no-fsync, for a
+    metadata-only run, or where syncfs is missing (then the writer fsyncs each file)."""
+    if not cfg.write.fsync or cfg.metadata_only:
+        return None
+    return batch_sync(cfg.out_dir)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

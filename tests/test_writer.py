@@ -6,6 +6,7 @@ import errno
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,8 @@ from harvester.exceptions import DiskFullError, StoreError, UnsafeRecordError
 from harvester.images import writer
 from harvester.images.writer import (
     cleanup_temp_files,
+    clear_path_cache,
+    file_name,
     photo_path,
     safe_dirname,
     shard_dir,
@@ -84,6 +87,96 @@ def test_hostile_records_are_rejected_without_writing(tmp_path: Path, hostile: P
     with pytest.raises(UnsafeRecordError):
         write_photo(tmp_path, "kw", 0, hostile, [b"data"], FAST)
     assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", ".."),
+        ("id", ""),
+        ("id", "1/2"),
+        ("id", "1\x00"),
+        ("id", " 1"),
+        ("secret", ".."),
+        ("secret", "ab\\cd"),
+        ("secret", "ab\ncd"),
+        ("secret", "c36ba74681/"),
+        ("server", "100/.."),
+        ("server", "-1"),
+        ("owner", ".."),
+        ("owner", "23812473@N00/"),
+        ("owner", "23812473@n00"),
+        ("owner", "/23812473@N00"),
+        ("owner", "23812473@N00\x00"),
+        ("owner", "23812473@N00\u2215x"),  # DIVISION SLASH: no look-alike separator either
+    ],
+)
+def test_file_name_rejects_every_hostile_field(tmp_path: Path, field: str, value: str) -> None:
+    fields: dict[str, Any] = {field: value}
+    hostile = replace(RECORD, **fields)
+    with pytest.raises(UnsafeRecordError):
+        file_name(hostile)
+    with pytest.raises(UnsafeRecordError):
+        photo_path(tmp_path, "kw", 0, hostile)
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_an_accepted_file_name_is_one_plain_component() -> None:
+    name = file_name(replace(RECORD, id="9" * 20, secret="f" * 40, owner="1@N9999"))
+    assert name == Path(name).name
+    assert set(name) <= set("0123456789abcdef_@N.jpg")
+    assert ".." not in name
+
+
+def test_a_shard_directory_linked_out_of_out_is_refused_every_time(tmp_path: Path) -> None:
+    out, outside = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "kw").mkdir(parents=True)
+    outside.mkdir()
+    (out / "kw" / "00001").symlink_to(outside, target_is_directory=True)
+    for _ in range(2):  # a failure is not cached
+        with pytest.raises(UnsafeRecordError, match="escapes"):
+            photo_path(out, "kw", 0, RECORD)
+    (out / "kw" / "00001").unlink()
+    assert photo_path(out, "kw", 0, RECORD) == out / "kw" / "00001" / file_name(RECORD)
+
+
+def test_a_keyword_directory_linked_out_of_out_is_refused(tmp_path: Path) -> None:
+    out, outside = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    outside.mkdir()
+    (out / "kw").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafeRecordError):
+        photo_path(out, "kw", 0, RECORD)
+
+
+def test_a_link_that_stays_inside_out_is_allowed(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "kw").symlink_to(tmp_path / "real", target_is_directory=True)
+    path = write_photo(tmp_path, "kw", 0, RECORD, [b"x"], FAST)
+    assert (tmp_path / "real" / "00001" / path.name).read_bytes() == b"x"
+
+
+def test_a_shard_linked_away_after_its_check_is_seen_once_the_cache_is_cleared(
+    tmp_path: Path,
+) -> None:
+    """The documented trade-off of photo_path's cache: one resolution per shard directory."""
+    out, outside = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    outside.mkdir()
+    photo_path(out, "kw", 0, RECORD)  # checked (and cached) before the directory exists
+    (out / "kw").mkdir()
+    (out / "kw" / "00001").symlink_to(outside, target_is_directory=True)
+    assert photo_path(out, "kw", 1, replace(RECORD, id="2")).parent == out / "kw" / "00001"
+    clear_path_cache()
+    with pytest.raises(UnsafeRecordError):
+        photo_path(out, "kw", 1, replace(RECORD, id="2"))
+
+
+def test_photo_path_is_the_same_path_with_and_without_the_cache(tmp_path: Path) -> None:
+    first = photo_path(tmp_path, "São Paulo", 1500, RECORD)
+    clear_path_cache()
+    assert photo_path(tmp_path, "São Paulo", 1500, RECORD) == first
+    assert first == tmp_path / safe_dirname("São Paulo") / "00002" / file_name(RECORD)
 
 
 @pytest.mark.parametrize(

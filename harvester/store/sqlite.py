@@ -49,6 +49,8 @@ from harvester.store.schema import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+#: Called with a batch's done paths before the batch is committed (Store.set_done_barrier).
+DoneBarrier = Callable[[Sequence[str]], None]
 STORE_FILENAME = "harvest.sqlite"
 #: In an output directory whose store is elsewhere: one line, the store's absolute path.
 STORE_POINTER = "harvest.store"
@@ -92,6 +94,7 @@ UPDATE photos SET status = ?, reason = ?, path = ?, sha256 = ?, width = ?, heigh
     size_label = ?, attempts = attempts + 1, updated_at = ?, leased_by = NULL, leased_at = NULL
 WHERE id = ?
 """
+_DONE = PhotoStatus.DONE.value
 _EXPORT_QUERY = (
     "SELECT p.record, p.keyword, (SELECT group_concat(keyword, char(31))"
     " FROM photo_keywords k WHERE k.photo_id = p.id), p.status, p.reason,"
@@ -132,6 +135,7 @@ class Store:
         self._outcomes: list[tuple[Any, ...]] = []
         self._signals: list[tuple[object, ...]] = []
         self._last_flush = clock()
+        self._done_barrier: DoneBarrier | None = None
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False, **kwargs: Any) -> Self:
@@ -325,7 +329,8 @@ class Store:
         size_label: str,
         signal: Sequence[object] | None = None,
     ) -> None:
-        """Record a photo whose file (`path` under the output directory) is durably written.
+        """Record a photo whose file (`path` under the output directory) is durably written,
+        or will be by the done barrier before this row is committed (set_done_barrier).
 
         Buffered; see `flush`. `width`/`height` are the stored file's, `size_label` the size
         downloaded; `signal` its fingerprint row (SIGNAL_COLUMNS, photo_id first).
@@ -358,6 +363,16 @@ class Store:
             if overdue or len(self._outcomes) >= self._batch_size:
                 self.flush()
 
+    def set_done_barrier(self, barrier: DoneBarrier | None) -> None:
+        """Call `barrier(paths)` with the paths of a batch's done photos before each commit.
+
+        The batch is committed only if it returns: the engine's one syncfs per batch
+        (images/durable.py) in place of one fsync per file. An OSError from it keeps the
+        batch buffered and raises StoreError, as a failed commit does.
+        """
+        with self._lock:
+            self._done_barrier = barrier
+
     def flush(self) -> int:
         """Write buffered outcomes in one transaction; returns how many."""
         with self._lock:
@@ -367,6 +382,7 @@ class Store:
             if not batch:
                 return 0
             try:
+                self._before_commit(batch)
                 with self.transaction() as db:
                     db.executemany(_UPDATE_OUTCOME, batch)
                     db.executemany(INSERT_SIGNAL, signals)  # with its photo's row, or not at all
@@ -375,6 +391,17 @@ class Store:
                 self._signals[:0] = signals
                 raise
         return len(batch)
+
+    def _before_commit(self, batch: Sequence[tuple[Any, ...]]) -> None:
+        if self._done_barrier is None:
+            return
+        done = [row[2] for row in batch if row[0] == _DONE]  # row: _UPDATE_OUTCOME's values
+        if not done:
+            return
+        try:
+            self._done_barrier(done)
+        except OSError as exc:
+            raise StoreError(f"store: the batch's files are not durable: {exc}") from exc
 
     # --- reading a whole store (`harvest merge`; the writing side is store.merge.MergeStore) ---
 
