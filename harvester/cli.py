@@ -266,7 +266,12 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption(
         flag="--threads", to=("threads",), type=_positive_int, metavar="N", help="image threads"
     ),
-    RunOption(flag="--no-fsync", to=("write.fsync",), kind="off", help="skip fsync (less durable)"),
+    RunOption(
+        flag="--no-fsync",
+        to=("write.fsync",),
+        kind="off",
+        help="skip fsync and the per-batch syncfs (less durable)",
+    ),
     RunOption(
         flag="--output-format",
         to=("output.format",),
