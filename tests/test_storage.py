@@ -90,6 +90,21 @@ def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path, kind: str) -> 
     assert not target.exists("a/b.bin")
 
 
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_a_target_lists_its_files_by_relative_name(tmp_path: Path, kind: str) -> None:
+    target = LocalTarget(tmp_path, fsync=False) if kind == "local" else open_target(memory_url())
+    assert target.find() == []
+    assert target.find("sky/00001") == [], "a directory that is not there: nothing"
+    for name in ("sky/00001/2_b.jpg", "sky/00001/1_a.jpg", "sky/00002/3_c.jpg", "CREDITS.csv"):
+        target.put(name, [b"x"])
+    assert target.find("sky/00001") == ["sky/00001/1_a.jpg", "sky/00001/2_b.jpg"]
+    assert target.find("sky/00001/") == target.find("sky/00001")
+    everything = ["CREDITS.csv", "sky/00001/1_a.jpg", "sky/00001/2_b.jpg", "sky/00002/3_c.jpg"]
+    assert target.find() == everything
+    target.remove("sky/00001/1_a.jpg")
+    assert target.find("sky") == ["sky/00001/2_b.jpg", "sky/00002/3_c.jpg"], "never a stale list"
+
+
 # --- the probe -----------------------------------------------------------------------------------
 
 
