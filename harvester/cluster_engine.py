@@ -8,11 +8,12 @@
 
 Exactly once: a photo counts only when the driver commits it; its file is written atomically
 at the path its claim fixed (keyword, seq), so every attempt writes the same bytes to the same
-place; after each commit the directory is swept of files the store does not hold as done
-(an earlier attempt that got further, a photo that failed since). One batch per directory is
-in flight at a time, so a sweep never races a write. On restart, claimed photos are simply
-claimed still: their batches go out again. The run ends when the last batch is committed or
-given up, each of its photos then failed with the reason.
+place; after each commit the directory (on disk or on an object store) is swept of files the
+store does not hold as done (an earlier attempt that got further, a photo that failed since).
+One batch per directory is in flight at a time, so a sweep never races a write. On restart,
+claimed photos are simply claimed still: their batches go out again (an object store is first
+swept of what the killed run left: targets.sweep_output). The run ends when the last batch is
+committed or given up, each of its photos then failed with the reason.
 
 With the Engine, this is the only module that knows tasks and waits; the decisions are pure
 (cluster/policy.py) and the worker's side is cluster_task.py.
@@ -46,11 +47,11 @@ from harvester.exceptions import ConfigError, StoreError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname, shard_dir
 from harvester.progress import RunStats
 from harvester.storage.probe import check_shared, write_probe
-from harvester.storage.target import is_remote, local_path
-from harvester.store.batches import claimed_dirs, dir_claimed, done_paths
+from harvester.storage.target import Target
+from harvester.store.batches import claimed_dirs, dir_claimed
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import STORE_FILENAME, Store
-from harvester.targets import output_spec
+from harvester.targets import output_spec, output_target, sweep_dir
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +165,8 @@ class Dispatcher:
         self._limiter: Any = None
         self._cfg_ref: Any = None
         self._store: Store | None = None
-        # Where the sweep looks: the files' directory (None: an object store, not swept).
-        spec = output_spec(cfg)
-        self._files_root = None if is_remote(spec) else local_path(spec)
+        # Where the sweep looks: where the files are (a directory, or an object store).
+        self._files: Target = output_target(cfg)
         self.committed = self.resubmitted = self.given_up = 0  # batches
 
     def __repr__(self) -> str:
@@ -342,22 +342,8 @@ class Dispatcher:
     def _sweep(self, key: DirKey) -> None:
         """Delete the directory's files the store does not hold as done at that path."""
         assert self._store is not None
-        if self._files_root is None:
-            return
         rel = f"{safe_dirname(key.keyword)}/{shard_dir(key.index * FILES_PER_DIR)}"
-        directory = self._files_root / rel
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            return
-        ids = [int(n.split("_", 1)[0]) for n in names if n.split("_", 1)[0].isdigit()]
-        done = done_paths(self._store, ids)
-        for name in names:
-            head = name.split("_", 1)[0]
-            if not (head.isdigit() and done.get(int(head)) == f"{rel}/{name}"):
-                with contextlib.suppress(FileNotFoundError):
-                    (directory / name).unlink()
-                log.info("swept %s/%s", rel, name)
+        sweep_dir(self._store, self._files, rel)
 
     async def _drain(self, ray: Any) -> None:
         """Stopping: commit what finishes within the grace period; the rest stays claimed."""
