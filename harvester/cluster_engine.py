@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ from harvester.exceptions import ConfigError, StoreError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname, shard_dir
 from harvester.progress import RunStats
 from harvester.storage.probe import check_shared, write_probe
-from harvester.storage.target import Target
+from harvester.storage.target import Target, is_remote
 from harvester.store.batches import claimed_dirs, dir_claimed
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import STORE_FILENAME, Store
@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 RAY_MISSING = "--ray needs Ray, an optional extra: pip install 'harvest[ray]' (ray>=2.60,<3)"
 POLL_S = 0.5  # how long one ray.wait blocks (the stop flag and deadlines are checked between)
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # specs and outcomes only: a few MB at most
+#: What a worker needs to reach an object-store --out as the driver does: the AWS SDK's
+#: credentials, region, profile and endpoint (botocore, so s3fs), Azure's storage settings
+#: (adlfs), fsspec's own (FSSPEC_S3_ENDPOINT_URL, ...). Only these are sent, and only with a
+#: URL --out; their values are never logged.
+STORAGE_ENV_PREFIXES = ("AWS_", "AZURE_STORAGE_", "FSSPEC_")
 
 
 def require_ray() -> None:
@@ -81,6 +86,29 @@ def check_ray(cfg: RunConfig) -> None:
         )
 
 
+def storage_env(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The driver's object-store settings, for the tasks' runtime_env (empty: a local --out).
+
+    A worker of a joined cluster does not have the driver's environment, nor does one of a
+    Ray started before the variables were set: without these it would write elsewhere, or
+    nowhere. Set on a node, the same names are overridden by the driver's.
+    """
+    if not is_remote(output_spec(cfg)):
+        return {}
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in sorted(env.items()) if k.startswith(STORAGE_ENV_PREFIXES)}
+
+
+def task_options(cfg: RunConfig, **options: Any) -> dict[str, Any]:
+    """`options` for ray.remote, with the variables the tasks need in their runtime_env."""
+    env = storage_env(cfg)
+    if chaos := os.environ.get(CHAOS_ENV):
+        env[CHAOS_ENV] = chaos
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    return options
+
+
 def probe_nodes(cfg: RunConfig) -> None:
     """ConfigError (exit 2) unless every node of a joined cluster can write where the driver
     reads: a local --out must be a filesystem every node mounts at the same path."""
@@ -90,7 +118,7 @@ def probe_nodes(cfg: RunConfig) -> None:
     if (cfg.cluster.address or "local") == "local":
         return  # a private Ray on this machine: its workers share this filesystem
     out = output_spec(cfg)
-    remote = ray.remote(num_cpus=0)(write_probe)
+    remote = ray.remote(**task_options(cfg, num_cpus=0))(write_probe)
     for node in ray.nodes():  # type: ignore[no-untyped-call]
         if not node.get("Alive"):
             continue
@@ -208,10 +236,9 @@ class Dispatcher:
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         self._inflight = max_inflight(cpus, self._policy)
         self._fallback_per_s = self._cfg.fetch.rate_per_s / max(1, nodes)
-        chaos = os.environ.get(CHAOS_ENV)
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}  # retries are ours
-        if chaos:
-            options["runtime_env"] = {"env_vars": {CHAOS_ENV: chaos}}
+        options = task_options(self._cfg, num_cpus=1, max_retries=0)  # retries are ours
+        if names := sorted(storage_env(self._cfg)):
+            log.info("ray: the tasks get %s from the driver (values not shown)", ", ".join(names))
         self._remote = ray.remote(**options)(process_batch)
         actor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)(HostLimiterActor)
         policy = self._policy
