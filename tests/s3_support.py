@@ -92,3 +92,16 @@ def assert_objects_are_the_store(
     status = {str(pid): s for pid, s, _path, _sha in rows}
     assert "claimed" not in status.values(), "no photo left uncommitted"
     return status
+
+
+def with_out(args: list[str], url: str) -> list[str]:
+    """`args` with `--out URL` (the harness takes a Path, which would fold s3:// into s3:/)."""
+    args = list(args)
+    args[args.index("--out") + 1] = url
+    return args
+
+
+def jpeg_objects(client: Any, prefix: str) -> int:
+    """How many photos are under `prefix` now (the first 1,000 keys)."""
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sum(1 for item in listed.get("Contents", []) if item["Key"].endswith(".jpg"))

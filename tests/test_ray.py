@@ -22,7 +22,7 @@ from tests.harness import (
     threaded_emulator,
 )
 from tests.ray_support import KEYWORDS, assert_exactly_once, ray_config
-from tests.s3_support import BUCKET, assert_objects_are_the_store
+from tests.s3_support import BUCKET, assert_objects_are_the_store, jpeg_objects, with_out
 
 ray = pytest.importorskip("ray", reason="needs Ray: pip install 'harvest[ray]'")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
@@ -140,6 +140,29 @@ async def test_the_driver_killed_then_rerun_ends_exactly_once(tmp_path: Path) ->
         again = await run_harvest(emu, args)
         assert again.code == 0, again.err[-2000:]
         assert_exactly_once(out, emu, KEYWORDS)
+
+
+async def test_ray_local_to_s3_killed_then_rerun_ends_exactly_once(tmp_path: Path, s3: Any) -> None:
+    """SIGKILL `harvest run --ray local --out s3://…` while its tasks write, then run it again:
+    objects = store = truth, no orphan, no duplicate."""
+    with threaded_emulator(photos=2000, seed=0, profile="ideal", image_delay_s=0.05) as emu:
+        queries = tmp_path / "q.txt"
+        queries.write_text("\n".join(KEYWORDS) + "\n")
+        store, prefix = tmp_path / "state", "ray-killed/"
+        flags = ["--store", str(store), "--ray", "local", "--ray-cpus", "2", "--no-fsync"]
+        args = harvest_args(emu, queries, store, *flags, "--concurrency", "4")
+        args = with_out(args, f"s3://{BUCKET}/{prefix.rstrip('/')}")
+
+        def written() -> bool:
+            return jpeg_objects(s3, prefix) >= 10
+
+        killed = await run_harvest(emu, args, stop_when=written, stop_with=signal.SIGKILL)
+        assert killed.signalled
+        assert killed.code == -signal.SIGKILL
+        again = await run_harvest(emu, args)
+        assert again.code == 0, again.err[-2000:]
+        status = assert_objects_are_the_store(s3, prefix, store)
+        assert set(status) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
 
 
 @pytest.mark.usefixtures("session_ray")
