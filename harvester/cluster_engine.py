@@ -8,11 +8,12 @@
 
 Exactly once: a photo counts only when the driver commits it; its file is written atomically
 at the path its claim fixed (keyword, seq), so every attempt writes the same bytes to the same
-place; after each commit the directory is swept of files the store does not hold as done
-(an earlier attempt that got further, a photo that failed since). One batch per directory is
-in flight at a time, so a sweep never races a write. On restart, claimed photos are simply
-claimed still: their batches go out again. The run ends when the last batch is committed or
-given up, each of its photos then failed with the reason.
+place; after each commit the directory (on disk or on an object store) is swept of files the
+store does not hold as done (an earlier attempt that got further, a photo that failed since).
+One batch per directory is in flight at a time, so a sweep never races a write. On restart,
+claimed photos are simply claimed still: their batches go out again (an object store is first
+swept of what the killed run left: targets.sweep_output). The run ends when the last batch is
+committed or given up, each of its photos then failed with the reason.
 
 With the Engine, this is the only module that knows tasks and waits; the decisions are pure
 (cluster/policy.py) and the worker's side is cluster_task.py.
@@ -25,7 +26,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,17 +47,22 @@ from harvester.exceptions import ConfigError, StoreError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname, shard_dir
 from harvester.progress import RunStats
 from harvester.storage.probe import check_shared, write_probe
-from harvester.storage.target import is_remote, local_path
-from harvester.store.batches import claimed_dirs, dir_claimed, done_paths
+from harvester.storage.target import Target, is_remote
+from harvester.store.batches import claimed_dirs, dir_claimed
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import STORE_FILENAME, Store
-from harvester.targets import output_spec
+from harvester.targets import output_spec, output_target, sweep_dir
 
 log = logging.getLogger(__name__)
 
 RAY_MISSING = "--ray needs Ray, an optional extra: pip install 'harvest[ray]' (ray>=2.60,<3)"
 POLL_S = 0.5  # how long one ray.wait blocks (the stop flag and deadlines are checked between)
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # specs and outcomes only: a few MB at most
+#: What a worker needs to reach an object-store --out as the driver does: the AWS SDK's
+#: credentials, region, profile and endpoint (botocore, so s3fs), Azure's storage settings
+#: (adlfs), fsspec's own (FSSPEC_S3_ENDPOINT_URL, ...). Only these are sent, and only with a
+#: URL --out; their values are never logged.
+STORAGE_ENV_PREFIXES = ("AWS_", "AZURE_STORAGE_", "FSSPEC_")
 
 
 def require_ray() -> None:
@@ -80,6 +86,29 @@ def check_ray(cfg: RunConfig) -> None:
         )
 
 
+def storage_env(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The driver's object-store settings, for the tasks' runtime_env (empty: a local --out).
+
+    A worker of a joined cluster does not have the driver's environment, nor does one of a
+    Ray started before the variables were set: without these it would write elsewhere, or
+    nowhere. Set on a node, the same names are overridden by the driver's.
+    """
+    if not is_remote(output_spec(cfg)):
+        return {}
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in sorted(env.items()) if k.startswith(STORAGE_ENV_PREFIXES)}
+
+
+def task_options(cfg: RunConfig, **options: Any) -> dict[str, Any]:
+    """`options` for ray.remote, with the variables the tasks need in their runtime_env."""
+    env = storage_env(cfg)
+    if chaos := os.environ.get(CHAOS_ENV):
+        env[CHAOS_ENV] = chaos
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    return options
+
+
 def probe_nodes(cfg: RunConfig) -> None:
     """ConfigError (exit 2) unless every node of a joined cluster can write where the driver
     reads: a local --out must be a filesystem every node mounts at the same path."""
@@ -89,7 +118,7 @@ def probe_nodes(cfg: RunConfig) -> None:
     if (cfg.cluster.address or "local") == "local":
         return  # a private Ray on this machine: its workers share this filesystem
     out = output_spec(cfg)
-    remote = ray.remote(num_cpus=0)(write_probe)
+    remote = ray.remote(**task_options(cfg, num_cpus=0))(write_probe)
     for node in ray.nodes():  # type: ignore[no-untyped-call]
         if not node.get("Alive"):
             continue
@@ -164,9 +193,8 @@ class Dispatcher:
         self._limiter: Any = None
         self._cfg_ref: Any = None
         self._store: Store | None = None
-        # Where the sweep looks: the files' directory (None: an object store, not swept).
-        spec = output_spec(cfg)
-        self._files_root = None if is_remote(spec) else local_path(spec)
+        # Where the sweep looks: where the files are (a directory, or an object store).
+        self._files: Target = output_target(cfg)
         self.committed = self.resubmitted = self.given_up = 0  # batches
 
     def __repr__(self) -> str:
@@ -208,10 +236,9 @@ class Dispatcher:
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         self._inflight = max_inflight(cpus, self._policy)
         self._fallback_per_s = self._cfg.fetch.rate_per_s / max(1, nodes)
-        chaos = os.environ.get(CHAOS_ENV)
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}  # retries are ours
-        if chaos:
-            options["runtime_env"] = {"env_vars": {CHAOS_ENV: chaos}}
+        options = task_options(self._cfg, num_cpus=1, max_retries=0)  # retries are ours
+        if names := sorted(storage_env(self._cfg)):
+            log.info("ray: the tasks get %s from the driver (values not shown)", ", ".join(names))
         self._remote = ray.remote(**options)(process_batch)
         actor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)(HostLimiterActor)
         policy = self._policy
@@ -342,22 +369,8 @@ class Dispatcher:
     def _sweep(self, key: DirKey) -> None:
         """Delete the directory's files the store does not hold as done at that path."""
         assert self._store is not None
-        if self._files_root is None:
-            return
         rel = f"{safe_dirname(key.keyword)}/{shard_dir(key.index * FILES_PER_DIR)}"
-        directory = self._files_root / rel
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            return
-        ids = [int(n.split("_", 1)[0]) for n in names if n.split("_", 1)[0].isdigit()]
-        done = done_paths(self._store, ids)
-        for name in names:
-            head = name.split("_", 1)[0]
-            if not (head.isdigit() and done.get(int(head)) == f"{rel}/{name}"):
-                with contextlib.suppress(FileNotFoundError):
-                    (directory / name).unlink()
-                log.info("swept %s/%s", rel, name)
+        sweep_dir(self._store, self._files, rel)
 
     async def _drain(self, ray: Any) -> None:
         """Stopping: commit what finishes within the grace period; the rest stays claimed."""

@@ -41,7 +41,14 @@ from harvester.sources import ApiAccess, load_sources_file, source_map
 from harvester.store.outputs import add_api_calls
 from harvester.store.rows import StoreSummary
 from harvester.store.sqlite import STORE_FILENAME, Store
-from harvester.targets import Finaliser, copy_extras, engine_files, prepare_output, target_root
+from harvester.targets import (
+    Finaliser,
+    copy_extras,
+    engine_files,
+    prepare_output,
+    sweep_output,
+    target_root,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +180,7 @@ def _run_all(
     cleanup_temp_files(cfg.out_dir)
     if (root := target_root(cfg)) is not None:
         cleanup_temp_files(root)
+    sweep_output(cfg)  # an object store: what a killed run left under the prefix
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         access = ApiAccess(out_dir=cfg.out_dir, api=cfg.api, key=lambda: api_key)
         sources = source_map(store, spec, access, keep=True)  # before the run is recorded

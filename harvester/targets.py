@@ -6,6 +6,9 @@
     Finaliser                 webdataset: builds each directory's tar once it can get no more
                               photos (its 1,000 decided, or its keyword searched to the end
                               with nothing pending), in a background thread, and at the end
+    sweep_dir(store, t, dir)  one photo directory: delete what the store does not hold as done
+    sweep_output(cfg)         at start, an object store: the same over the whole prefix, and the
+                              temporary objects of killed runs
 
 With `--output-format webdataset` each photo is staged (written atomically, like a file of the
 files layout) under STORE_DIR/harvest.staging/ before the store records it done; a directory's
@@ -18,6 +21,8 @@ from, never a partial tar (temp + rename, or one whole-object upload).
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import threading
 import time
@@ -29,6 +34,7 @@ from harvester.exceptions import ConfigError, HarvestError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname
 from harvester.outputs import CREDITS_CSV, CREDITS_MD
 from harvester.publish.card import CARD, may_replace
+from harvester.storage.probe import PROBE_PREFIX
 from harvester.storage.shards import (
     ShardDropped,
     ShardManifest,
@@ -38,6 +44,7 @@ from harvester.storage.shards import (
 )
 from harvester.storage.shards import write_shard as write_shard
 from harvester.storage.target import (
+    WRITE_TEST_PREFIX,
     LocalTarget,
     Target,
     check_writable,
@@ -45,12 +52,14 @@ from harvester.storage.target import (
     local_path,
     open_target,
 )
+from harvester.store.batches import done_paths
 from harvester.store.shards import (
     DirPhoto,
     dir_photos,
     record_output,
     recorded_output,
     requeue,
+    stored_keywords,
 )
 from harvester.store.sqlite import STORE_FILENAME, STORE_POINTER, Store, store_pointer
 
@@ -310,6 +319,109 @@ class Finaliser:
         self._pass(frozenset(self._searched()))
         if self.error is not None:
             raise self.error
+
+
+# --- sweeps: what a killed run or an earlier attempt left -----------------------------------
+
+_PHOTO = re.compile(r"([^/]+)/([0-9]{5,})/([^/]+)")  # <keyword dir>/<NNNNN>/<file>
+_SHARD = re.compile(r"([^/]+)/([0-9]{5,})(?:\.tar|\.parquet|_stats\.json)")  # webdataset
+_TEMP_PID = re.compile(
+    rf"(?:{re.escape(WRITE_TEST_PREFIX)}|{re.escape(PROBE_PREFIX)})([0-9]+)(?:-.*)?"
+    r"|\..+\.tmp-([0-9]+)"
+)
+#: Names at the top of a target that are the harvest's own (kept by the sweep).
+_OWN_NAMES = frozenset({STORE_POINTER, *(CREDITS_CSV, CREDITS_MD, CARD)})
+_REPORTED = 5  # names shown in the one line about objects that are not the harvest's
+
+
+def _photo_id(name: str) -> int | None:
+    head = name.rsplit("/", 1)[-1].split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def sweep_dir(store: Store, target: Target, directory: str) -> int:
+    """Delete the files of one photo directory (`<keyword>/<NNNNN>`) that the store does not
+    hold as done at that path: an earlier attempt that got further, a photo that failed since.
+    Returns how many. Only while nothing writes to the directory (one batch per directory)."""
+    names = target.find(directory)
+    done = done_paths(store, [i for n in names if (i := _photo_id(n)) is not None])
+    removed = 0
+    for name in names:
+        photo = _photo_id(name)
+        if photo is None or done.get(photo) != name:
+            target.remove(name)
+            log.info("swept %s", name)
+            removed += 1
+    return removed
+
+
+def sweep_output(cfg: RunConfig) -> int:
+    """At the start of a run on an object store, before anything writes: delete what a killed
+    run left under the prefix. Returns how many objects were deleted.
+
+    - in a photo directory of the store's keywords (`<keyword>/<NNNNN>/...`, files layout):
+      every object the store does not hold as done at that name, as sweep_dir does;
+    - the temporary objects of harvest runs no longer alive (the write test, the node probe);
+    - kept: the done photos, the webdataset tars with their Parquet and stats, the credits,
+      the card and the store pointer;
+    - anything else is not the harvest's: left where it is, and named in one warning line.
+
+    A local or shared --out is not listed here: its temporary files go at start-up
+    (writer.cleanup_temp_files), and a `--ray` run sweeps each directory after its commit.
+    One LIST request per 1,000 objects.
+    """
+    spec = cfg.output.target
+    if spec is None or not is_remote(spec):
+        return 0
+    target = output_target(cfg)
+    names = target.find()
+    files = cfg.output.format is OutputFormat.FILES
+    with Store.open(cfg.out_dir / STORE_FILENAME) as store:
+        dirs = {safe_dirname(k) for k in stored_keywords(store)}
+        photos = {n for n in names if (m := _PHOTO.fullmatch(n)) and m.group(1) in dirs and files}
+        done = done_paths(store, [i for n in photos if (i := _photo_id(n)) is not None])
+    removed, foreign = 0, []
+    for name in names:
+        temp = _TEMP_PID.fullmatch(name.rsplit("/", 1)[-1])
+        if name in photos:
+            photo = _photo_id(name)
+            orphan = photo is None or done.get(photo) != name
+        elif temp is not None:
+            orphan = not _alive(int(temp.group(1) or temp.group(2)))
+        else:
+            shard = _SHARD.fullmatch(name)
+            if not (name in _OWN_NAMES or (shard is not None and shard.group(1) in dirs)):
+                foreign.append(name)
+            continue
+        if orphan:
+            target.remove(name)
+            log.info("swept %s/%s", target.url, name)
+            removed += 1
+    if removed:
+        log.info("%s: swept %d objects left by an earlier run", target.url, removed)
+    if foreign:
+        shown = ", ".join(foreign[:_REPORTED]) + (", ..." if len(foreign) > _REPORTED else "")
+        log.warning(
+            "%s holds %d objects that are not this harvest's, left in place: %s",
+            target.url,
+            len(foreign),
+            shown,
+        )
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether the run that named an object after this pid may still be writing (this
+    process's own pid: no, the sweep runs before it writes; as writer.cleanup_temp_files)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def target_root(cfg: RunConfig) -> Path | None:

@@ -6,7 +6,7 @@ Helpers live in tests/harness.py; this file holds only fixtures.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 
 from harvester.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.harness import EmulatorFactory, ServedHarvest, harvest_to_serve, threaded_emulator
+from tests.s3_support import moto_s3
 
 
 @pytest.fixture
@@ -44,3 +45,11 @@ def served_harvest(tmp_path_factory: pytest.TempPathFactory) -> ServedHarvest:
         base = tmp_path_factory.mktemp("served")
         out = harvest_to_serve(emu, base, ("nature", "london", "sky"))
         return ServedHarvest(out=Path(out), api_key=emu.api_key)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    """moto's S3 server on loopback, bucket tests.s3_support.BUCKET made, the AWS_* variables
+    pointing at it for the module; yields a boto3 client (tests/s3_support.py)."""
+    with moto_s3() as client:
+        yield client

@@ -22,6 +22,7 @@ from tests.harness import (
     threaded_emulator,
 )
 from tests.ray_support import KEYWORDS, assert_exactly_once, ray_config
+from tests.s3_support import BUCKET, assert_objects_are_the_store, jpeg_objects, with_out
 
 ray = pytest.importorskip("ray", reason="needs Ray: pip install 'harvest[ray]'")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
@@ -101,6 +102,26 @@ def test_a_batch_given_up_fails_its_photos_with_the_reason_and_keeps_no_file(
     assert_exactly_once(out, emu, KEYWORDS)
 
 
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_a_run_on_ray_to_s3_sweeps_what_a_given_up_batch_wrote_then_harvests_it_all(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3: Any
+) -> None:
+    """`--ray` with an s3:// --out, the session's Ray started before the AWS_* variables were
+    set (as a joined cluster's nodes never had them): the tasks get them from the driver."""
+    prefix = "ray-run/"
+    target = {"output.target": f"s3://{BUCKET}/{prefix.rstrip('/')}"}
+    monkeypatch.setenv(CHAOS_ENV, "exit-after:3")  # each batch's one attempt dies, 3 written
+    assert _run(emu, tmp_path, **target, **{"cluster.max_attempts": 1}) == 0
+    out = tmp_path / "out"  # the store's directory: the photos are objects
+    assert {s for (s,) in store_rows(out, "SELECT DISTINCT status FROM photos")} == {"failed"}
+    assert_objects_are_the_store(s3, prefix, out)  # what the attempts wrote is swept
+    monkeypatch.delenv(CHAOS_ENV)
+    assert _run(emu, tmp_path, **target, retry_failed=True) == 0
+    status = assert_objects_are_the_store(s3, prefix, out)
+    assert set(status) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
+    assert not list(out.rglob("*.jpg")), "no photo on the driver's disk"
+
+
 async def test_the_driver_killed_then_rerun_ends_exactly_once(tmp_path: Path) -> None:
     """SIGKILL a `harvest run --ray local` child while its tasks write, then run it again."""
     with threaded_emulator(photos=2000, seed=0, profile="ideal", image_delay_s=0.05) as emu:
@@ -119,6 +140,29 @@ async def test_the_driver_killed_then_rerun_ends_exactly_once(tmp_path: Path) ->
         again = await run_harvest(emu, args)
         assert again.code == 0, again.err[-2000:]
         assert_exactly_once(out, emu, KEYWORDS)
+
+
+async def test_ray_local_to_s3_killed_then_rerun_ends_exactly_once(tmp_path: Path, s3: Any) -> None:
+    """SIGKILL `harvest run --ray local --out s3://…` while its tasks write, then run it again:
+    objects = store = truth, no orphan, no duplicate."""
+    with threaded_emulator(photos=2000, seed=0, profile="ideal", image_delay_s=0.05) as emu:
+        queries = tmp_path / "q.txt"
+        queries.write_text("\n".join(KEYWORDS) + "\n")
+        store, prefix = tmp_path / "state", "ray-killed/"
+        flags = ["--store", str(store), "--ray", "local", "--ray-cpus", "2", "--no-fsync"]
+        args = harvest_args(emu, queries, store, *flags, "--concurrency", "4")
+        args = with_out(args, f"s3://{BUCKET}/{prefix.rstrip('/')}")
+
+        def written() -> bool:
+            return jpeg_objects(s3, prefix) >= 10
+
+        killed = await run_harvest(emu, args, stop_when=written, stop_with=signal.SIGKILL)
+        assert killed.signalled
+        assert killed.code == -signal.SIGKILL
+        again = await run_harvest(emu, args)
+        assert again.code == 0, again.err[-2000:]
+        status = assert_objects_are_the_store(s3, prefix, store)
+        assert set(status) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
 
 
 @pytest.mark.usefixtures("session_ray")

@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
+from harvester.cli import build_run_config
+from harvester.cluster_engine import storage_env
 from harvester.exceptions import ConfigError
 from harvester.storage.probe import check_shared, in_subprocess, write_probe
 from harvester.storage.shards import (
@@ -88,6 +90,41 @@ def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path, kind: str) -> 
     target.remove("a/b.bin")
     target.remove("a/b.bin")  # twice: removing what is gone is fine
     assert not target.exists("a/b.bin")
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_a_target_lists_its_files_by_relative_name(tmp_path: Path, kind: str) -> None:
+    target = LocalTarget(tmp_path, fsync=False) if kind == "local" else open_target(memory_url())
+    assert target.find() == []
+    assert target.find("sky/00001") == [], "a directory that is not there: nothing"
+    for name in ("sky/00001/2_b.jpg", "sky/00001/1_a.jpg", "sky/00002/3_c.jpg", "CREDITS.csv"):
+        target.put(name, [b"x"])
+    assert target.find("sky/00001") == ["sky/00001/1_a.jpg", "sky/00001/2_b.jpg"]
+    assert target.find("sky/00001/") == target.find("sky/00001")
+    everything = ["CREDITS.csv", "sky/00001/1_a.jpg", "sky/00001/2_b.jpg", "sky/00002/3_c.jpg"]
+    assert target.find() == everything
+    target.remove("sky/00001/1_a.jpg")
+    assert target.find("sky") == ["sky/00001/2_b.jpg", "sky/00002/3_c.jpg"], "never a stale list"
+
+
+def test_ray_tasks_get_only_the_object_store_settings(tmp_path: Path) -> None:
+    env = {
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "FSSPEC_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AZURE_STORAGE_ACCOUNT_NAME": "acct",
+        "FLICKR_API_KEY": "never sent",
+        "HOME": "/root",
+        "PATH": "/bin",
+    }
+    remote = build_run_config(tmp_path / "q.txt", tmp_path, {"output.target": "s3://b/x"})
+    assert storage_env(remote, env) == {
+        k: v for k, v in env.items() if k.startswith(("AWS_", "FSSPEC_", "AZURE_STORAGE_"))
+    }
+    local = build_run_config(tmp_path / "q.txt", tmp_path, {"output.target": str(tmp_path)})
+    assert storage_env(local, env) == {}, "a local or shared --out: nothing to send"
+    assert storage_env(build_run_config(tmp_path / "q.txt", tmp_path, {}), env) == {}
 
 
 # --- the probe -----------------------------------------------------------------------------------

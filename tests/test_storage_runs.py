@@ -14,6 +14,7 @@ import io
 import json
 import signal
 import sqlite3
+import subprocess
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -40,37 +41,10 @@ from tests.harness import (
     threaded_emulator,
     write_queries,
 )
+from tests.s3_support import BUCKET, EXTRAS, assert_objects_are_the_store, objects, put_object
 
 KEYWORDS = ("sunset", "sky")  # 31 and 84 matches in the 3,000-photo corpus (seed 0)
 SMALL = ("sunset",)
-BUCKET = "harvest-test"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    """A moto S3 server on loopback, the environment pointing s3fs at it; yields a boto3 client."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": url,  # botocore reads it for every client: s3fs's too
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        client = boto3.client("s3", endpoint_url=url)
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    AbstractFileSystem.clear_instance_cache()
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +53,6 @@ def emu() -> Iterator[ThreadedEmulator]:
     # not the images, and rendering each photo's own would be most of these tests' time.
     with threaded_emulator(photos=3000, seed=0, profile="ideal", image_pool=16) as running:
         yield running
-
-
-def objects(client: Any, prefix: str) -> dict[str, bytes]:
-    """Every object under `prefix`, by name relative to it."""
-    found: dict[str, bytes] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-        for item in page.get("Contents", []):
-            body = client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
-            found[item["Key"].removeprefix(prefix)] = body
-    return found
 
 
 def to(args: list[str], url: str) -> list[str]:
@@ -122,6 +86,53 @@ def test_a_harvest_to_s3_is_the_store_and_the_truth(
     assert stored["CREDITS.csv"] == (store / "CREDITS.csv").read_bytes()
     assert all(status != "claimed" for status, *_ in rows.values())
     assert harvest("status", store) == 0
+
+
+def done_paths(store_dir: Path) -> set[str]:
+    return {p for (p,) in store_rows(store_dir, "SELECT path FROM photos WHERE status = 'done'")}
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped): a killed run's."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+async def test_files_to_s3_killed_then_resumed_leave_no_orphan_object(
+    s3: Any, emu: ThreadedEmulator, tmp_path: Path
+) -> None:
+    """SIGKILL a run writing to S3, add what a killed run (or an earlier attempt) leaves that
+    a rerun would not overwrite, rerun: objects = store = truth, the stranger's object kept."""
+    store = tmp_path / "state"
+    prefix = "killed-run/"
+    url = f"s3://{BUCKET}/{prefix.rstrip('/')}"
+    queries = write_queries(tmp_path / "q.txt", KEYWORDS)
+    extra = ("--store", str(store), "--concurrency", "4")
+    args = to(harvest_args(emu, queries, store, *extra), url)
+    done = "SELECT COUNT(*) FROM photos WHERE status = 'done'"
+    exited = await run_harvest(emu, args, stop_when=lambda: store_count(store, done) >= 20)
+    assert exited.signalled
+    assert exited.code == -signal.SIGKILL
+    pid = dead_pid()
+    (kept,) = store_rows(store, "SELECT path FROM photos WHERE status = 'done' LIMIT 1")[0]
+    kw_dir, _num, name = kept.split("/")
+    left = {
+        f".write-test-{pid}": b"ok",  # the write test, killed before it removed its object
+        f".harvest-probe-{pid}-0badc0de": b"token",  # a node probe, likewise
+        f"{kw_dir}/00001/999999999_ffffffff.jpg": b"an attempt's photo no row holds",
+        f"{kw_dir}/00002/{name}": s3.get_object(Bucket=BUCKET, Key=prefix + kept)["Body"].read(),
+    }
+    for key, body in left.items():
+        put_object(s3, prefix + key, body)
+    put_object(s3, prefix + "notes/mine.txt", b"not the harvest's")
+    resumed = await run_harvest(emu, args)
+    assert resumed.code == 0, resumed.err[-2000:]
+    others = EXTRAS | {"notes/mine.txt"}
+    status = assert_objects_are_the_store(s3, prefix, store, others=others)
+    assert set(objects(s3, prefix)) - set(done_paths(store)) == others, "the stranger's is kept"
+    assert set(status) == emu.truth(KEYWORDS[0]) | emu.truth(KEYWORDS[1])
+    assert "1 objects that are not this harvest's, left in place: notes/mine.txt" in resumed.err
 
 
 def test_a_remote_out_without_a_store_is_one_clear_error(

@@ -4,6 +4,7 @@
     open_target("file:///data/out")    LocalTarget   (file:// is a local path)
     open_target("s3://bucket/prefix")  FsspecTarget  a whole-object put: visible only when complete
     open_target("memory://x")          FsspecTarget  (tests)
+    target.find("sky/00001")           every file under a directory, by relative name (the sweeps)
 
 Names are relative, with forward slashes (`<keyword>/<NNNNN>.tar`). Every write is all or
 nothing: a reader never sees half a file, whatever kills the writer. Library errors become ours
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 from harvester.exceptions import ConfigError, DiskFullError, WriteError
 
 Parts = Sequence[bytes | memoryview]
+WRITE_TEST_PREFIX = ".write-test-"  # check_writable's object: `.write-test-<pid>`
 
 
 class Target(Protocol):
@@ -57,6 +59,11 @@ class Target(Protocol):
 
     def remove(self, name: str) -> None:
         """Delete `name` if it exists."""
+        ...
+
+    def find(self, prefix: str = "") -> list[str]:
+        """Every file under the directory `prefix` (all when empty), as sorted relative names;
+        empty when there is none. Always a fresh listing, never a cached one."""
         ...
 
 
@@ -152,6 +159,16 @@ class LocalTarget:
         with _translated(f"remove {self.path(name)}"):
             self.path(name).unlink(missing_ok=True)
 
+    def find(self, prefix: str = "") -> list[str]:
+        """os.walk under the directory (symlinks not followed)."""
+        top = self.path(prefix) if prefix else self._root
+        found = []
+        with _translated(f"list {top}"):
+            for directory, _dirs, files in os.walk(top):
+                base = Path(directory).relative_to(self._root).as_posix()
+                found += [name if base == "." else f"{base}/{name}" for name in files]
+        return sorted(found)
+
 
 class FsspecTarget:
     """Any fsspec filesystem: S3 (s3fs), GCS (gcsfs), Azure (adlfs), memory://, ..."""
@@ -219,6 +236,16 @@ class FsspecTarget:
         with _translated(f"remove {self._url}/{name}"), contextlib.suppress(FileNotFoundError):
             self._fs.rm_file(self.full(name))
 
+    def find(self, prefix: str = "") -> list[str]:
+        """fsspec's find: one LIST request per 1,000 objects on S3 (the listing cache is
+        dropped first, so objects other processes wrote since are seen)."""
+        top = self.full(prefix.strip("/")) if prefix else self._root
+        with _translated(f"list {self._url}/{prefix}"):
+            self._fs.invalidate_cache(top)
+            paths = self._fs.find(top)
+        start = f"{self._root}/" if self._root else ""
+        return sorted(str(p).removeprefix(start) for p in paths if str(p).startswith(start))
+
 
 def _write_fd(temp: Path, parts: Parts, total: int, *, fsync: bool) -> None:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -265,7 +292,7 @@ def _translated(action: str) -> Iterator[None]:
 
 def check_writable(target: Target) -> None:
     """Write, read back and remove a small file: ConfigError (exit 2) when that fails."""
-    name = f".write-test-{os.getpid()}"
+    name = f"{WRITE_TEST_PREFIX}{os.getpid()}"
     try:
         target.put(name, [b"ok"])
         seen = target.read(name)
