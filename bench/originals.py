@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -31,10 +30,9 @@ from PIL import Image
 
 from bench import common
 from bench.pipeline_corpus import Photo, corpus_size, fetch_bytes, select_photos
-from bench.pipeline_quality import Pixels, psnr, reference
+from bench.pipeline_quality import Pixels, provenance, psnr, reference
 from harvester.config import ImagePolicy
 from harvester.images.process import ProcessedImage, output_size, process_image
-from harvester.images.provenance import Provenance
 
 DEFAULT = ImagePolicy()
 R = Image.Resampling
@@ -58,16 +56,6 @@ def _cpu_ms(work: Callable[[], object], repeat: int = 2) -> tuple[object, float]
         result = work()
         best = min(best, time.thread_time() - start)
     return result, 1000 * best
-
-
-def _provenance(photo: Photo) -> Provenance:
-    return Provenance.from_record(
-        photo.record,
-        keywords=("bench",),
-        size_label=photo.choice.label,
-        source_url=photo.choice.url,
-        harvested_at=datetime.now(UTC),
-    )
 
 
 def _stored(result: object) -> Pixels:
@@ -112,7 +100,7 @@ def measure(photos: Sequence[Photo]) -> dict[str, Any]:
     for photo in photos:
         data = fetch_bytes(photo.choice.url)
         fmt = "jpeg" if data[:2] == b"\xff\xd8" else "png"
-        prov = _provenance(photo)
+        prov = provenance(photo)
         refs: dict[tuple[int, int], Pixels] = {}
         for name, policy in VARIANTS.items():
             result, ms = _cpu_ms(functools.partial(process_image, data, prov, policy))

@@ -232,15 +232,19 @@ def _cpu_ms(work: Callable[[], object], repeat: int = 1) -> float:
     return 1000 * best
 
 
-def _process(data: bytes, photo: Photo, policy: ImagePolicy, costs: dict[str, Any]) -> None:
-    prov = Provenance.from_record(
+def provenance(photo: Photo) -> Provenance:
+    """What harvest would stamp into a benchmark photo's file (keyword "bench", now)."""
+    return Provenance.from_record(
         photo.record,
         keywords=("bench",),
         size_label=photo.choice.label,
         source_url=photo.choice.url,
         harvested_at=datetime.now(UTC),
     )
-    result = process_image(data, prov, policy)
+
+
+def _process(data: bytes, photo: Photo, policy: ImagePolicy, costs: dict[str, Any]) -> None:
+    result = process_image(data, provenance(photo), policy)
     if not isinstance(result, ProcessedImage):
         costs["rejected"].append(f"{photo.record.id}: {result.reason}")
 

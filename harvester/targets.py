@@ -21,7 +21,6 @@ from, never a partial tar (temp + rename, or one whole-object upload).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from harvester.config import OutputFormat, RunConfig
 from harvester.exceptions import ConfigError, HarvestError
-from harvester.images.writer import FILES_PER_DIR, safe_dirname
+from harvester.images.writer import FILES_PER_DIR, pid_alive, safe_dirname
 from harvester.outputs import CREDITS_CSV, CREDITS_MD
 from harvester.publish.card import CARD, may_replace
 from harvester.storage.probe import PROBE_PREFIX
@@ -339,6 +338,12 @@ def _photo_id(name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def _not_done(name: str, done: dict[int, str]) -> bool:
+    """Whether a photo directory's file is not its photo's done file (`done`: done_paths)."""
+    photo = _photo_id(name)
+    return photo is None or done.get(photo) != name
+
+
 def sweep_dir(store: Store, target: Target, directory: str) -> int:
     """Delete the files of one photo directory (`<keyword>/<NNNNN>`) that the store does not
     hold as done at that path: an earlier attempt that got further, a photo that failed since.
@@ -347,8 +352,7 @@ def sweep_dir(store: Store, target: Target, directory: str) -> int:
     done = done_paths(store, [i for n in names if (i := _photo_id(n)) is not None])
     removed = 0
     for name in names:
-        photo = _photo_id(name)
-        if photo is None or done.get(photo) != name:
+        if _not_done(name, done):
             target.remove(name)
             log.info("swept %s", name)
             removed += 1
@@ -384,10 +388,9 @@ def sweep_output(cfg: RunConfig) -> int:
     for name in names:
         temp = _TEMP_PID.fullmatch(name.rsplit("/", 1)[-1])
         if name in photos:
-            photo = _photo_id(name)
-            orphan = photo is None or done.get(photo) != name
+            orphan = _not_done(name, done)
         elif temp is not None:
-            orphan = not _alive(int(temp.group(1) or temp.group(2)))
+            orphan = not pid_alive(int(temp.group(1) or temp.group(2)))
         else:
             shard = _SHARD.fullmatch(name)
             if not (name in _OWN_NAMES or (shard is not None and shard.group(1) in dirs)):
@@ -408,20 +411,6 @@ def sweep_output(cfg: RunConfig) -> int:
             shown,
         )
     return removed
-
-
-def _alive(pid: int) -> bool:
-    """Whether the run that named an object after this pid may still be writing (this
-    process's own pid: no, the sweep runs before it writes; as writer.cleanup_temp_files)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def target_root(cfg: RunConfig) -> Path | None:

@@ -190,7 +190,7 @@ def cleanup_temp_files(out: Path) -> int:
     for directory, _dirs, files in os.walk(out):
         for name in files:
             match = _TEMP.fullmatch(name)
-            if match and not _alive(int(match.group(1))):
+            if match and not pid_alive(int(match.group(1))):
                 Path(directory, name).unlink(missing_ok=True)
                 removed += 1
     if removed:
@@ -198,10 +198,14 @@ def cleanup_temp_files(out: Path) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists (another worker may be mid-write)."""
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (another worker may be mid-write).
+
+    This process's own pid counts as gone: the sweeps that ask run at start-up, or between
+    commits, before this process writes a file or object under that name.
+    """
     if pid == os.getpid():
-        return False  # called at start-up, before this process writes anything
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
