@@ -7,8 +7,8 @@
                               photos (its 1,000 decided, or its keyword searched to the end
                               with nothing pending), in a background thread, and at the end
     sweep_dir(store, t, dir)  one photo directory: delete what the store does not hold as done
-    sweep_output(cfg)         at start, an object store: the same over the whole prefix, and the
-                              temporary objects of killed runs
+    sweep_output(cfg)         at start, an object store: the same over the whole prefix, the
+                              temporary objects and unfinished uploads of killed runs
 
 With `--output-format webdataset` each photo is staged (written atomically, like a file of the
 files layout) under STORE_DIR/harvest.staging/ before the store records it done; a directory's
@@ -368,7 +368,9 @@ def sweep_output(cfg: RunConfig) -> int:
     - the temporary objects of harvest runs no longer alive (the write test, the node probe);
     - kept: the done photos, the webdataset tars with their Parquet and stats, the credits,
       the card and the store pointer;
-    - anything else is not the harvest's: left where it is, and named in one warning line.
+    - anything else is not the harvest's: left where it is, and named in one warning line;
+    - unfinished uploads (S3 multipart: a tar's upload killed midway) at a name of the
+      harvest's are aborted, others named in one warning line (sweep_uploads).
 
     A local or shared --out is not listed here: its temporary files go at start-up
     (writer.cleanup_temp_files), and a `--ray` run sweeps each directory after its commit.
@@ -392,8 +394,7 @@ def sweep_output(cfg: RunConfig) -> int:
         elif temp is not None:
             orphan = not pid_alive(int(temp.group(1) or temp.group(2)))
         else:
-            shard = _SHARD.fullmatch(name)
-            if not (name in _OWN_NAMES or (shard is not None and shard.group(1) in dirs)):
+            if not _is_ours(name, dirs, files=files):
                 foreign.append(name)
             continue
         if orphan:
@@ -403,14 +404,56 @@ def sweep_output(cfg: RunConfig) -> int:
     if removed:
         log.info("%s: swept %d objects left by an earlier run", target.url, removed)
     if foreign:
-        shown = ", ".join(foreign[:_REPORTED]) + (", ..." if len(foreign) > _REPORTED else "")
         log.warning(
             "%s holds %d objects that are not this harvest's, left in place: %s",
             target.url,
             len(foreign),
-            shown,
+            _shown(foreign),
         )
+    sweep_uploads(target, dirs, files=files)
     return removed
+
+
+def sweep_uploads(target: Target, dirs: Collection[str], *, files: bool) -> int:
+    """Abort the unfinished uploads at names of the harvest's (`dirs`: its keyword
+    directories, `files`: the files layout, else WebDataset shards). At the start of a run
+    nothing of this harvest is uploading, so each is a killed writer's. Returns how many.
+    Never fails the run: without the permission to list or abort them, one warning (a
+    bucket lifecycle rule can expire them instead)."""
+    aborted, foreign = 0, []
+    try:
+        for upload in target.unfinished_uploads():
+            if not _is_ours(upload.name, dirs, files=files):
+                foreign.append(upload.name)
+                continue
+            target.abort_upload(upload)
+            log.info("aborted the unfinished upload of %s/%s", target.url, upload.name)
+            aborted += 1
+    except HarvestError as exc:
+        log.warning("%s: unfinished uploads not swept: %s", target.url, exc)
+    if aborted:
+        log.info("%s: aborted %d uploads a killed run left unfinished", target.url, aborted)
+    if foreign:
+        log.warning(
+            "%s has %d unfinished uploads that are not this harvest's, left in place: %s",
+            target.url,
+            len(foreign),
+            _shown(foreign),
+        )
+    return aborted
+
+
+def _is_ours(name: str, dirs: Collection[str], *, files: bool) -> bool:
+    """A name the harvest writes: a photo (files layout) or a shard of its keyword
+    directories, a temporary object, a file of its own at the top."""
+    if name in _OWN_NAMES or _TEMP_PID.fullmatch(name.rsplit("/", 1)[-1]) is not None:
+        return True
+    match = (_PHOTO.fullmatch(name) if files else None) or _SHARD.fullmatch(name)
+    return match is not None and match.group(1) in dirs
+
+
+def _shown(names: Sequence[str]) -> str:
+    return ", ".join(names[:_REPORTED]) + (", ..." if len(names) > _REPORTED else "")
 
 
 def target_root(cfg: RunConfig) -> Path | None:

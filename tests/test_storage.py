@@ -18,7 +18,7 @@ import webdataset as wds
 
 from harvester.cli import build_run_config
 from harvester.cluster_engine import storage_env
-from harvester.exceptions import ConfigError
+from harvester.exceptions import ConfigError, WriteError
 from harvester.storage.probe import check_shared, in_subprocess, write_probe
 from harvester.storage.shards import (
     ShardDropped,
@@ -28,9 +28,16 @@ from harvester.storage.shards import (
     status_label,
     write_shard,
 )
-from harvester.storage.target import FsspecTarget, LocalTarget, is_remote, local_path, open_target
+from harvester.storage.target import (
+    FsspecTarget,
+    LocalTarget,
+    Upload,
+    is_remote,
+    local_path,
+    open_target,
+)
 from harvester.store.shards import DirPhoto
-from harvester.targets import is_complete, resolve_out
+from harvester.targets import is_complete, resolve_out, sweep_uploads
 
 
 @pytest.mark.parametrize(
@@ -105,6 +112,84 @@ def test_a_target_lists_its_files_by_relative_name(tmp_path: Path, kind: str) ->
     assert target.find() == everything
     target.remove("sky/00001/1_a.jpg")
     assert target.find("sky") == ["sky/00001/2_b.jpg", "sky/00002/3_c.jpg"], "never a stale list"
+
+
+class PagedS3:
+    """An S3FileSystem's `call_s3` for ListMultipartUploads in pages of two; records aborts."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.uploads = [{"Key": k, "UploadId": f"u{i}"} for i, k in enumerate(sorted(keys))]
+        self.calls: list[dict[str, str]] = []
+        self.aborted: list[tuple[str, str, str]] = []
+
+    def call_s3(self, method: str, **kw: str) -> dict[str, object]:
+        self.calls.append(kw)
+        if method == "abort_multipart_upload":
+            self.aborted.append((kw["Bucket"], kw["Key"], kw["UploadId"]))
+            return {}
+        rest = [u for u in self.uploads if u["Key"].startswith(kw["Prefix"])]
+        if "KeyMarker" in kw:
+            marker = (kw["KeyMarker"], kw["UploadIdMarker"])
+            rest = [u for u in rest if (u["Key"], u["UploadId"]) > marker]
+        page, more = rest[:2], len(rest) > 2
+        last = page[-1] if page else {"Key": "", "UploadId": ""}
+        return {
+            "Uploads": page,
+            "IsTruncated": more,
+            "NextKeyMarker": last["Key"],
+            "NextUploadIdMarker": last["UploadId"],
+        }
+
+
+def test_unfinished_uploads_follow_every_page_of_the_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = [f"pre/sky/{n:05d}.tar" for n in range(1, 6)]
+    fs = PagedS3([*keys, "prelude/x.tar"])
+    target = open_target(memory_url())
+    monkeypatch.setattr(target, "_fs", fs)
+    monkeypatch.setattr(target, "_root", "bucket/pre")
+    found = target.unfinished_uploads()
+    assert [u.name for u in found] == [k.removeprefix("pre/") for k in keys], "all five pages"
+    assert len(fs.calls) == 3, "pages of two"
+    assert all(c["Prefix"] == "pre/" for c in fs.calls)
+    target.abort_upload(found[2])
+    assert fs.aborted == [("bucket", "pre/sky/00003.tar", found[2].upload_id)]
+    assert LocalTarget(Path("unused")).unfinished_uploads() == []
+    assert open_target(memory_url()).unfinished_uploads() == [], "no multipart on memory://"
+
+
+class RefusingUploads(LocalTarget):
+    """A target whose store refuses to list or abort uploads (no permission for it)."""
+
+    def __init__(self, root: Path, uploads: list[Upload], *, refuse: str) -> None:
+        super().__init__(root, fsync=False)
+        self.uploads, self.refuse, self.aborted = uploads, refuse, list[Upload]()
+
+    def unfinished_uploads(self) -> list[Upload]:
+        if self.refuse == "list":
+            raise WriteError("cannot list the unfinished uploads: AccessDenied")
+        return self.uploads
+
+    def abort_upload(self, upload: Upload) -> None:
+        if self.refuse == "abort":
+            raise WriteError("cannot abort the upload: AccessDenied")
+        self.aborted.append(upload)
+
+
+@pytest.mark.parametrize("refuse", ["list", "abort", "nothing"])
+def test_the_upload_sweep_never_fails_a_run(
+    tmp_path: Path, refuse: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ours, stranger = Upload("sky/00001.tar", "u1"), Upload("notes/big.bin", "u2")
+    target = RefusingUploads(tmp_path, [stranger, ours], refuse=refuse)
+    aborted = sweep_uploads(target, {"sky"}, files=False)
+    assert aborted == (1 if refuse == "nothing" else 0)
+    assert target.aborted == ([ours] if refuse == "nothing" else [])
+    if refuse != "nothing":
+        assert "unfinished uploads not swept: cannot" in caplog.text
+    else:
+        assert "1 unfinished uploads that are not this harvest's" in caplog.text
 
 
 def test_ray_tasks_get_only_the_object_store_settings(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import webdataset as wds
 from fsspec.implementations.memory import MemoryFileSystem
 from fsspec.spec import AbstractFileSystem
 
+from harvester.storage.target import Upload, open_target
 from tests.harness import (
     STORE,
     ThreadedEmulator,
@@ -314,12 +315,50 @@ async def test_webdataset_to_s3_killed_then_resumed_is_exactly_once(
         if name.endswith(".tar"):
             with tarfile.open(fileobj=io.BytesIO(body)) as tar:
                 assert all(tar.extractfile(m) is not None for m in tar.getmembers())
+    # What a kill during a big tar's upload leaves (s3fs sends 100 MiB and more in parts):
+    # an unfinished multipart upload at the tar's name, seen by no listing of objects.
+    killed = begin_upload(s3, f"{prefix}{KEYWORDS[1]}/00001.tar")
+    stranger = begin_upload(s3, f"{prefix}notes/big.bin")
     resumed = await run_harvest(emu, args)
     assert resumed.code == 0, resumed.err[-2000:]
+    assert unfinished(s3, prefix) == {stranger}, "the killed upload aborted, the stranger's kept"
+    assert killed != stranger
+    assert "1 unfinished uploads that are not this harvest's, left in place: notes/big.bin" in (
+        resumed.err
+    )
     check_shards(store, objects(s3, prefix), KEYWORDS)
     expected = emu.truth(KEYWORDS[0]) | emu.truth(KEYWORDS[1])
     assert set(photos(store)) == expected, "the store holds exactly the emulator's truth"
     assert not [p for p in (store / "harvest.staging").rglob("*") if p.is_file()], "none staged"
+
+
+def begin_upload(client: Any, key: str) -> str:
+    """A multipart upload with one part sent and never completed, as a killed writer leaves."""
+    upload: str = client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+    return upload
+
+
+def unfinished(client: Any, prefix: str) -> set[str]:
+    """The ids of the unfinished uploads under `prefix`."""
+    listed = client.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
+    return {str(u["UploadId"]) for u in listed.get("Uploads", [])}
+
+
+def test_unfinished_uploads_are_listed_under_the_prefix_and_aborted(s3: Any) -> None:
+    prefix = f"uploads-{uuid.uuid4().hex}"
+    ids = {key: begin_upload(s3, f"{prefix}/{key}") for key in ("sky/00002.tar", "sky/00001.tar")}
+    outside = begin_upload(s3, f"{prefix}-other/sky/00001.tar")  # a prefix that only starts so
+    target = open_target(f"s3://{BUCKET}/{prefix}")
+    found = target.unfinished_uploads()
+    assert found == [
+        Upload("sky/00001.tar", ids["sky/00001.tar"]),
+        Upload("sky/00002.tar", ids["sky/00002.tar"]),
+    ], "by relative name, sorted, nothing from outside the prefix"
+    target.abort_upload(found[0])
+    target.abort_upload(found[0])  # twice: an upload that is gone is not an error
+    assert target.unfinished_uploads() == found[1:]
+    assert outside in unfinished(s3, f"{prefix}-other/")
 
 
 def test_a_harvest_is_not_split_between_targets_or_formats(

@@ -5,6 +5,7 @@
     open_target("s3://bucket/prefix")  FsspecTarget  a whole-object put: visible only when complete
     open_target("memory://x")          FsspecTarget  (tests)
     target.find("sky/00001")           every file under a directory, by relative name (the sweeps)
+    target.unfinished_uploads()        S3 multipart uploads a killed writer never completed
 
 Names are relative, with forward slashes (`<keyword>/<NNNNN>.tar`). Every write is all or
 nothing: a reader never sees half a file, whatever kills the writer. Library errors become ours
@@ -18,6 +19,7 @@ import errno
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
@@ -26,6 +28,16 @@ from harvester.exceptions import ConfigError, DiskFullError, WriteError
 
 Parts = Sequence[bytes | memoryview]
 WRITE_TEST_PREFIX = ".write-test-"  # check_writable's object: `.write-test-<pid>`
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An upload begun under the target and neither completed nor aborted: on S3, a multipart
+    upload whose writer died (s3fs aborts the ones that fail; a kill -9 leaves them, unseen by
+    any listing of objects, billed until a lifecycle rule or an abort removes them)."""
+
+    name: str  # relative, as Target names are
+    upload_id: str
 
 
 class Target(Protocol):
@@ -64,6 +76,14 @@ class Target(Protocol):
     def find(self, prefix: str = "") -> list[str]:
         """Every file under the directory `prefix` (all when empty), as sorted relative names;
         empty when there is none. Always a fresh listing, never a cached one."""
+        ...
+
+    def unfinished_uploads(self) -> list[Upload]:
+        """Uploads under the target begun and never finished, sorted by name (see Upload)."""
+        ...
+
+    def abort_upload(self, upload: Upload) -> None:
+        """Discard an unfinished upload and the parts it holds."""
         ...
 
 
@@ -169,6 +189,13 @@ class LocalTarget:
                 found += [name if base == "." else f"{base}/{name}" for name in files]
         return sorted(found)
 
+    def unfinished_uploads(self) -> list[Upload]:
+        """None: a directory's half-written files are temp files (writer.cleanup_temp_files)."""
+        return []
+
+    def abort_upload(self, upload: Upload) -> None:
+        """Nothing to discard (there are no unfinished uploads)."""
+
 
 class FsspecTarget:
     """Any fsspec filesystem: S3 (s3fs), GCS (gcsfs), Azure (adlfs), memory://, ..."""
@@ -245,6 +272,51 @@ class FsspecTarget:
             paths = self._fs.find(top)
         start = f"{self._root}/" if self._root else ""
         return sorted(str(p).removeprefix(start) for p in paths if str(p).startswith(start))
+
+    def unfinished_uploads(self) -> list[Upload]:
+        """S3's multipart uploads under the prefix (ListMultipartUploads, 1,000 a request).
+
+        s3fs uploads a file of 100 MiB or more (a WebDataset tar) in parts, at its final key;
+        a writer killed between the first part and the completion leaves the parts. Other
+        stores need nothing here: GCS resumable sessions and Azure's uncommitted blocks
+        expire by themselves within a week, and fsspec's put is whole-object elsewhere.
+        """
+        call = getattr(self._fs, "call_s3", None)
+        if call is None:
+            return []
+        bucket, _, key = self._root.partition("/")
+        start = f"{key}/" if key else ""
+        found: list[Upload] = []
+        markers: dict[str, str] = {}
+        with _translated(f"list the unfinished uploads of {self._url}"):
+            while True:
+                page = call("list_multipart_uploads", Bucket=bucket, Prefix=start, **markers)
+                found += [
+                    Upload(str(u["Key"]).removeprefix(start), str(u["UploadId"]))
+                    for u in page.get("Uploads") or ()
+                    if str(u["Key"]).startswith(start)
+                ]
+                if not page.get("IsTruncated"):
+                    break
+                markers = {
+                    "KeyMarker": page["NextKeyMarker"],
+                    "UploadIdMarker": page["NextUploadIdMarker"],
+                }
+        return sorted(found, key=lambda u: (u.name, u.upload_id))
+
+    def abort_upload(self, upload: Upload) -> None:
+        """AbortMultipartUpload; one that is already gone is not an error."""
+        call = getattr(self._fs, "call_s3", None)
+        if call is None:
+            return
+        bucket, _, key = self._root.partition("/")
+        full = f"{key}/{upload.name}" if key else upload.name
+        # s3fs's NoSuchUpload is FileNotFoundError: completed or aborted meanwhile.
+        with (
+            _translated(f"abort the upload of {self._url}/{upload.name}"),
+            contextlib.suppress(FileNotFoundError),
+        ):
+            call("abort_multipart_upload", Bucket=bucket, Key=full, UploadId=upload.upload_id)
 
 
 def _write_fd(temp: Path, parts: Parts, total: int, *, fsync: bool) -> None:
