@@ -1,7 +1,7 @@
 """`--ray`: the image half as Ray tasks, one per output directory; the driver commits.
 
     engine (search, API budget, store: all on the driver)
-      └─ Dispatcher.run: store.claimed_dirs ─► ready_dirs (cluster/policy.py) ─► submit
+      └─ Dispatcher.run: store.claimed_dirs ─► ready_batches (cluster/policy.py) ─► submit
            process_batch.remote(cfg, photos, attempt)   ≤ inflight_per_cpu x cluster CPUs
          ─► ray.wait ─► outcomes ─► one transaction ─► sweep the directory
          failed or past its deadline ─► ray.cancel(force=True), attempt + 1 ─► … ─► given up
@@ -10,7 +10,9 @@ Exactly once: a photo counts only when the driver commits it; its file is writte
 at the path its claim fixed (keyword, seq), so every attempt writes the same bytes to the same
 place; after each commit the directory (on disk or on an object store) is swept of files the
 store does not hold as done (an earlier attempt that got further, a photo that failed since).
-One batch per directory is in flight at a time, so a sweep never races a write. On restart,
+A directory may have several batches in flight (different photos; a late keyword's one
+directory then spreads over the cluster); a sweep spares the files of the photos still in
+flight, so it never races a write. On restart,
 claimed photos are simply claimed still: their batches go out again (an object store is first
 swept of what the killed run left: targets.sweep_output). The run ends when the last batch is
 committed or given up, each of its photos then failed with the reason.
@@ -39,7 +41,7 @@ from harvester.cluster.policy import (
     after_failure,
     deadline_s,
     max_inflight,
-    ready_dirs,
+    ready_batches,
 )
 from harvester.cluster_task import CHAOS_ENV, BatchResult, HostLimiterActor, process_batch
 from harvester.config import ClusterPolicy, OutputFormat, RunConfig
@@ -196,12 +198,13 @@ class Dispatcher:
         # Where the sweep looks: where the files are (a directory, or an object store).
         self._files: Target = output_target(cfg)
         self.committed = self.resubmitted = self.given_up = 0  # batches
+        self.most_per_dir = 0  # the most batches of one directory in flight at once
 
     def __repr__(self) -> str:
         return (
             f"<Dispatcher running={len(self._running)}/{self._inflight} committed="
             f"{self.committed} resubmitted={self.resubmitted} given_up={self.given_up} "
-            f"{self._durations!r}>"
+            f"most_per_dir={self.most_per_dir} {self._durations!r}>"
         )
 
     async def run(
@@ -283,22 +286,40 @@ class Dispatcher:
         room = self._inflight - len(self._running)
         if room <= 0 or self._store is None:
             return
+        held = self._held()
         backlog = [
             DirBacklog(
-                key=DirKey(d.keyword, d.index),
-                claimed=d.claimed,
+                key=(key := DirKey(d.keyword, d.index)),
+                claimed=d.claimed - len(held.get(key, ())),
                 oldest_s=d.oldest_s,
                 closed=d.next_seq >= (d.index + 1) * FILES_PER_DIR,
+                inflight=len(held.get(key, ())),
             )
             for d in claimed_dirs(self._store, keywords, FILES_PER_DIR)
         ]
-        busy = {r.key for r in self._running.values()}
-        now = self._clock()
-        for key in ready_dirs(
-            backlog, now_s=now, busy=busy, searching=searching, flush_s=self._policy.flush_s
-        )[:room]:
-            photos = dir_claimed(self._store, key.keyword, key.index, FILES_PER_DIR)
-            self._submit(key, tuple(photos[: self._policy.batch_photos]), 0)
+        ready = ready_batches(
+            backlog,
+            now_s=self._clock(),
+            searching=searching,
+            flush_s=self._policy.flush_s,
+            batch_photos=self._policy.batch_photos,
+        )
+        waiting: dict[DirKey, list[PendingPhoto]] = {}
+        for key in ready[:room]:
+            if key not in waiting:
+                claimed = dir_claimed(self._store, key.keyword, key.index, FILES_PER_DIR)
+                waiting[key] = [p for p in claimed if p.rowid not in held.get(key, ())]
+            photos = waiting[key][: self._policy.batch_photos]
+            del waiting[key][: self._policy.batch_photos]
+            if photos:
+                self._submit(key, tuple(photos), 0)
+
+    def _held(self) -> dict[DirKey, set[int]]:
+        """The store rowids of the photos in batches in flight, by directory."""
+        held: dict[DirKey, set[int]] = {}
+        for batch in self._running.values():
+            held.setdefault(batch.key, set()).update(p.rowid for p in batch.photos)
+        return held
 
     def _submit(self, key: DirKey, photos: tuple[PendingPhoto, ...], attempt: int) -> None:
         ref = self._remote.remote(
@@ -308,6 +329,8 @@ class Dispatcher:
         self._running[ref] = _Running(
             key=key, photos=photos, attempt=attempt, started_s=self._clock(), deadline_s=deadline
         )
+        beside = sum(1 for r in self._running.values() if r.key == key)
+        self.most_per_dir = max(self.most_per_dir, beside)
         log.debug("batch %s/%d: %d photos, attempt %d", *key_name(key), len(photos), attempt)
 
     async def _collect(self, ray: Any) -> None:
@@ -367,10 +390,12 @@ class Dispatcher:
         self._sweep(batch.key)
 
     def _sweep(self, key: DirKey) -> None:
-        """Delete the directory's files the store does not hold as done at that path."""
+        """Delete the directory's files the store does not hold as done at that path, but
+        for those of the photos other batches of the directory still have in flight."""
         assert self._store is not None
         rel = f"{safe_dirname(key.keyword)}/{shard_dir(key.index * FILES_PER_DIR)}"
-        sweep_dir(self._store, self._files, rel)
+        spare = {int(p.record.id) for b in self._running.values() if b.key == key for p in b.photos}
+        sweep_dir(self._store, self._files, rel, spare=spare)
 
     async def _drain(self, ray: Any) -> None:
         """Stopping: commit what finishes within the grace period; the rest stays claimed."""

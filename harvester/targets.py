@@ -338,20 +338,30 @@ def _photo_id(name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def _written_for(name: str) -> int | None:
+    """The photo a file or its temporary file (`.<id>_<secret>.jpg.tmp-<pid>`) is for."""
+    return _photo_id(name.rsplit("/", 1)[-1].lstrip("."))
+
+
 def _not_done(name: str, done: dict[int, str]) -> bool:
     """Whether a photo directory's file is not its photo's done file (`done`: done_paths)."""
     photo = _photo_id(name)
     return photo is None or done.get(photo) != name
 
 
-def sweep_dir(store: Store, target: Target, directory: str) -> int:
+def sweep_dir(
+    store: Store, target: Target, directory: str, *, spare: Collection[int] = frozenset()
+) -> int:
     """Delete the files of one photo directory (`<keyword>/<NNNNN>`) that the store does not
     hold as done at that path: an earlier attempt that got further, a photo that failed since.
-    Returns how many. Only while nothing writes to the directory (one batch per directory)."""
+    Returns how many. Nothing may be writing to the directory but the photos in `spare`
+    (photo ids), whose files and temporary files are left alone."""
     names = target.find(directory)
     done = done_paths(store, [i for n in names if (i := _photo_id(n)) is not None])
     removed = 0
     for name in names:
+        if _written_for(name) in spare:
+            continue
         if _not_done(name, done):
             target.remove(name)
             log.info("swept %s", name)

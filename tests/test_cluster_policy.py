@@ -19,7 +19,7 @@ from harvester.cluster.policy import (
     deadline_s,
     max_inflight,
     quantile,
-    ready_dirs,
+    ready_batches,
 )
 from harvester.config import ClusterPolicy
 from tests.harness import harvest, only_line
@@ -27,29 +27,39 @@ from tests.harness import harvest, only_line
 A0, A1, B0 = DirKey("a", 0), DirKey("a", 1), DirKey("b", 0)
 
 
-def backlog(key: DirKey, oldest_s: float, *, closed: bool = False) -> DirBacklog:
-    return DirBacklog(key=key, claimed=10, oldest_s=oldest_s, closed=closed)
+def backlog(
+    key: DirKey, oldest_s: float, *, closed: bool = False, claimed: int = 4, inflight: int = 0
+) -> DirBacklog:
+    return DirBacklog(key=key, claimed=claimed, oldest_s=oldest_s, closed=closed, inflight=inflight)
 
 
 @pytest.mark.parametrize(
-    ("dirs", "busy", "searching", "expected"),
+    ("dirs", "searching", "expected"),
     [
         # search over: everything goes, oldest claim first
-        ([backlog(A1, 5), backlog(A0, 1)], set(), set(), [A0, A1]),
+        ([backlog(A1, 5), backlog(A0, 1)], set(), [A0, A1]),
         # still searching: an open directory waits, a closed one goes
-        ([backlog(A0, 95), backlog(A1, 96, closed=True)], set(), {"a"}, [A1]),
+        ([backlog(A0, 95), backlog(A1, 96, closed=True)], {"a"}, [A1]),
         # still searching but waited flush_s (30): sent anyway (a rare keyword)
-        ([backlog(A0, 70), backlog(B0, 95)], set(), {"a", "b"}, [A0]),
-        # one batch per directory in flight
-        ([backlog(A0, 1), backlog(B0, 2)], {A0}, set(), [B0]),
+        ([backlog(A0, 70), backlog(B0, 95)], {"a", "b"}, [A0]),
         # another keyword's search does not hold this one back
-        ([backlog(B0, 99)], set(), {"a"}, [B0]),
+        ([backlog(B0, 99)], {"a"}, [B0]),
+        # one batch per `batch_photos` (4) of a directory, the directories' batches alternating
+        ([backlog(A0, 1, claimed=9), backlog(B0, 2, claimed=4)], set(), [A0, B0, A0, A0]),
+        # nothing waiting (all of it in flight): nothing to send
+        ([backlog(A0, 1, claimed=0, inflight=4)], set(), []),
+        # a batch in flight, the directory complete: the rest goes beside it
+        ([backlog(A0, 1, claimed=5, inflight=4)], set(), [A0, A0]),
+        # a batch in flight, the directory still filling: full batches only, never crumbs
+        ([backlog(A0, 50, claimed=9, inflight=4)], {"a"}, [A0, A0]),
+        ([backlog(A0, 50, claimed=3, inflight=4)], {"a"}, []),
+        # ... and a closed one sends its crumbs too
+        ([backlog(A0, 99, claimed=3, inflight=4, closed=True)], {"a"}, [A0]),
     ],
 )
-def test_ready_dirs(
-    dirs: list[DirBacklog], busy: set[DirKey], searching: set[str], expected: list[DirKey]
-) -> None:
-    assert ready_dirs(dirs, now_s=100, busy=busy, searching=searching, flush_s=30) == expected
+def test_ready_batches(dirs: list[DirBacklog], searching: set[str], expected: list[DirKey]) -> None:
+    ready = ready_batches(dirs, now_s=100, searching=searching, flush_s=30, batch_photos=4)
+    assert ready == expected
 
 
 @pytest.mark.parametrize(("cpus", "per_cpu", "expected"), [(2, 2.0, 4), (3, 1.5, 5), (0, 2.0, 1)])

@@ -4,6 +4,7 @@ process holds one Ray. Each case ends with files = store = emulator truth."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Iterator
@@ -74,6 +75,30 @@ def test_a_worker_killed_mid_batch_is_redone(
     assert_exactly_once(tmp_path / "out", emu, KEYWORDS)
     attempts = store_rows(tmp_path / "out", "SELECT MAX(attempts) FROM photos")
     assert attempts == [(1,)], "a photo counts once: only the committed attempt is recorded"
+
+
+@pytest.mark.parametrize("chaos", ["", "exit-after:4"])
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_one_directory_spreads_over_batches_in_flight_beside_each_other(
+    emu: ThreadedEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    chaos: str,
+) -> None:
+    """Small batches of each keyword's one directory go out side by side (a late keyword is
+    not one node's work), with workers dying mid-batch among them: each sweep after a commit
+    spares the files its siblings are writing, and every photo is stored once."""
+    if chaos:
+        monkeypatch.setenv(CHAOS_ENV, chaos)  # each batch's first attempt dies after 4 photos
+    caplog.set_level(logging.INFO, logger="harvester.cluster_engine")
+    assert _run(emu, tmp_path, **{"cluster.batch_photos": 10}) == 0
+    assert_exactly_once(tmp_path / "out", emu, KEYWORDS)
+    (summary,) = [r.getMessage() for r in caplog.records if "<Dispatcher" in r.getMessage()]
+    most = int(summary.split("most_per_dir=")[1].split()[0])
+    assert most >= 2, f"batches of one directory ran beside each other: {summary}"
+    if chaos:
+        assert "resubmitted=0 " not in summary
 
 
 @pytest.mark.usefixtures("session_ray", "api_key")

@@ -27,33 +27,42 @@ class DirBacklog:
     """Claimed, uncommitted photos of one directory, as the store reports them."""
 
     key: DirKey
-    claimed: int
-    oldest_s: float  # when the earliest of them was claimed
+    claimed: int  # claimed and not in a batch in flight: what a new batch can take
+    oldest_s: float  # when the earliest of its claims was made
     closed: bool  # the keyword's numbering has passed the directory: no claim can join it
+    inflight: int = 0  # photos of the directory in batches in flight
 
 
-def ready_dirs(
+def ready_batches(
     backlog: Iterable[DirBacklog],
     *,
     now_s: float,
-    busy: frozenset[DirKey] | set[DirKey],
     searching: frozenset[str] | set[str],
     flush_s: float,
+    batch_photos: int,
 ) -> list[DirKey]:
-    """Directories to send now, oldest claim first.
+    """The batches to send now, one directory key per batch of up to `batch_photos`.
 
-    A directory goes out when no more photos can join it (it is closed, or its keyword's
-    search has ended) or when its oldest claim has waited `flush_s`, so a rare keyword does
-    not wait for 1,000 photos. At most one batch per directory is in flight (`busy`), so a
-    batch's sweep never races another batch's writes.
+    A directory with nothing in flight goes out when no more photos can join it (it is
+    closed, or its keyword's search has ended) or when its oldest claim has waited `flush_s`,
+    so a rare keyword does not wait for 1,000 photos. A directory with a batch in flight
+    sends more beside it only in full batches while it can still fill, and all it holds once
+    it cannot: so a directory of a late keyword spreads over the cluster, and a trickle of
+    claims waits for the batch in flight instead of going out in crumbs. Batches of
+    different directories alternate, oldest claim first (the batches of one directory hold
+    different photos, and each sweep spares the photos still in flight).
     """
-    chosen = [
-        d
-        for d in backlog
-        if d.key not in busy
-        and (d.closed or d.key.keyword not in searching or now_s - d.oldest_s >= flush_s)
-    ]
-    return [d.key for d in sorted(chosen, key=lambda d: (d.oldest_s, d.key))]
+    per = max(1, batch_photos)
+    entries: list[tuple[int, float, DirKey]] = []
+    for d in backlog:
+        if d.claimed <= 0:
+            continue
+        complete = d.closed or d.key.keyword not in searching
+        if d.inflight == 0 and not (complete or now_s - d.oldest_s >= flush_s):
+            continue
+        batches = -(-d.claimed // per) if complete or d.inflight == 0 else d.claimed // per
+        entries += [(n, d.oldest_s, d.key) for n in range(batches)]
+    return [key for _n, _oldest, key in sorted(entries)]
 
 
 def max_inflight(cluster_cpus: float, policy: ClusterPolicy) -> int:
