@@ -1,6 +1,6 @@
 """Ray benchmark: what `--ray` costs on one machine, and how it scales over fake nodes.
 
-    python -m bench.ray [--photos 1000] [--scale-photos 3000]      # see bench/README.md
+    python -m bench.ray [--photos 1000] [--scale-photos 10000]     # see bench/README.md
 
 In one run, side by side:
 
@@ -8,7 +8,9 @@ In one run, side by side:
    image cache warmed first) harvested by the plain engine (`bench.pipeline`'s
    `measure_image_half`) and by the engine with the Ray dispatcher over a private
    `--ray local` Ray (2 CPUs), each as a process tree pinned to the same core(s); CPU-seconds
-   per stored image of each tree, Ray's own processes included, and their ratio.
+   per stored image of each tree, Ray's own processes included, and their ratio; then both
+   again on the first half of the photos, for the CPU of each further image (the difference
+   of the two runs over the difference of their images: every fixed cost left out).
 2. **Start-up and memory**: `ray.init` of that private Ray (wall seconds, the first task's
    round trip) and the RSS of the Ray processes it starts, idle.
 3. **Scaling**: committed photos/s of a `--ray` run on `ray.cluster_utils.Cluster` with two
@@ -248,11 +250,17 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         print(f"plain: {plain['images']} images, {plain['cpu_s_per_image'] * 1e3:.1f} ms CPU each")
         ray = measure_ray(records, work / "ray", args.cpus)
         print(f"ray: {ray['images']} images, {ray['cpu_s_per_image'] * 1e3:.1f} ms CPU each")
+        # The same again on the first half: the difference is what each further image costs,
+        # with every fixed cost (interpreters, imports, Ray's processes and their imports) out.
+        half = records[: len(records) // 2]
+        plain_half = measure_image_half(half, work / "plain-half")
+        ray_half = measure_ray(half, work / "ray-half", args.cpus)
     startup = measure_startup(work, args.cpus)
     scaling = measure_scaling(args, work)
     plain_cpu, ray_cpu = plain["cpu_s_per_image"], ray["cpu_s_per_image"]
     less_startup = (ray["cpu_s"] - startup["cpu_s"]) / max(1, ray["images"])
-    for figures in (plain, ray):
+    marginal = {"plain": marginal_cpu(plain_half, plain), "ray": marginal_cpu(ray_half, ray)}
+    for figures in (plain, ray, plain_half, ray_half):
         figures.pop("paths", None)
     return {
         "benchmark": "ray",
@@ -261,11 +269,14 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "photos": len(records),
         "plain": plain,
         "ray": ray,
+        "half": {"plain": plain_half, "ray": ray_half},
+        "marginal_cpu_s_per_image": marginal,
         "startup": startup,
         "scaling": scaling,
         "ratios": {
             "cpu_per_image_ray_over_plain": ray_cpu / plain_cpu,
             "cpu_per_image_ray_less_startup_over_plain": less_startup / plain_cpu,
+            "marginal_cpu_per_image_ray_over_plain": marginal["ray"] / marginal["plain"],
             "images_per_s_ray_over_plain": ray["images_per_s"] / plain["images_per_s"],
             "peak_rss_ray_over_plain": ray["peak_rss_mb"] / plain["peak_rss_mb"],
             "scaling_2_nodes_over_1": scaling["speedup_2_over_1"],
@@ -273,17 +284,26 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def marginal_cpu(half: dict[str, Any], full: dict[str, Any]) -> float:
+    """CPU-seconds per further image: the two runs' difference over their images' difference."""
+    images = full["images"] - half["images"]
+    return float((full["cpu_s"] - half["cpu_s"]) / images) if images > 0 else float("nan")
+
+
 def report(payload: dict[str, Any]) -> None:
     """The table on stdout."""
     plain, ray, start = payload["plain"], payload["ray"], payload["startup"]
     ratios, runs = payload["ratios"], payload["scaling"]["runs"]
     less = ratios["cpu_per_image_ray_less_startup_over_plain"]
+    marginal = payload["marginal_cpu_s_per_image"]
     common.print_table(
         ["measure", "plain", "--ray local", "ratio", "target"],
         [
             ["CPU ms / image", plain["cpu_s_per_image"] * 1e3, ray["cpu_s_per_image"] * 1e3,
              ratios["cpu_per_image_ray_over_plain"], "<= 1.10"],
             ["  less Ray start-up", "", "", less, ""],
+            ["  each further image (1/2 to all)", marginal["plain"] * 1e3,
+             marginal["ray"] * 1e3, ratios["marginal_cpu_per_image_ray_over_plain"], "<= 1.10"],
             ["images/s", plain["images_per_s"], ray["images_per_s"],
              ratios["images_per_s_ray_over_plain"], ""],
             ["peak RSS MB (tree)", plain["peak_rss_mb"], ray["peak_rss_mb"],
@@ -306,7 +326,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--photos", type=int, default=1000, help="photos of the CPU comparison")
-    p.add_argument("--scale-photos", type=int, default=3000, help="corpus of the scaling runs")
+    p.add_argument("--scale-photos", type=int, default=10000, help="corpus of the scaling runs")
     p.add_argument("--scale-delay", type=float, default=0.2, help="image latency (T1: 0.2 s)")
     p.add_argument("--scale-inflight", type=int, default=8, help="per task (T1: 8)")
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the private Ray")
