@@ -37,6 +37,7 @@ from harvester.exit_codes import (
     EXIT_USAGE,
     exit_code_for,
 )
+from harvester.images.writer import FILES_PER_DIR
 from harvester.publish import EXPORT_FORMATS
 from harvester.records import DateField
 
@@ -82,6 +83,15 @@ def _whole(text: str, least: int) -> int:
 
 def _positive_int(text: str) -> int:
     return _whole(text, 1)
+
+
+def _batch_photos(text: str) -> int:
+    value = _whole(text, 1)
+    if value > FILES_PER_DIR:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {FILES_PER_DIR} (one output directory), got {value}"
+        )
+    return value
 
 
 def _count(text: str) -> int:
@@ -184,6 +194,13 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         type=_positive_float,
         metavar="S",
         help="--ray: send a directory still filling after this wait",
+    ),
+    RunOption(
+        flag="--ray-batch",
+        to=("cluster.batch_photos",),
+        type=_batch_photos,
+        metavar="N",
+        help="--ray: photos per task at most (1-1000; default 1000, one output directory)",
     ),
     RunOption(
         flag="--ray-attempts",

@@ -37,6 +37,7 @@ FLAG_TABLE: list[tuple[list[str], str, Any]] = [
     (["--ray-cpus", "3"], "cluster.local_cpus", 3),
     (["--ray-flush-s", "2.5"], "cluster.flush_s", 2.5),
     (["--ray-attempts", "5"], "cluster.max_attempts", 5),
+    (["--ray-batch", "100"], "cluster.batch_photos", 100),
     (["--window-target", "321"], "planner.window_target", 321),
     (["--date-field", "taken"], "search.date_field", DateField.TAKEN),
     (["--send-negatives"], "search.send_negatives", True),
