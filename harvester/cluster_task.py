@@ -30,6 +30,7 @@ from aiolimiter import AsyncLimiter
 from harvester.batch import Outcome, PhotoWork, run_batch
 from harvester.cluster.bucket import TokenBucket
 from harvester.config import RunConfig
+from harvester.images.arenas import cap_malloc_arenas
 from harvester.images.download import Fetcher
 from harvester.store.rows import PendingPhoto
 from harvester.targets import engine_files
@@ -182,6 +183,7 @@ async def _run(
         size += n
 
     connector = aiohttp.TCPConnector(limit=cfg.fetch.concurrency + 8, ttl_dns_cache=300)
+    cap_malloc_arenas(cfg.threads)  # before the image threads allocate (images/arenas.py)
     with ThreadPoolExecutor(cfg.threads, thread_name_prefix="image") as pool:
         async with aiohttp.ClientSession(connector=connector) as session:
             fetcher = Fetcher(session, cfg.fetch, hosts=hosts)

@@ -31,6 +31,7 @@ from harvester.batch import Dropped, Outcome, PhotoWork, failed, record_outcome,
 from harvester.config import RunConfig
 from harvester.dataset.sources import SourceMap
 from harvester.exceptions import StoreError
+from harvester.images.arenas import cap_malloc_arenas
 from harvester.images.download import Fetcher
 from harvester.images.durable import BatchSync, batch_sync
 from harvester.progress import RunStats
@@ -100,6 +101,7 @@ class Engine:
         self._clock = clock
         self._stop = asyncio.Event()
         self._new_work = asyncio.Event()
+        cap_malloc_arenas(cfg.threads)  # before the image threads allocate (images/arenas.py)
         self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="image")
         # Files straight under out_dir, fsync on: one syncfs per committed store batch, before
         # the commit that calls its photos done, instead of one fsync per file (images/durable).
