@@ -413,13 +413,7 @@ def sweep_output(cfg: RunConfig) -> int:
             removed += 1
     if removed:
         log.info("%s: swept %d objects left by an earlier run", target.url, removed)
-    if foreign:
-        log.warning(
-            "%s holds %d objects that are not this harvest's, left in place: %s",
-            target.url,
-            len(foreign),
-            _shown(foreign),
-        )
+    _name_foreign(target, "objects", foreign)
     sweep_uploads(target, dirs, files=files)
     return removed
 
@@ -443,13 +437,7 @@ def sweep_uploads(target: Target, dirs: Collection[str], *, files: bool) -> int:
         log.warning("%s: unfinished uploads not swept: %s", target.url, exc)
     if aborted:
         log.info("%s: aborted %d uploads a killed run left unfinished", target.url, aborted)
-    if foreign:
-        log.warning(
-            "%s has %d unfinished uploads that are not this harvest's, left in place: %s",
-            target.url,
-            len(foreign),
-            _shown(foreign),
-        )
+    _name_foreign(target, "unfinished uploads", foreign)
     return aborted
 
 
@@ -462,8 +450,18 @@ def _is_ours(name: str, dirs: Collection[str], *, files: bool) -> bool:
     return match is not None and match.group(1) in dirs
 
 
-def _shown(names: Sequence[str]) -> str:
-    return ", ".join(names[:_REPORTED]) + (", ..." if len(names) > _REPORTED else "")
+def _name_foreign(target: Target, what: str, names: Sequence[str]) -> None:
+    """One warning line naming the first few of what the sweep left as not the harvest's."""
+    if not names:
+        return
+    shown = ", ".join(names[:_REPORTED]) + (", ..." if len(names) > _REPORTED else "")
+    log.warning(
+        "%s holds %d %s that are not this harvest's, left in place: %s",
+        target.url,
+        len(names),
+        what,
+        shown,
+    )
 
 
 def target_root(cfg: RunConfig) -> Path | None:

@@ -189,7 +189,7 @@ def test_the_upload_sweep_never_fails_a_run(
     if refuse != "nothing":
         assert "unfinished uploads not swept: cannot" in caplog.text
     else:
-        assert "1 unfinished uploads that are not this harvest's" in caplog.text
+        assert "holds 1 unfinished uploads that are not this harvest's" in caplog.text
 
 
 def test_ray_tasks_get_only_the_object_store_settings(tmp_path: Path) -> None:
