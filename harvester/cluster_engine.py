@@ -17,6 +17,10 @@ claimed photos are simply claimed still: their batches go out again (an object s
 swept of what the killed run left: targets.sweep_output). The run ends when the last batch is
 committed or given up, each of its photos then failed with the reason.
 
+`--output-format webdataset`: the batches stage their photos on the output target in the files
+layout (targets.staging_target), and the run's Finaliser hands each complete directory to a Ray
+task that writes its shard there (ray_packer, cluster_task.pack_shard).
+
 With the Engine, this is the only module that knows tasks and waits; the decisions are pure
 (cluster/policy.py) and the worker's side is cluster_task.py.
 """
@@ -43,9 +47,15 @@ from harvester.cluster.policy import (
     max_inflight,
     ready_batches,
 )
-from harvester.cluster_task import CHAOS_ENV, BatchResult, HostLimiterActor, process_batch
-from harvester.config import ClusterPolicy, OutputFormat, RunConfig
-from harvester.exceptions import ConfigError, StoreError
+from harvester.cluster_task import (
+    CHAOS_ENV,
+    BatchResult,
+    HostLimiterActor,
+    pack_shard,
+    process_batch,
+)
+from harvester.config import ClusterPolicy, RunConfig
+from harvester.exceptions import ConfigError, HarvestError, StoreError, WriteError
 from harvester.images.writer import FILES_PER_DIR, safe_dirname, shard_dir
 from harvester.progress import RunStats
 from harvester.storage.probe import check_shared, write_probe
@@ -53,7 +63,7 @@ from harvester.storage.target import Target, is_remote
 from harvester.store.batches import claimed_dirs, dir_claimed
 from harvester.store.rows import PendingPhoto
 from harvester.store.sqlite import STORE_FILENAME, Store
-from harvester.targets import output_spec, output_target, sweep_dir
+from harvester.targets import DirPlan, Packed, Packer, output_spec, output_target, sweep_dir
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,10 @@ LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # specs and outcomes only: a few MB at m
 #: (adlfs), fsspec's own (FSSPEC_S3_ENDPOINT_URL, ...). Only these are sent, and only with a
 #: URL --out; their values are never logged.
 STORAGE_ENV_PREFIXES = ("AWS_", "AZURE_STORAGE_", "FSSPEC_")
+#: A shard task's CPUs: none reserved. Reading the staged photos and writing the tar are mostly
+#: I/O, and the batches keep every CPU reserved (2 in flight per CPU), so a shard that needed one
+#: would wait behind them and the staged photos pile up on --out until the run's end.
+PACK_CPUS = 0
 
 
 def require_ray() -> None:
@@ -81,11 +95,6 @@ def check_ray(cfg: RunConfig) -> None:
     check_address(cfg.cluster.address or "")
     if cfg.workers > 1:
         raise ConfigError("--ray runs the image half on the cluster: drop --workers")
-    if cfg.output.format is OutputFormat.WEBDATASET:
-        raise ConfigError(
-            "--ray writes one file per photo: --output-format webdataset runs on one machine"
-            " (harvest run without --ray) for now"
-        )
 
 
 def storage_env(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -407,6 +416,35 @@ class Dispatcher:
                 batch = self._running.pop(ref)
                 with contextlib.suppress(ray.exceptions.RayError):
                     self._commit(batch, ray.get(ref))
+
+
+def ray_packer(cfg: RunConfig) -> Packer:
+    """webdataset under `--ray`: each complete directory's shard is a Ray task (pack_shard),
+    run where there is room, several at once; the driver only plans them (the store's rows)
+    and records what they did. A task whose worker dies is run again by Ray (a shard is the
+    same bytes however often it is written); one that raises stops the finaliser with the
+    error, the directory's staged photos kept for the next run."""
+    import ray
+
+    remote = ray.remote(
+        **task_options(cfg, num_cpus=PACK_CPUS, max_retries=cfg.cluster.max_attempts - 1)
+    )(pack_shard)
+    cfg_ref = ray.put(cfg)
+
+    def pack(plans: Sequence[DirPlan]) -> list[Packed]:
+        refs = [remote.remote(cfg_ref, plan) for plan in plans]
+        done = []
+        for plan, ref in zip(plans, refs, strict=True):
+            try:
+                done.append(ray.get(ref))
+            except ray.exceptions.RayError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, HarvestError):
+                    raise cause from exc
+                raise WriteError(f"could not write the shard {plan.key}: {_describe(exc)}") from exc
+        return done
+
+    return pack
 
 
 def _name(batch: _Running) -> tuple[str, int]:

@@ -1,9 +1,13 @@
-"""What runs on the Ray workers: one batch's image half, and the cluster-wide host limiter.
+"""What runs on the Ray workers: one batch's image half, a directory's WebDataset shard, and
+the cluster-wide host limiter.
 
 `process_batch(...)` is the body of the Ray task (harvester/cluster_engine.py wraps it with
 `ray.remote`): Ray has no async remote functions, so it runs the same async fetch → process
 → write code as the engine (`batch.run_batch`) in its own event loop and returns the
-outcomes, a few hundred bytes a photo, never the images. `HostLimiterActor` is the async
+outcomes, a few hundred bytes a photo, never the images. `pack_shard(...)` writes one complete
+directory's tar, Parquet and stats (`--output-format webdataset`) from the photos its batches
+staged on the output target, so shards are written beside the work, not through the driver.
+`HostLimiterActor` is the async
 actor holding one AIMD token bucket per image host (cluster/bucket.py); `LeasedHosts` is its
 client in each task, leasing tokens in blocks and falling back to rate/N locally when the
 actor cannot be reached.
@@ -32,8 +36,9 @@ from harvester.cluster.bucket import TokenBucket
 from harvester.config import RunConfig
 from harvester.images.arenas import cap_malloc_arenas
 from harvester.images.download import Fetcher
+from harvester.storage.target import open_target
 from harvester.store.rows import PendingPhoto
-from harvester.targets import engine_files
+from harvester.targets import DirPlan, Packed, engine_files, output_spec, pack_dir, staging_target
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +219,15 @@ class Chaos:
         if self.action == "exit":
             os._exit(137)
         time.sleep(3600)  # "hang": a straggler the dispatcher must cancel
+
+
+def pack_shard(cfg: RunConfig, plan: DirPlan) -> Packed:
+    """The body of a Ray task: one complete directory's shard through the output target.
+
+    The tar is spooled in this node's temporary directory (the driver's store directory, the
+    spool of a single machine, need not exist here)."""
+    target = open_target(output_spec(cfg), fsync=cfg.write.fsync)
+    return pack_dir(plan, target, staging_target(cfg))
 
 
 def _chaos(attempt: int) -> Chaos | None:

@@ -402,7 +402,12 @@ def _finaliser(
     def searched() -> list[str]:
         return [name for name, k in stats.keywords.items() if k.search_done]
 
-    return Finaliser(cfg, [k.keyword for k in keywords], searched)
+    packer = None
+    if cfg.cluster.address is not None:  # --ray: shards written by Ray tasks
+        from harvester.cluster_engine import ray_packer
+
+        packer = ray_packer(cfg)
+    return Finaliser(cfg, [k.keyword for k in keywords], searched, packer=packer)
 
 
 async def _run_engine(

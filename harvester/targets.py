@@ -11,8 +11,10 @@
                               temporary objects and unfinished uploads of killed runs
 
 With `--output-format webdataset` each photo is staged (written atomically, like a file of the
-files layout) under STORE_DIR/harvest.staging/ before the store records it done; a directory's
-tar is built from the staged photos, the photos a tar of it already holds (a rebuild after
+files layout) under STORE_DIR/harvest.staging/ before the store records it done (under
+`--ray`, on the output target itself, in the files layout, where every node can write and read:
+staging_target); a directory's tar is built (pack_dir: from a DirPlan of the store's rows, so a
+Ray task can do it) from the staged photos, the photos a tar of it already holds (a rebuild after
 more photos came) and the store's rows; only once the tar, Parquet and stats are all in place
 are the staged files removed. A kill at any point leaves staged files the next run finishes
 from, never a partial tar (temp + rename, or one whole-object upload).
@@ -26,6 +28,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from harvester.config import OutputFormat, RunConfig
@@ -91,14 +94,28 @@ def output_target(cfg: RunConfig) -> Target:
 
 
 def staging_dir(cfg: RunConfig) -> Path:
-    """Where webdataset photos wait for their tar (and uploads are spooled)."""
+    """Where webdataset photos wait for their tar on one machine (and uploads are spooled)."""
     return cfg.out_dir / STAGING_DIR
+
+
+def staging_target(cfg: RunConfig) -> Target:
+    """Where webdataset photos wait for their tar, in the files layout: beside the store on
+    one machine; under `--ray`, the output target itself, which every node writes to."""
+    if cfg.cluster.address is not None:
+        return output_target(cfg)
+    return LocalTarget(staging_dir(cfg), fsync=cfg.write.fsync)
+
+
+def photos_on_target(cfg: RunConfig) -> bool:
+    """Whether photo files sit on the output target in the files layout (so its sweeps
+    look at them): the files format, or webdataset photos staged there under `--ray`."""
+    return cfg.output.format is OutputFormat.FILES or cfg.cluster.address is not None
 
 
 def engine_files(cfg: RunConfig) -> Target | None:
     """The target the engine writes each photo through; None: straight under out_dir."""
     if cfg.output.format is OutputFormat.WEBDATASET:
-        return LocalTarget(staging_dir(cfg), fsync=cfg.write.fsync)
+        return staging_target(cfg)
     if cfg.output.target is None:
         return None
     return output_target(cfg)
@@ -190,80 +207,163 @@ def member_meta(photo: DirPhoto) -> dict[str, object]:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedMember:
+    """A done photo of a directory to pack: its key, its staged name, its {key}.json."""
+
+    key: str
+    path: str | None
+    meta: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirPlan:
+    """What the tar of one complete directory holds, read from the store (by the driver):
+    packing it needs only the target, so it can run anywhere (a Ray task)."""
+
+    key: str  # "<keyword dir>/<NNNNN>"
+    members: tuple[PlannedMember, ...]
+    dropped: tuple[ShardDropped, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Packed:
+    """What pack_dir did: the shard written (None: nothing stored), or the photos it lacked."""
+
+    key: str
+    manifest: ShardManifest | None
+    missing: tuple[int, ...] = ()
+
+
+#: Packs a list of plans (in this thread, or as Ray tasks) and returns what each did.
+Packer = Callable[[Sequence[DirPlan]], list[Packed]]
+
+
+def plan_dir(store: Store, keyword: str, number: int) -> DirPlan:
+    """The store's rows of one directory, as its tar and Parquet will hold them."""
+    lo = (number - 1) * FILES_PER_DIR
+    members, dropped = [], []
+    for photo in dir_photos(store, keyword, lo, lo + FILES_PER_DIR):
+        meta = member_meta(photo)
+        if photo.status == "done":
+            members.append(PlannedMember(key=str(photo.id), path=photo.path, meta=meta))
+        else:
+            reason = photo.reason or ""
+            dropped.append(
+                ShardDropped(key=str(photo.id), status=photo.status, reason=reason, meta=meta)
+            )
+    return DirPlan(key=dir_key(keyword, number), members=tuple(members), dropped=tuple(dropped))
+
+
+def pack_dir(plan: DirPlan, target: Target, staging: Target) -> Packed:
+    """Write the directory's tar, Parquet and stats from its staged photos (and those its
+    tar already holds: a rebuild after more photos came), then drop the staged photos.
+
+    Nothing is written, and nothing dropped, when a done photo is neither staged nor in the
+    tar: those are returned as missing, for the store to queue again. The tar is written one
+    photo at a time, read from staging as it goes.
+    """
+    staged = set(staging.find(plan.key))
+    old = read_shard(target, plan.key)
+    members, missing = [], []
+    for m in plan.members:
+        if m.path is not None and m.path in staged:
+            members.append(ShardMember(key=m.key, image=_reader(staging, m.path), meta=m.meta))
+        elif m.key in old:
+            members.append(ShardMember(key=m.key, image=old[m.key], meta=m.meta))
+        else:
+            missing.append(int(m.key))
+    if missing:
+        return Packed(key=plan.key, manifest=None, missing=tuple(missing))
+    manifest = write_shard(target, plan.key, members, dropped=plan.dropped) if members else None
+    clear_staged(staging, plan.key)
+    return Packed(key=plan.key, manifest=manifest)
+
+
+def _reader(staging: Target, name: str) -> Callable[[], bytes]:
+    return lambda: staging.read(name)
+
+
+def clear_staged(staging: Target, key: str) -> None:
+    """Remove a packed directory's staged photos (and the directory, on a filesystem)."""
+    root = staging.local_root
+    if root is not None:
+        shutil.rmtree(root / key, ignore_errors=True)
+        return
+    for name in staging.find(key):
+        staging.remove(name)
+
+
+def local_packer(target: Target, staging: Target) -> Packer:
+    """Pack in this thread, one directory after another."""
+    return lambda plans: [pack_dir(plan, target, staging) for plan in plans]
+
+
 def build_dir(
-    store: Store, target: Target, staging: Path, keyword: str, number: int
+    store: Store, target: Target, staging: Target, keyword: str, number: int
 ) -> ShardManifest | None:
     """Write the tar of one complete directory, then drop its staged photos.
 
     None when nothing was written: no photo stored, or some were lost and are queued again.
     """
-    key = dir_key(keyword, number)
-    lo = (number - 1) * FILES_PER_DIR
-    photos = dir_photos(store, keyword, lo, lo + FILES_PER_DIR)
-    old = read_shard(target, key)
-    members, dropped, missing = [], [], []
-    for photo in photos:
-        if photo.status != "done":
-            reason = photo.reason or ""
-            dropped.append(
-                ShardDropped(
-                    key=str(photo.id), status=photo.status, reason=reason, meta=member_meta(photo)
-                )
-            )
-            continue
-        image = _staged(staging, photo) or old.get(str(photo.id))
-        if image is None:
-            missing.append(photo.id)
-            continue
-        members.append(ShardMember(key=str(photo.id), image=image, meta=member_meta(photo)))
-    if missing:
+    plan = plan_dir(store, keyword, number)
+    return _settled(store, local_packer(target, staging)([plan])[0])
+
+
+def _settled(store: Store, packed: Packed) -> ShardManifest | None:
+    if packed.missing:
         # Lost outside harvest (a staged file deleted by hand): redo them, never drop them.
-        requeue(store, missing)
+        requeue(store, list(packed.missing))
         log.warning(
-            "%s: %d photos done but neither staged nor in its tar: redone", key, len(missing)
+            "%s: %d photos done but neither staged nor in its tar: redone",
+            packed.key,
+            len(packed.missing),
         )
-        return None
-    manifest = write_shard(target, key, members, dropped=dropped) if members else None
-    shutil.rmtree(staging / key, ignore_errors=True)
-    return manifest
+    return packed.manifest
 
 
-def _staged(staging: Path, photo: DirPhoto) -> bytes | None:
-    if photo.path is None:
-        return None
-    try:
-        return (staging / photo.path).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def staged_dirs(staging: Path, keywords: Collection[str]) -> list[tuple[str, int]]:
+def staged_dirs(staging: Target, keywords: Collection[str]) -> list[tuple[str, int]]:
     """(keyword, number) of every directory with staged photos, for these keywords."""
     names = {safe_dirname(k): k for k in keywords}
-    found = []
-    for kw_dir in sorted(p for p in staging.iterdir() if p.is_dir() and p.name in names):
-        for num_dir in sorted(p for p in kw_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-            found.append((names[kw_dir.name], int(num_dir.name)))
-    return found
+    found = set()
+    for name in staging.find():
+        match = _PHOTO.fullmatch(name)
+        if match is not None and match.group(1) in names:
+            found.add((names[match.group(1)], int(match.group(2))))
+    return sorted(found)
 
 
-def finalise_ready(cfg: RunConfig, keywords: Collection[str], searched: Collection[str]) -> int:
+#: Directories packed at once (each plan holds its rows' records: a few MB a directory).
+PACK_AT_ONCE = 8
+
+
+def finalise_ready(
+    cfg: RunConfig,
+    keywords: Collection[str],
+    searched: Collection[str],
+    *,
+    packer: Packer | None = None,
+) -> int:
     """Build every complete directory of `keywords`; returns how many tars were written."""
-    staging = staging_dir(cfg)
-    if not staging.is_dir():
+    staging = staging_target(cfg)
+    if staging.local_root is not None and not staging.local_root.is_dir():
         return 0
-    target = output_target(cfg)
+    pack = packer or local_packer(output_target(cfg), staging)
     built = 0
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
+        ready = []
         for keyword, number in staged_dirs(staging, keywords):
             lo = (number - 1) * FILES_PER_DIR
             photos = dir_photos(store, keyword, lo, lo + FILES_PER_DIR)
-            if not is_complete(photos, searched=keyword in searched):
-                continue
-            manifest = build_dir(store, target, staging, keyword, number)
-            if manifest is not None:
-                built += 1
-                log.info("wrote %s (%d photos)", manifest.tar, len(manifest.keys))
+            if is_complete(photos, searched=keyword in searched):
+                ready.append((keyword, number))
+        for at in range(0, len(ready), PACK_AT_ONCE):
+            plans = [plan_dir(store, k, n) for k, n in ready[at : at + PACK_AT_ONCE]]
+            for packed in pack(plans):
+                manifest = _settled(store, packed)
+                if manifest is not None:
+                    built += 1
+                    log.info("wrote %s (%d photos)", manifest.tar, len(manifest.keys))
     return built
 
 
@@ -276,9 +376,11 @@ class Finaliser:
         keywords: Sequence[str],
         searched: Callable[[], Collection[str]],
         *,
+        packer: Packer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cfg = cfg
+        self._packer = packer
         self._keywords = tuple(keywords)
         self._searched = searched
         self._clock = clock
@@ -306,7 +408,7 @@ class Finaliser:
 
     def _pass(self, searched: frozenset[str]) -> None:
         try:
-            self.built += finalise_ready(self._cfg, self._keywords, searched)
+            self.built += finalise_ready(self._cfg, self._keywords, searched, packer=self._packer)
         except HarvestError as exc:
             log.error("could not finalise shards: %s", exc)
             self.error = self.error or exc
@@ -391,7 +493,7 @@ def sweep_output(cfg: RunConfig) -> int:
         return 0
     target = output_target(cfg)
     names = target.find()
-    files = cfg.output.format is OutputFormat.FILES
+    files = photos_on_target(cfg)
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         dirs = {safe_dirname(k) for k in stored_keywords(store)}
         photos = {n for n in names if (m := _PHOTO.fullmatch(n)) and m.group(1) in dirs and files}

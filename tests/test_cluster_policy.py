@@ -173,16 +173,3 @@ def test_ray_with_workers_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = ("run", queries, "--out", tmp_path / "out", "--ray", "local", "--workers", "2")
     assert harvest(*args) == 2
     assert "--workers" in only_line(capsys.readouterr().err)
-
-
-def test_ray_with_webdataset_output_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pytest.importorskip("ray", reason="needs Ray (pip install 'harvest[ray]')")
-    queries = tmp_path / "q.txt"
-    queries.write_text("sky\n")
-    out = tmp_path / "out"
-    args = ("run", queries, "--out", out, "--ray", "local", "--output-format", "webdataset")
-    assert harvest(*args) == 2
-    assert "webdataset" in only_line(capsys.readouterr().err)
-    assert not out.exists()  # refused before anything is written

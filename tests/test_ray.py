@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from harvester import targets
 from harvester.cluster_task import CHAOS_ENV, HostLimiterActor, LeasedHosts
+from harvester.config import OutputFormat
 from harvester.runner import run_command
 from tests.harness import (
     ThreadedEmulator,
@@ -23,7 +25,14 @@ from tests.harness import (
     threaded_emulator,
 )
 from tests.ray_support import KEYWORDS, assert_exactly_once, ray_config
-from tests.s3_support import BUCKET, assert_objects_are_the_store, jpeg_objects, with_out
+from tests.s3_support import (
+    BUCKET,
+    assert_objects_are_the_store,
+    jpeg_objects,
+    objects,
+    with_out,
+)
+from tests.shard_support import check_shards, local_shards, photos
 
 ray = pytest.importorskip("ray", reason="needs Ray: pip install 'harvest[ray]'")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
@@ -147,13 +156,64 @@ def test_a_run_on_ray_to_s3_sweeps_what_a_given_up_batch_wrote_then_harvests_it_
     assert not list(out.rglob("*.jpg")), "no photo on the driver's disk"
 
 
-async def test_the_driver_killed_then_rerun_ends_exactly_once(tmp_path: Path) -> None:
-    """SIGKILL a `harvest run --ray local` child while its tasks write, then run it again."""
+WEBDATASET = {"output.format": OutputFormat.WEBDATASET, "cluster.batch_photos": 10}
+
+
+def no_packing_on_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the driver fail if it packs a shard itself: under --ray, Ray tasks write them."""
+
+    def refused(*_args: object) -> object:
+        raise AssertionError("the driver packed a shard itself")
+
+    monkeypatch.setattr(targets, "local_packer", refused)
+
+
+@pytest.mark.parametrize("chaos", ["", "exit-after:4"])
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_webdataset_on_ray_packs_each_directory_in_a_task_from_what_its_batches_staged(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chaos: str
+) -> None:
+    """`--ray --output-format webdataset`: batches stage their photos on the output target
+    (files layout), each complete directory's tar, Parquet and stats are written by a Ray
+    task, and the staged photos are gone at the end; workers dying mid-batch among them."""
+    if chaos:
+        monkeypatch.setenv(CHAOS_ENV, chaos)
+    no_packing_on_the_driver(monkeypatch)
+    assert _run(emu, tmp_path, **WEBDATASET) == 0
+    out = tmp_path / "out"
+    check_shards(out, local_shards(out), KEYWORDS)
+    assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
+    assert not list(out.rglob("*.jpg")), "no staged photo left"
+
+
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_webdataset_on_ray_to_s3_writes_only_shards(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3: Any
+) -> None:
+    """The same to an s3:// --out: the tasks stage and pack through S3, none on the driver."""
+    no_packing_on_the_driver(monkeypatch)
+    prefix = "ray-wds/"
+    target = {"output.target": f"s3://{BUCKET}/{prefix.rstrip('/')}"}
+    assert _run(emu, tmp_path, **target, **WEBDATASET) == 0
+    out = tmp_path / "out"
+    shards = objects(s3, prefix)
+    check_shards(out, shards, KEYWORDS)
+    assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
+    assert not [n for n in shards if n.endswith(".jpg")], "no staged photo left"
+
+
+@pytest.mark.parametrize("output_format", ["files", "webdataset"])
+async def test_the_driver_killed_then_rerun_ends_exactly_once(
+    tmp_path: Path, output_format: str
+) -> None:
+    """SIGKILL a `harvest run --ray local` child while its tasks write (files) or stage
+    (webdataset) photos, then run it again: every photo once, in a file or in one tar."""
     with threaded_emulator(photos=2000, seed=0, profile="ideal", image_delay_s=0.05) as emu:
         queries = tmp_path / "q.txt"
         queries.write_text("\n".join(KEYWORDS) + "\n")
         out = tmp_path / "out"
         flags = ["--ray", "local", "--ray-cpus", "2", "--no-fsync", "--concurrency", "4"]
+        flags += ["--output-format", output_format, "--ray-batch", "10"]
         args = harvest_args(emu, queries, out, *flags)
 
         def files_written() -> bool:
@@ -164,7 +224,12 @@ async def test_the_driver_killed_then_rerun_ends_exactly_once(tmp_path: Path) ->
         assert killed.code == -signal.SIGKILL
         again = await run_harvest(emu, args)
         assert again.code == 0, again.err[-2000:]
-        assert_exactly_once(out, emu, KEYWORDS)
+        if output_format == "files":
+            assert_exactly_once(out, emu, KEYWORDS)
+            return
+        check_shards(out, local_shards(out), KEYWORDS)
+        assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
+        assert not list(out.rglob("*.jpg")), "no staged photo left"
 
 
 async def test_ray_local_to_s3_killed_then_rerun_ends_exactly_once(tmp_path: Path, s3: Any) -> None:

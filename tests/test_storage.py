@@ -18,6 +18,7 @@ import webdataset as wds
 
 from harvester.cli import build_run_config
 from harvester.cluster_engine import storage_env
+from harvester.config import OutputFormat
 from harvester.exceptions import ConfigError, WriteError
 from harvester.storage.probe import check_shared, in_subprocess, write_probe
 from harvester.storage.shards import (
@@ -37,7 +38,17 @@ from harvester.storage.target import (
     open_target,
 )
 from harvester.store.shards import DirPhoto
-from harvester.targets import is_complete, resolve_out, sweep_uploads
+from harvester.targets import (
+    STAGING_DIR,
+    DirPlan,
+    PlannedMember,
+    engine_files,
+    is_complete,
+    pack_dir,
+    photos_on_target,
+    resolve_out,
+    sweep_uploads,
+)
 
 
 @pytest.mark.parametrize(
@@ -360,3 +371,111 @@ def test_a_directory_is_complete_when_it_can_get_no_more_photos(
 ) -> None:
     photos = [photo(i, s) for i, s in enumerate(statuses)]
     assert is_complete(photos, searched=searched) is complete
+
+
+def plan(ids: range, *, dropped: tuple[ShardDropped, ...] = ()) -> DirPlan:
+    """A directory `k/00001` whose done photos are `ids`, staged at their files-layout names."""
+    return DirPlan(
+        key="k/00001",
+        members=tuple(
+            PlannedMember(key=str(i), path=f"k/00001/{i}_s.jpg", meta={"photo_id": str(i)})
+            for i in ids
+        ),
+        dropped=dropped,
+    )
+
+
+class CountingReads(FsspecTarget):
+    """A memory target that records what is read from it."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.reads: list[str] = []
+
+    def read(self, name: str) -> bytes:
+        self.reads.append(name)
+        return super().read(name)
+
+
+def test_a_directory_staged_on_the_target_is_packed_beside_it_and_its_photos_removed() -> None:
+    """`--ray` webdataset: the photos are staged on the output target itself, in the files
+    layout; the shard is written beside them, read one photo at a time, then they go."""
+    target = CountingReads(memory_url())
+    for i in range(3):
+        target.put(f"k/00001/{i}_s.jpg", [jpeg(i)])
+    target.put("k/00002/9_s.jpg", [jpeg(9)])  # another directory's: untouched
+    gone = ShardDropped(key="7", status="failed", reason="download: 404", meta={"photo_id": "7"})
+    packed = pack_dir(plan(range(3), dropped=(gone,)), target, target)
+    assert packed.missing == ()
+    assert packed.manifest is not None
+    assert packed.manifest.keys == ("0", "1", "2")
+    assert read_shard(target, "k/00001") == {str(i): jpeg(i) for i in range(3)}
+    assert target.find() == [
+        "k/00001.parquet",
+        "k/00001.tar",
+        "k/00001_stats.json",
+        "k/00002/9_s.jpg",
+    ]
+    staged_reads = [name for name in target.reads if name.endswith(".jpg")]
+    assert staged_reads == [f"k/00001/{i}_s.jpg" for i in range(3)], "each staged photo read once"
+    rows = pq.read_table(io.BytesIO(target.read("k/00001.parquet"))).to_pylist()
+    assert [(r["key"], r["status"]) for r in rows] == [
+        ("0", "success"),
+        ("1", "success"),
+        ("2", "success"),
+        ("7", "failed_to_download"),
+    ]
+
+
+def test_a_rebuild_takes_the_photos_its_tar_holds_and_a_lost_one_writes_nothing() -> None:
+    target = open_target(memory_url())
+    write_shard(target, "k/00001", members(range(2)))  # an earlier run's tar: photos 0 and 1
+    target.put("k/00001/2_s.jpg", [jpeg(2)])  # a photo redone since, staged
+    packed = pack_dir(plan(range(3)), target, target)
+    assert packed.manifest is not None
+    assert packed.manifest.keys == ("0", "1", "2")
+    assert read_shard(target, "k/00001") == {str(i): jpeg(i) for i in range(3)}
+    assert not target.exists("k/00001/2_s.jpg")
+    tar_before = target.read("k/00001.tar")
+    target.put("k/00001/3_s.jpg", [jpeg(3)])
+    lost = pack_dir(plan(range(5)), target, target)  # 4 is neither staged nor in the tar
+    assert (lost.manifest, lost.missing) == (None, (4,))
+    assert target.read("k/00001.tar") == tar_before, "nothing written"
+    assert target.exists("k/00001/3_s.jpg"), "nothing staged dropped"
+
+
+def test_a_local_staging_directory_is_removed_once_packed(tmp_path: Path) -> None:
+    staging, out = LocalTarget(tmp_path / "staging"), LocalTarget(tmp_path / "out")
+    staging.put("k/00001/0_s.jpg", [jpeg(0)])
+    staging.put("k/00001/.0_s.jpg.tmp-1", [b"half"])  # a killed write's: not a member
+    packed = pack_dir(plan(range(1)), out, staging)
+    assert packed.manifest is not None
+    assert packed.manifest.keys == ("0",)
+    assert not (tmp_path / "staging" / "k" / "00001").exists()
+    assert out.find() == ["k/00001.parquet", "k/00001.tar", "k/00001_stats.json"]
+
+
+@pytest.mark.parametrize(
+    ("ray", "target", "staged_at"),
+    [
+        (False, None, "staging"),  # one machine: beside the store
+        (False, "memory://wds", "staging"),
+        (True, None, "out"),  # --ray: on --out itself, which every node writes to
+        (True, "memory://wds", "memory://wds"),
+    ],
+)
+def test_webdataset_photos_are_staged_where_the_image_half_runs(
+    tmp_path: Path, ray: bool, target: str | None, staged_at: str
+) -> None:
+    settings: dict[str, object] = {"output.format": OutputFormat.WEBDATASET}
+    if ray:
+        settings["cluster.address"] = "auto"
+    if target is not None:
+        settings["output.target"] = target
+    cfg = build_run_config(tmp_path / "q.txt", tmp_path / "out", settings)
+    files = engine_files(cfg)
+    assert files is not None
+    out = tmp_path / "out"
+    expected = {"staging": str(out / STAGING_DIR), "out": str(out)}
+    assert files.url == expected.get(staged_at, staged_at)
+    assert photos_on_target(cfg) is ray, "the start-up sweep looks at staged photos on --out"

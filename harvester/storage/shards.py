@@ -19,7 +19,7 @@ import io
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -34,11 +34,19 @@ SUCCESS = "success"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShardMember:
-    """One stored photo: its key (the photo id), its JPEG and its record (becomes {key}.json)."""
+    """One stored photo: its key (the photo id), its JPEG and its record (becomes {key}.json).
+
+    `image` may be a function that reads the JPEG: the tar is then written one photo at a
+    time, so a directory of 1,000 Originals is never all in memory at once.
+    """
 
     key: str
-    image: bytes
+    image: bytes | Callable[[], bytes]
     meta: Mapping[str, object]
+
+    def data(self) -> bytes:
+        """The JPEG's bytes (read now when `image` is a reader)."""
+        return self.image if isinstance(self.image, bytes) else self.image()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +150,7 @@ def _write_tar(f: io.IOBase | object, members: Sequence[ShardMember], mtime: int
     counter = _Counting(f)
     with tarfile.open(fileobj=counter, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         for member in members:
-            _add(tar, f"{member.key}.jpg", member.image, mtime)
+            _add(tar, f"{member.key}.jpg", member.data(), mtime)
             _add(tar, f"{member.key}.json", orjson.dumps(member.meta), mtime)
     return counter.written
 
