@@ -140,6 +140,8 @@ def prepare_output(cfg: RunConfig) -> None:
             recorded = "."  # --out DIR --store DIR: the same harvest as --out DIR alone
     with Store.open(cfg.out_dir / STORE_FILENAME) as store:
         _same_output(store, recorded, cfg.output.format.value)
+        if cfg.output.format is OutputFormat.WEBDATASET:
+            _same_staging(store, cfg, recorded)
 
 
 def _refuse_pointer(out: Path) -> None:
@@ -174,6 +176,33 @@ def _same_output(store: Store, spec: str, fmt: str) -> None:
             f"this harvest is written as {recorded.get('format')}: keep"
             f" --output-format {recorded.get('format')}"
         )
+
+
+#: Where webdataset photos wait for their tar: beside the store, or on the output (`--ray`).
+STAGED_LOCALLY, STAGED_ON_OUTPUT = "local", "output"
+
+
+def _same_staging(store: Store, cfg: RunConfig, spec: str) -> None:
+    """A webdataset harvest switched to or from `--ray` would look for its staged photos in
+    the other place and never pack them: refuse while the earlier place still holds any."""
+    now = STAGED_ON_OUTPUT if cfg.cluster.address is not None else STAGED_LOCALLY
+    recorded = recorded_output(store) or {}
+    before = recorded.get("staging", STAGED_LOCALLY)  # before this was recorded: no --ray
+    if before != now:
+        if before == STAGED_ON_OUTPUT:
+            earlier: Target = output_target(cfg)
+        else:
+            earlier = LocalTarget(staging_dir(cfg), fsync=cfg.write.fsync)
+        waiting = sum(1 for name in earlier.find() if _PHOTO.fullmatch(name))
+        if waiting:
+            place = "the output" if before == STAGED_ON_OUTPUT else str(staging_dir(cfg))
+            switch = "with --ray" if before == STAGED_ON_OUTPUT else "without --ray"
+            raise ConfigError(
+                f"{waiting} photos of this webdataset harvest wait for their tar in {place}:"
+                f" run it {switch} until they are packed"
+            )
+    if recorded.get("staging") != now:
+        record_output(store, spec, cfg.output.format.value, staging=now)
 
 
 # --- webdataset: building the tars ----------------------------------------------------------

@@ -18,7 +18,7 @@ import webdataset as wds
 
 from harvester.cli import build_run_config
 from harvester.cluster_engine import storage_env
-from harvester.config import OutputFormat
+from harvester.config import OutputFormat, RunConfig
 from harvester.exceptions import ConfigError, WriteError
 from harvester.storage.probe import check_shared, in_subprocess, write_probe
 from harvester.storage.shards import (
@@ -46,6 +46,7 @@ from harvester.targets import (
     is_complete,
     pack_dir,
     photos_on_target,
+    prepare_output,
     resolve_out,
     sweep_uploads,
 )
@@ -479,3 +480,35 @@ def test_webdataset_photos_are_staged_where_the_image_half_runs(
     expected = {"staging": str(out / STAGING_DIR), "out": str(out)}
     assert files.url == expected.get(staged_at, staged_at)
     assert photos_on_target(cfg) is ray, "the start-up sweep looks at staged photos on --out"
+
+
+@pytest.mark.parametrize("first_on_ray", [False, True])
+def test_a_webdataset_harvest_switches_ray_only_once_nothing_waits_for_a_tar(
+    tmp_path: Path, first_on_ray: bool
+) -> None:
+    out = tmp_path / "out"
+
+    def cfg(ray: bool) -> RunConfig:
+        settings: dict[str, object] = {"output.format": OutputFormat.WEBDATASET}
+        if ray:
+            settings["cluster.address"] = "auto"
+        return build_run_config(tmp_path / "q.txt", out, settings)
+
+    first, second = cfg(first_on_ray), cfg(not first_on_ray)
+    prepare_output(first)
+    staged = engine_files(first)
+    assert staged is not None
+    staged.put("k/00001/7_s.jpg", [jpeg(7)])  # done, waiting for its tar: a killed run's
+    switch = "with" if first_on_ray else "without"
+    with pytest.raises(
+        ConfigError, match=rf"^1 photos .* wait for their tar .*: run it {switch} --ray"
+    ):
+        prepare_output(second)
+    prepare_output(first)  # the same mode again: fine
+    staged.remove("k/00001/7_s.jpg")  # packed
+    prepare_output(second)
+    moved = engine_files(second)
+    assert moved is not None
+    moved.put("k/00001/8_s.jpg", [jpeg(8)])
+    with pytest.raises(ConfigError, match="wait for their tar"):  # the switch was recorded
+        prepare_output(first)

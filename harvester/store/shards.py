@@ -82,9 +82,13 @@ def recorded_output(store: Store) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def record_output(store: Store, target: str, fmt: str) -> None:
-    """Remember where the files go and how they are laid out."""
-    value = orjson.dumps({"target": target, "format": fmt}).decode()
+def record_output(store: Store, target: str, fmt: str, *, staging: str | None = None) -> None:
+    """Remember where the files go, how they are laid out, and (webdataset) where photos wait
+    for their tar."""
+    fields = {"target": target, "format": fmt}
+    if staging is not None:
+        fields["staging"] = staging
+    value = orjson.dumps(fields).decode()
     with store.transaction() as db:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (OUTPUT_KEY, value))
 
