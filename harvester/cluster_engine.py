@@ -422,26 +422,39 @@ def ray_packer(cfg: RunConfig) -> Packer:
     """webdataset under `--ray`: each complete directory's shard is a Ray task (pack_shard),
     run where there is room, several at once; the driver only plans them (the store's rows)
     and records what they did. A task whose worker dies is run again by Ray (a shard is the
-    same bytes however often it is written); one that raises stops the finaliser with the
-    error, the directory's staged photos kept for the next run."""
+    same bytes however often it is written). One that raises, or runs past the first batch
+    deadline (`first_deadline_s`, then cancelled), fails the finaliser's pass once every task
+    of the pass has ended, so no directory is packed twice at once; the next pass tries it
+    again, its staged photos kept, and the run stops with the error only if its last pass
+    still fails."""
     import ray
 
     remote = ray.remote(
         **task_options(cfg, num_cpus=PACK_CPUS, max_retries=cfg.cluster.max_attempts - 1)
     )(pack_shard)
     cfg_ref = ray.put(cfg)
+    limit_s = cfg.cluster.first_deadline_s
 
     def pack(plans: Sequence[DirPlan]) -> list[Packed]:
         refs = [remote.remote(cfg_ref, plan) for plan in plans]
-        done = []
+        deadline = time.monotonic() + limit_s
+        done: list[Packed] = []
+        failed: list[HarvestError] = []
         for plan, ref in zip(plans, refs, strict=True):
             try:
-                done.append(ray.get(ref))
+                done.append(ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
+            except ray.exceptions.GetTimeoutError:
+                ray.cancel(ref, force=True)
+                failed.append(WriteError(f"the shard {plan.key} took over {limit_s:.0f} s"))
             except ray.exceptions.RayError as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, HarvestError):
-                    raise cause from exc
-                raise WriteError(f"could not write the shard {plan.key}: {_describe(exc)}") from exc
+                    failed.append(cause)
+                    continue
+                why = f"could not write the shard {plan.key}: {_describe(exc)}"
+                failed.append(WriteError(why))
+        if failed:
+            raise failed[0]
         return done
 
     return pack

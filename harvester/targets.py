@@ -297,20 +297,39 @@ def pack_dir(plan: DirPlan, target: Target, staging: Target) -> Packed:
     members, missing = [], []
     for m in plan.members:
         if m.path is not None and m.path in staged:
-            members.append(ShardMember(key=m.key, image=_reader(staging, m.path), meta=m.meta))
+            members.append(
+                ShardMember(key=m.key, image=_reader(staging, m.path, m.key), meta=m.meta)
+            )
         elif m.key in old:
             members.append(ShardMember(key=m.key, image=old[m.key], meta=m.meta))
         else:
             missing.append(int(m.key))
     if missing:
         return Packed(key=plan.key, manifest=None, missing=tuple(missing))
-    manifest = write_shard(target, plan.key, members, dropped=plan.dropped) if members else None
+    try:
+        manifest = write_shard(target, plan.key, members, dropped=plan.dropped) if members else None
+    except _Vanished as gone:  # deleted between the listing and its read: nothing written
+        return Packed(key=plan.key, manifest=None, missing=(int(gone.key),))
     clear_staged(staging, plan.key)
     return Packed(key=plan.key, manifest=manifest)
 
 
-def _reader(staging: Target, name: str) -> Callable[[], bytes]:
-    return lambda: staging.read(name)
+class _Vanished(Exception):
+    """A staged photo listed for a tar was gone when the tar came to read it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _reader(staging: Target, name: str, key: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return staging.read(name)
+        except FileNotFoundError as exc:
+            raise _Vanished(key) from exc
+
+    return read
 
 
 def clear_staged(staging: Target, key: str) -> None:
@@ -440,10 +459,13 @@ class Finaliser:
             self.built += finalise_ready(self._cfg, self._keywords, searched, packer=self._packer)
         except HarvestError as exc:
             log.error("could not finalise shards: %s", exc)
-            self.error = self.error or exc
+            self.error = exc  # the next pass tries again; finish() raises the last one's
+            return
+        self.error = None
 
     def finish(self) -> None:
-        """Wait for a pass in flight, then build what is complete now; raise a pass's error."""
+        """Wait for a pass in flight, then build what is complete now; raise if that last
+        pass failed (an earlier pass's error that a later pass got past is only logged)."""
         if self._thread is not None:
             self._thread.join()
         self._pass(frozenset(self._searched()))

@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
+from harvester import targets
 from harvester.cli import build_run_config
 from harvester.cluster_engine import storage_env
 from harvester.config import OutputFormat, RunConfig
-from harvester.exceptions import ConfigError, WriteError
+from harvester.exceptions import ConfigError, HarvestError, WriteError
 from harvester.storage.probe import check_shared, in_subprocess, write_probe
 from harvester.storage.shards import (
     ShardDropped,
@@ -41,6 +42,7 @@ from harvester.store.shards import DirPhoto
 from harvester.targets import (
     STAGING_DIR,
     DirPlan,
+    Finaliser,
     PlannedMember,
     engine_files,
     is_complete,
@@ -443,6 +445,52 @@ def test_a_rebuild_takes_the_photos_its_tar_holds_and_a_lost_one_writes_nothing(
     assert (lost.manifest, lost.missing) == (None, (4,))
     assert target.read("k/00001.tar") == tar_before, "nothing written"
     assert target.exists("k/00001/3_s.jpg"), "nothing staged dropped"
+
+
+class VanishingReads(FsspecTarget):
+    """A memory target on which one listed file is gone by the time it is read."""
+
+    def __init__(self, url: str, gone: str) -> None:
+        super().__init__(url)
+        self.gone = gone
+
+    def read(self, name: str) -> bytes:
+        if name == self.gone:
+            super().remove(name)  # removed by hand between the listing and the tar's read
+        return super().read(name)
+
+
+def test_a_staged_photo_gone_while_its_tar_is_written_is_missing_not_an_error() -> None:
+    target = VanishingReads(memory_url(), gone="k/00001/1_s.jpg")
+    for i in range(3):
+        target.put(f"k/00001/{i}_s.jpg", [jpeg(i)])
+    packed = pack_dir(plan(range(3)), target, target)
+    assert (packed.manifest, packed.missing) == (None, (1,)), "redone, not a crash"
+    assert target.find() == ["k/00001/0_s.jpg", "k/00001/2_s.jpg"], "no tar, nothing dropped"
+
+
+def test_the_finaliser_raises_only_when_its_last_pass_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[int | HarvestError] = [WriteError("a hiccup"), 2, WriteError("still down")]
+
+    def finalise_ready(*_args: object, **_kwargs: object) -> int:
+        outcome = passes.pop(0)
+        if isinstance(outcome, HarvestError):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(targets, "finalise_ready", finalise_ready)
+    cfg = build_run_config(
+        tmp_path / "q.txt", tmp_path / "out", {"output.format": OutputFormat.WEBDATASET}
+    )
+    finaliser = Finaliser(cfg, ["k"], frozenset)
+    finaliser._pass(frozenset())  # a pass during the run fails: logged, the run goes on
+    assert finaliser.error is not None
+    finaliser.finish()  # the last pass gets past it: no error
+    assert repr(finaliser) == "<Finaliser built=2 busy=False error=None>"
+    with pytest.raises(WriteError, match="still down"):
+        finaliser.finish()
 
 
 def test_a_local_staging_directory_is_removed_once_packed(tmp_path: Path) -> None:
