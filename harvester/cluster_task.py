@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,6 +38,7 @@ from harvester.cluster.bucket import TokenBucket
 from harvester.config import RunConfig
 from harvester.images.arenas import cap_malloc_arenas
 from harvester.images.download import Fetcher
+from harvester.images.writer import cleanup_temp_files
 from harvester.storage.target import open_target
 from harvester.store.rows import PendingPhoto
 from harvester.targets import DirPlan, Packed, engine_files, output_spec, pack_dir, staging_target
@@ -221,12 +224,25 @@ class Chaos:
         time.sleep(3600)  # "hang": a straggler the dispatcher must cancel
 
 
+#: Under this node's temporary directory: where pack tasks spool the tars they upload.
+NODE_SPOOL = "harvest-spool"
+
+
+def node_spool() -> Path:
+    """This node's spool directory, cleared of the spools of pack tasks whose worker died
+    (a tar's size each; Ray reruns the task, and nothing else would remove them)."""
+    spool = Path(tempfile.gettempdir()) / NODE_SPOOL
+    spool.mkdir(exist_ok=True)
+    cleanup_temp_files(spool)
+    return spool
+
+
 def pack_shard(cfg: RunConfig, plan: DirPlan) -> Packed:
     """The body of a Ray task: one complete directory's shard through the output target.
 
-    The tar is spooled in this node's temporary directory (the driver's store directory, the
-    spool of a single machine, need not exist here)."""
-    target = open_target(output_spec(cfg), fsync=cfg.write.fsync)
+    The tar is spooled under this node's temporary directory (the driver's store directory,
+    the spool of a single machine, need not exist here)."""
+    target = open_target(output_spec(cfg), fsync=cfg.write.fsync, spool_dir=node_spool())
     return pack_dir(plan, target, staging_target(cfg))
 
 

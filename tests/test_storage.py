@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import webdataset as wds
 from harvester import targets
 from harvester.cli import build_run_config
 from harvester.cluster_engine import storage_env
+from harvester.cluster_task import NODE_SPOOL, node_spool
 from harvester.config import OutputFormat, RunConfig
 from harvester.exceptions import ConfigError, HarvestError, WriteError
 from harvester.storage.probe import check_shared, in_subprocess, write_probe
@@ -560,3 +563,17 @@ def test_a_webdataset_harvest_switches_ray_only_once_nothing_waits_for_a_tar(
     moved.put("k/00001/8_s.jpg", [jpeg(8)])
     with pytest.raises(ConfigError, match="wait for their tar"):  # the switch was recorded
         prepare_output(first)
+
+
+def test_a_pack_task_clears_the_spools_its_dead_predecessors_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spool = tmp_path / NODE_SPOOL
+    spool.mkdir()
+    dead = spool / f".spool-a1b2.tmp-{2**31 - 1}"  # no such pid: a worker Ray lost mid-upload
+    live = spool / f".spool-c3d4.tmp-{os.getppid()}"  # another task's, uploading now
+    for path in (dead, live):
+        path.write_bytes(b"part of a tar")
+    assert node_spool() == spool
+    assert (dead.exists(), live.exists()) == (False, True)
