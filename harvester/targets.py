@@ -41,8 +41,8 @@ from harvester.storage.shards import (
     ShardDropped,
     ShardManifest,
     ShardMember,
+    open_shard,
     photo_meta,
-    read_shard,
 )
 from harvester.storage.shards import write_shard as write_shard
 from harvester.storage.target import (
@@ -290,26 +290,28 @@ def pack_dir(plan: DirPlan, target: Target, staging: Target) -> Packed:
 
     Nothing is written, and nothing dropped, when a done photo is neither staged nor in the
     tar: those are returned as missing, for the store to queue again. The tar is written one
-    photo at a time, read from staging as it goes.
+    photo at a time, each read from staging or from the old tar as it goes.
     """
     staged = set(staging.find(plan.key))
-    old = read_shard(target, plan.key)
-    members, missing = [], []
-    for m in plan.members:
-        if m.path is not None and m.path in staged:
-            members.append(
-                ShardMember(key=m.key, image=_reader(staging, m.path, m.key), meta=m.meta)
+    with open_shard(target, plan.key) as old:
+        members, missing = [], []
+        for m in plan.members:
+            if m.path is not None and m.path in staged:
+                members.append(
+                    ShardMember(key=m.key, image=_reader(staging, m.path, m.key), meta=m.meta)
+                )
+            elif m.key in old:
+                members.append(ShardMember(key=m.key, image=old[m.key], meta=m.meta))
+            else:
+                missing.append(int(m.key))
+        if missing:
+            return Packed(key=plan.key, manifest=None, missing=tuple(missing))
+        try:
+            manifest = (
+                write_shard(target, plan.key, members, dropped=plan.dropped) if members else None
             )
-        elif m.key in old:
-            members.append(ShardMember(key=m.key, image=old[m.key], meta=m.meta))
-        else:
-            missing.append(int(m.key))
-    if missing:
-        return Packed(key=plan.key, manifest=None, missing=tuple(missing))
-    try:
-        manifest = write_shard(target, plan.key, members, dropped=plan.dropped) if members else None
-    except _Vanished as gone:  # deleted between the listing and its read: nothing written
-        return Packed(key=plan.key, manifest=None, missing=(int(gone.key),))
+        except _Vanished as gone:  # deleted between the listing and its read: nothing written
+            return Packed(key=plan.key, manifest=None, missing=(int(gone.key),))
     clear_staged(staging, plan.key)
     return Packed(key=plan.key, manifest=manifest)
 

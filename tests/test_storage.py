@@ -394,8 +394,8 @@ def plan(ids: range, *, dropped: tuple[ShardDropped, ...] = ()) -> DirPlan:
 class CountingReads(FsspecTarget):
     """A memory target that records what is read from it."""
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, *, spool_dir: Path | None = None) -> None:
+        super().__init__(url, spool_dir=spool_dir)
         self.reads: list[str] = []
 
     def read(self, name: str) -> bytes:
@@ -448,6 +448,61 @@ def test_a_rebuild_takes_the_photos_its_tar_holds_and_a_lost_one_writes_nothing(
     assert (lost.manifest, lost.missing) == (None, (4,))
     assert target.read("k/00001.tar") == tar_before, "nothing written"
     assert target.exists("k/00001/3_s.jpg"), "nothing staged dropped"
+
+
+def test_a_rebuild_holds_one_old_image_at_a_time_not_the_tar(tmp_path: Path) -> None:
+    """A directory of Originals is 1,000 x several MB: its rebuild must not read the old tar
+    (nor every image in it) into memory at once."""
+    import tracemalloc
+
+    size, count = 2 * 2**20, 12
+    target = LocalTarget(tmp_path, fsync=False)
+    big = [
+        ShardMember(key=str(i), image=os.urandom(size), meta={"photo_id": str(i)})
+        for i in range(count)
+    ]
+    write_shard(target, "k/00001", big)
+    expected = {m.key: m.data() for m in big}
+    del big
+    target.put(f"k/00001/{count}_s.jpg", [jpeg(count)])
+    tracemalloc.start()
+    try:
+        packed = pack_dir(plan(range(count + 1)), target, target)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert packed.manifest is not None
+    assert packed.missing == ()
+    assert peak < 3 * size, f"{peak / 2**20:.1f} MiB held for a {count * size / 2**20:.0f} MiB tar"
+    assert read_shard(target, "k/00001") == expected | {str(count): jpeg(count)}
+
+
+def test_a_rebuild_on_an_object_store_fetches_the_old_tar_to_a_spool_once(tmp_path: Path) -> None:
+    target = CountingReads(memory_url(), spool_dir=tmp_path)  # where the fetched tar goes
+    write_shard(target, "k/00001", members(range(2)))
+    target.put("k/00001/2_s.jpg", [jpeg(2)])
+    packed = pack_dir(plan(range(3)), target, target)
+    assert packed.manifest is not None
+    assert packed.manifest.keys == ("0", "1", "2")
+    assert "k/00001.tar" not in target.reads, "fetched to a spool file, not into memory"
+    assert list(tmp_path.iterdir()) == [], "the spool is gone"
+    assert read_shard(target, "k/00001") == {str(i): jpeg(i) for i in range(3)}
+
+
+def test_a_damaged_old_tar_keeps_its_whole_images_and_requeues_the_rest(tmp_path: Path) -> None:
+    target = LocalTarget(tmp_path, fsync=False)
+    write_shard(target, "k/00001", members(range(3)))
+    data = target.read("k/00001.tar")
+    cut = data.index(jpeg(2)) + 10  # inside the third image
+    target.put("k/00001.tar", [data[:cut]])
+    lost = pack_dir(plan(range(3)), target, target)
+    assert (lost.manifest, lost.missing) == (None, (2,)), "the cut image is queued again"
+    target.put("k/00001/2_s.jpg", [jpeg(2)])  # redone, staged
+    packed = pack_dir(plan(range(3)), target, target)
+    assert packed.manifest is not None
+    assert read_shard(target, "k/00001") == {str(i): jpeg(i) for i in range(3)}
+    target.put("k/00001.tar", [b"not a tar at all" * 64])
+    assert pack_dir(plan(range(3)), target, target).missing == (0, 1, 2)
 
 
 class VanishingReads(FsspecTarget):

@@ -15,17 +15,22 @@ the members (fixed member order and mtime), so a retried or resumed shard is the
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import os
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 import orjson
 
 from harvester.storage.target import Target
 
+log = logging.getLogger(__name__)
 TAR_SUFFIX = ".tar"
 PARQUET_SUFFIX = ".parquet"
 STATS_SUFFIX = "_stats.json"
@@ -243,6 +248,46 @@ def read_shard(target: Target, dir_key: str) -> dict[str, bytes]:
                 if extracted is not None:
                     images[info.name.removesuffix(".jpg")] = extracted.read()
     return images
+
+
+@contextlib.contextmanager
+def open_shard(target: Target, dir_key: str) -> Iterator[dict[str, Callable[[], bytes]]]:
+    """The images of an existing tar by key, each a reader of its bytes (empty when there is
+    no tar): a rebuild keeps them and holds one image at a time, never the tar.
+
+    Only the headers are read up front. A tar cut short keeps the members that are whole,
+    and one that is not a tar keeps none (their photos are missing, for the store to queue
+    again); either is logged.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            f: IO[bytes] | None = stack.enter_context(target.opened(shard_names(dir_key)[0]))
+        except FileNotFoundError:
+            f = None
+        yield {} if f is None else _index(f, f"{target.url}/{dir_key}{TAR_SUFFIX}")
+
+
+def _index(f: IO[bytes], where: str) -> dict[str, Callable[[], bytes]]:
+    end = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    spans: dict[str, tuple[int, int]] = {}
+    try:
+        with tarfile.open(fileobj=f, mode="r:") as tar:
+            for info in tar:
+                whole = info.offset_data + info.size <= end
+                if info.isfile() and info.name.endswith(".jpg") and whole:
+                    spans[info.name.removesuffix(".jpg")] = (info.offset_data, info.size)
+    except tarfile.TarError as exc:
+        log.warning("%s is damaged (%s): keeping its %d whole images", where, exc, len(spans))
+    return {key: _span_reader(f, offset, size) for key, (offset, size) in spans.items()}
+
+
+def _span_reader(f: IO[bytes], offset: int, size: int) -> Callable[[], bytes]:
+    def read() -> bytes:
+        f.seek(offset)
+        return f.read(size)
+
+    return read
 
 
 def member_keys(names: Iterable[str]) -> list[str]:

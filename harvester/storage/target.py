@@ -65,6 +65,11 @@ class Target(Protocol):
         """The bytes of `name`; FileNotFoundError when there is none."""
         ...
 
+    def opened(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """`name` as a seekable file, never read into memory whole (an object is fetched into
+        a local spool file first); FileNotFoundError when there is none."""
+        ...
+
     def exists(self, name: str) -> bool:
         """Whether `name` exists."""
         ...
@@ -170,6 +175,10 @@ class LocalTarget:
         """The file's bytes."""
         return self.path(name).read_bytes()
 
+    def opened(self, name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """The file itself (a later os.replace of `name` leaves this handle on the old one)."""
+        return self.path(name).open("rb")
+
     def exists(self, name: str) -> bool:
         """Whether the file exists."""
         return self.path(name).exists()
@@ -253,6 +262,16 @@ class FsspecTarget:
         """The object's bytes."""
         data: bytes = self._fs.cat_file(self.full(name))
         return data
+
+    @contextlib.contextmanager
+    def opened(self, name: str) -> Iterator[IO[bytes]]:
+        """The object fetched whole into a spool file (one GET, not a range request per read),
+        named like the writer's spool so that a killed run's is swept."""
+        suffix = f".tmp-{os.getpid()}"
+        with tempfile.NamedTemporaryFile(dir=self._spool_dir, prefix=".spool-", suffix=suffix) as f:
+            self._fs.get_file(self.full(name), f.name)  # FileNotFoundError when there is none
+            f.seek(0)
+            yield f
 
     def exists(self, name: str) -> bool:
         """Whether the object exists."""
