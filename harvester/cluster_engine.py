@@ -49,6 +49,7 @@ from harvester.cluster.policy import (
 )
 from harvester.cluster_task import (
     CHAOS_ENV,
+    CHAOS_MARKS_ENV,
     BatchResult,
     HostLimiterActor,
     pack_shard,
@@ -113,8 +114,9 @@ def storage_env(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> dic
 def task_options(cfg: RunConfig, **options: Any) -> dict[str, Any]:
     """`options` for ray.remote, with the variables the tasks need in their runtime_env."""
     env = storage_env(cfg)
-    if chaos := os.environ.get(CHAOS_ENV):
-        env[CHAOS_ENV] = chaos
+    for name in (CHAOS_ENV, CHAOS_MARKS_ENV):
+        if value := os.environ.get(name):
+            env[name] = value
     if env:
         options["runtime_env"] = {"env_vars": env}
     return options
@@ -423,7 +425,7 @@ def ray_packer(cfg: RunConfig) -> Packer:
     run where there is room, several at once; the driver only plans them (the store's rows)
     and records what they did. A task whose worker dies is run again by Ray (a shard is the
     same bytes however often it is written). One that raises, or runs past the first batch
-    deadline (`first_deadline_s`, then cancelled), fails the finaliser's pass once every task
+    deadline (`pack_deadline_s`, then cancelled), fails the finaliser's pass once every task
     of the pass has ended, so no directory is packed twice at once; the next pass tries it
     again, its staged photos kept, and the run stops with the error only if its last pass
     still fails."""
@@ -433,7 +435,7 @@ def ray_packer(cfg: RunConfig) -> Packer:
         **task_options(cfg, num_cpus=PACK_CPUS, max_retries=cfg.cluster.max_attempts - 1)
     )(pack_shard)
     cfg_ref = ray.put(cfg)
-    limit_s = cfg.cluster.first_deadline_s
+    limit_s = cfg.cluster.pack_deadline_s
 
     def pack(plans: Sequence[DirPlan]) -> list[Packed]:
         refs = [remote.remote(cfg_ref, plan) for plan in plans]

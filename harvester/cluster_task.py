@@ -14,6 +14,9 @@ actor cannot be reached.
 
 Chaos hook for the tests: `HARVEST_CHAOS=exit-after:N` makes a batch's first attempt die
 with `os._exit(137)` after N photos; `hang-after:N` makes it hang (a straggler).
+`pack-exit-after:N` and `pack-hang-after:N` do the same to a pack task after it has read N
+staged photos into its tar; Ray's retries of a task carry no attempt number, so the first
+attempt is the one that finds no marker for its directory under `HARVEST_CHAOS_MARKS`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -39,13 +42,15 @@ from harvester.config import RunConfig
 from harvester.images.arenas import cap_malloc_arenas
 from harvester.images.download import Fetcher
 from harvester.images.writer import cleanup_temp_files
-from harvester.storage.target import open_target
+from harvester.storage.target import Target, open_target
 from harvester.store.rows import PendingPhoto
 from harvester.targets import DirPlan, Packed, engine_files, output_spec, pack_dir, staging_target
 
 log = logging.getLogger(__name__)
 
 CHAOS_ENV = "HARVEST_CHAOS"
+CHAOS_MARKS_ENV = "HARVEST_CHAOS_MARKS"  # pack chaos: where first attempts leave their marker
+PACK_CHAOS = "pack-"
 LEASE_TIMEOUT_S = 30.0  # a lease slower than this: the actor counts as unreachable
 
 
@@ -214,8 +219,8 @@ class Chaos:
     after: int
     seen: int = 0
 
-    def tick(self, _outcome: Outcome) -> None:
-        """Called after each photo of the batch."""
+    def tick(self, _outcome: object = None) -> None:
+        """Called after each photo of the batch (or each staged photo a pack task reads)."""
         self.seen += 1
         if self.seen < self.after:
             return
@@ -243,13 +248,51 @@ def pack_shard(cfg: RunConfig, plan: DirPlan) -> Packed:
     The tar is spooled under this node's temporary directory (the driver's store directory,
     the spool of a single machine, need not exist here)."""
     target = open_target(output_spec(cfg), fsync=cfg.write.fsync, spool_dir=node_spool())
-    return pack_dir(plan, target, staging_target(cfg))
+    staging = staging_target(cfg)
+    if (chaos := _pack_chaos(plan.key)) is not None:
+        staging = cast(Target, _ChaosReads(staging, chaos))
+    return pack_dir(plan, target, staging)
+
+
+def _pack_chaos(dir_key: str) -> Chaos | None:
+    """The chaos hook of a pack task's first attempt at `dir_key`, from HARVEST_CHAOS."""
+    spec, marks = os.environ.get(CHAOS_ENV, ""), os.environ.get(CHAOS_MARKS_ENV, "")
+    if not spec.startswith(PACK_CHAOS) or not marks:
+        return None
+    chaos = _parse_chaos(spec.removeprefix(PACK_CHAOS))
+    marker = Path(marks) / dir_key.replace("/", "+")
+    if chaos is None or marker.exists():
+        return None
+    marker.touch()
+    return chaos
+
+
+class _ChaosReads:
+    """A staging target whose reads tick the chaos hook (the test of a pack task's death)."""
+
+    def __init__(self, inner: Target, chaos: Chaos) -> None:
+        self._inner = inner
+        self._chaos = chaos
+
+    def read(self, name: str) -> bytes:
+        data = self._inner.read(name)
+        self._chaos.tick()
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def _chaos(attempt: int) -> Chaos | None:
     """The chaos hook for this attempt (only ever a batch's first), from HARVEST_CHAOS."""
     spec = os.environ.get(CHAOS_ENV, "")
-    if attempt > 0 or ":" not in spec:
+    if attempt > 0 or spec.startswith(PACK_CHAOS):
+        return None
+    return _parse_chaos(spec)
+
+
+def _parse_chaos(spec: str) -> Chaos | None:
+    if ":" not in spec:
         return None
     action, _, after = spec.partition(":")
     name = action.removesuffix("-after")

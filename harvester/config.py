@@ -226,6 +226,7 @@ class ClusterPolicy:
     straggler_factor: float = 3.0  # deadline: this x the rolling p95 time per photo
     min_deadline_s: float = 60.0  # never cancel a batch sooner than this
     first_deadline_s: float = 1800.0  # the deadline before three batches have been timed
+    pack_deadline_s: float = 1800.0  # a webdataset pack task's, then cancelled (next pass redoes)
     lease_block: int = 16  # image-host tokens a worker leases from the limiter at once
     recover_per_min: float = 0.1  # after a 429 halving, the rate regains this share a minute
 

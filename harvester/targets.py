@@ -43,6 +43,7 @@ from harvester.storage.shards import (
     ShardMember,
     open_shard,
     photo_meta,
+    shard_names,
 )
 from harvester.storage.shards import write_shard as write_shard
 from harvester.storage.target import (
@@ -293,6 +294,7 @@ def pack_dir(plan: DirPlan, target: Target, staging: Target) -> Packed:
     photo at a time, each read from staging or from the old tar as it goes.
     """
     staged = set(staging.find(plan.key))
+    sweep_shard_temps(target, plan.key)
     with open_shard(target, plan.key) as old:
         members, missing = [], []
         for m in plan.members:
@@ -314,6 +316,24 @@ def pack_dir(plan: DirPlan, target: Target, staging: Target) -> Packed:
             return Packed(key=plan.key, manifest=None, missing=(int(gone.key),))
     clear_staged(staging, plan.key)
     return Packed(key=plan.key, manifest=manifest)
+
+
+def sweep_shard_temps(target: Target, dir_key: str) -> int:
+    """Remove the temporary files of this directory's shard that dead writers left beside it
+    (`.<name>.tmp-<pid>`: a pack task killed mid-tar, which Ray runs again in another worker
+    while the run goes on). An object store has none: its writers spool on their node."""
+    root = target.local_root
+    if root is None:
+        return 0
+    removed = 0
+    for name in shard_names(dir_key):
+        path = root / name
+        for temp in path.parent.glob(f".{path.name}.tmp-*"):
+            pid = temp.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                temp.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 class _Vanished(Exception):

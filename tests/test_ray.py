@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from harvester import targets
-from harvester.cluster_task import CHAOS_ENV, HostLimiterActor, LeasedHosts
+from harvester.cluster_task import CHAOS_ENV, CHAOS_MARKS_ENV, HostLimiterActor, LeasedHosts
 from harvester.config import OutputFormat
+from harvester.exceptions import WriteError
 from harvester.runner import run_command
 from tests.harness import (
     ThreadedEmulator,
@@ -181,6 +182,48 @@ def test_webdataset_on_ray_packs_each_directory_in_a_task_from_what_its_batches_
     no_packing_on_the_driver(monkeypatch)
     assert _run(emu, tmp_path, **WEBDATASET) == 0
     out = tmp_path / "out"
+    check_shards(out, local_shards(out), KEYWORDS)
+    assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
+    assert not list(out.rglob("*.jpg")), "no staged photo left"
+
+
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_a_pack_task_killed_mid_tar_is_run_again_and_leaves_nothing_behind(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each directory's first pack task dies (os._exit) after reading 2 staged photos into
+    its tar: Ray runs it again, and the shards are whole, with no temp file and nothing staged."""
+    monkeypatch.setenv(CHAOS_ENV, "pack-exit-after:2")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv(CHAOS_MARKS_ENV, str(marks))
+    assert _run(emu, tmp_path, **WEBDATASET) == 0
+    out = tmp_path / "out"
+    assert len(list(marks.iterdir())) >= len(KEYWORDS), "every directory's first task died"
+    check_shards(out, local_shards(out), KEYWORDS)
+    assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
+    assert not list(out.rglob("*.jpg")), "no staged photo left"
+
+
+@pytest.mark.usefixtures("session_ray", "api_key")
+def test_a_pack_task_past_its_deadline_is_cancelled_the_run_fails_and_a_rerun_packs_it(
+    emu: ThreadedEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack task that hangs is cancelled at the deadline: the run ends with the error (no
+    hang at the end), its staged photos kept; the next run writes the shards."""
+    monkeypatch.setenv(CHAOS_ENV, "pack-hang-after:2")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv(CHAOS_MARKS_ENV, str(marks))
+    quick = {"output.finalise_every_s": 3600.0, "cluster.pack_deadline_s": 5.0}
+    started = time.monotonic()
+    with pytest.raises(WriteError, match=r"the shard \S+ took over 5 s"):  # the CLI: exit 1
+        _run(emu, tmp_path, **WEBDATASET, **quick)
+    assert time.monotonic() - started < 100, "ended at the deadline, not after the hang"
+    out = tmp_path / "out"
+    assert list(out.rglob("*.jpg")), "the staged photos are kept for the next run"
+    assert list(marks.iterdir()), "a first attempt hung and was cancelled"
+    assert _run(emu, tmp_path, **WEBDATASET) == 0  # the marker says: not a first attempt
     check_shards(out, local_shards(out), KEYWORDS)
     assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
     assert not list(out.rglob("*.jpg")), "no staged photo left"
