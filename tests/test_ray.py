@@ -169,6 +169,22 @@ def no_packing_on_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(targets, "local_packer", refused)
 
 
+def check_packed(emu: ThreadedEmulator, out: Path) -> None:
+    """Every photo of the truth in a whole shard, no temp file, nothing staged left."""
+    check_shards(out, local_shards(out), KEYWORDS)
+    assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
+    assert not list(out.rglob("*.jpg")), "no staged photo left"
+
+
+def pack_chaos(monkeypatch: pytest.MonkeyPatch, base: Path, spec: str) -> Path:
+    """Set a pack chaos hook; returns where each directory's first attempt leaves its marker."""
+    monkeypatch.setenv(CHAOS_ENV, spec)
+    marks = base / "marks"
+    marks.mkdir()
+    monkeypatch.setenv(CHAOS_MARKS_ENV, str(marks))
+    return marks
+
+
 @pytest.mark.parametrize("chaos", ["", "exit-after:4"])
 @pytest.mark.usefixtures("session_ray", "api_key")
 def test_webdataset_on_ray_packs_each_directory_in_a_task_from_what_its_batches_staged(
@@ -181,10 +197,7 @@ def test_webdataset_on_ray_packs_each_directory_in_a_task_from_what_its_batches_
         monkeypatch.setenv(CHAOS_ENV, chaos)
     no_packing_on_the_driver(monkeypatch)
     assert _run(emu, tmp_path, **WEBDATASET) == 0
-    out = tmp_path / "out"
-    check_shards(out, local_shards(out), KEYWORDS)
-    assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
-    assert not list(out.rglob("*.jpg")), "no staged photo left"
+    check_packed(emu, tmp_path / "out")
 
 
 @pytest.mark.usefixtures("session_ray", "api_key")
@@ -193,16 +206,10 @@ def test_a_pack_task_killed_mid_tar_is_run_again_and_leaves_nothing_behind(
 ) -> None:
     """Each directory's first pack task dies (os._exit) after reading 2 staged photos into
     its tar: Ray runs it again, and the shards are whole, with no temp file and nothing staged."""
-    monkeypatch.setenv(CHAOS_ENV, "pack-exit-after:2")
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv(CHAOS_MARKS_ENV, str(marks))
+    marks = pack_chaos(monkeypatch, tmp_path, "pack-exit-after:2")
     assert _run(emu, tmp_path, **WEBDATASET) == 0
-    out = tmp_path / "out"
     assert len(list(marks.iterdir())) >= len(KEYWORDS), "every directory's first task died"
-    check_shards(out, local_shards(out), KEYWORDS)
-    assert set(photos(out)) == set().union(*(emu.truth(kw) for kw in KEYWORDS))
-    assert not list(out.rglob("*.jpg")), "no staged photo left"
+    check_packed(emu, tmp_path / "out")
 
 
 @pytest.mark.usefixtures("session_ray", "api_key")
@@ -211,10 +218,7 @@ def test_a_pack_task_past_its_deadline_is_cancelled_the_run_fails_and_a_rerun_pa
 ) -> None:
     """A pack task that hangs is cancelled at the deadline: the run ends with the error (no
     hang at the end), its staged photos kept; the next run writes the shards."""
-    monkeypatch.setenv(CHAOS_ENV, "pack-hang-after:2")
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv(CHAOS_MARKS_ENV, str(marks))
+    marks = pack_chaos(monkeypatch, tmp_path, "pack-hang-after:2")
     quick = {"output.finalise_every_s": 3600.0, "cluster.pack_deadline_s": 5.0}
     started = time.monotonic()
     with pytest.raises(WriteError, match=r"the shard \S+ took over 5 s"):  # the CLI: exit 1
